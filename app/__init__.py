@@ -1,0 +1,31 @@
+"""mock-openai: an OpenAI-compatible mock LLM API server."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.config import Settings, load_settings
+from app.state import MockState
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Settings | dict | None = None) -> Flask:
+    """Build the app. ``config`` is a loaded :class:`Settings`, or a dict of overrides for
+    :func:`load_settings` (``{"responses": {"inter_token_latency_ms": 0}}``), or None for the usual layers."""
+    settings = config if isinstance(config, Settings) else load_settings(overrides=config)
+    app = Flask(__name__)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"])
+    app.json.sort_keys = False
+    app.extensions["mock_openai"] = MockState.build(settings)
+
+    from app import auth, errors, headers
+    from app.api import completions, meta, models
+
+    errors.init_app(app)
+    headers.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(models.bp)
+    app.register_blueprint(completions.bp)
+    return app

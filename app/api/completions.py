@@ -1,0 +1,129 @@
+"""``/v1/chat/completions`` and the legacy ``/v1/completions``, streaming and not.
+
+Each request is parsed into a plain object, its fate (latency, fault) is decided once, and only then is a
+reply rendered: a JSON body, or an SSE stream paced on deadlines.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+
+from flask import Blueprint, Response
+from gevent import sleep
+
+from app.api.models import model_not_found
+from app.config import DEFAULT_MAX_OUTPUT_TOKENS, Settings
+from app.errors import OpenAIError
+from app.headers import add_rate_limit_headers
+from app.render import Reply
+from app.schemas import (
+    ChatCompletionRequestSchema,
+    CompletionRequest,
+    CompletionRequestSchema,
+    json_body,
+    parse_request,
+)
+from app.simulation import decide
+from app.state import current_state
+from app.streaming import paced_events
+from app.tokens import count_message_tokens, count_prompt_tokens
+
+bp = Blueprint("completions", __name__, url_prefix="/v1")
+
+
+@bp.post("/chat/completions")
+def create_chat_completion():
+    """200 ``chat.completion`` JSON, or with ``"stream": true`` an SSE stream of ``chat.completion.chunk``
+    events ending in ``data: [DONE]``. 400/404 with an OpenAI error body for a bad request or model."""
+    state = current_state()
+    request = parse_request(ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
+    body = request.body
+    prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"))
+    return _complete(request, "chat", prompt_tokens, state.chat)
+
+
+@bp.post("/completions")
+def create_completion():
+    """200 ``text_completion`` JSON, or an SSE stream of ``text_completion`` chunks whose last text chunk
+    carries the ``finish_reason``. 400/404 with an OpenAI error body for a bad request or model."""
+    state = current_state()
+    request = parse_request(CompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
+    return _complete(request, "completions", count_prompt_tokens(request.body.get("prompt")), state.legacy)
+
+
+def _complete(request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
+    state = current_state()
+    settings = state.settings
+    model_id, max_output_tokens = _resolve_model(settings, request.model, endpoint)
+    if request.max_tokens is not None and request.max_tokens > max_output_tokens:
+        raise OpenAIError(
+            400,
+            f"max_tokens is too large: {request.max_tokens}. This model supports at most {max_output_tokens} "
+            f"completion tokens, whereas you provided {request.max_tokens}.",
+            param=request.max_tokens_param,
+            code="invalid_value",
+        )
+    if request.stream and not settings.responses["streaming_enabled"]:
+        raise OpenAIError(
+            400,
+            "Streaming is disabled on this server ([responses] streaming_enabled = false).",
+            param="stream",
+            code="unsupported_value",
+        )
+    # A named limit is served exactly and reported as cut off; otherwise the configured length ends
+    # naturally, so the SDK's .parse() and get_final_completion() (which raise on "length") work.
+    if request.max_tokens is not None:
+        count, finish_reason = request.max_tokens, "length"
+    else:
+        count, finish_reason = min(settings.responses["max_tokens"], max_output_tokens), "stop"
+
+    fate = decide(settings.responses)
+    if fate.error is not None:
+        raise fate.error
+    temperature = request.temperature if request.temperature is not None else settings.responses["temperature"]
+    reply = Reply(
+        model=model_id,
+        start=state.corpus.start_for(temperature),
+        count=count,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens,
+        include_usage=request.include_usage,
+        include_obfuscation=request.include_obfuscation,
+    )
+    if request.stream:
+        head, event_at, tail = renderer.stream(reply)
+        first_token_at = monotonic() + fate.ttft_s
+        events = paced_events(head, event_at, count, tail, first_token_at, fate.inter_token_latency_s)
+        response = Response(events, mimetype="text/event-stream", direct_passthrough=True)
+    else:
+        if fate.ttft_s:
+            sleep(fate.ttft_s)
+        response = Response(renderer.body(reply), mimetype="application/json")
+    add_rate_limit_headers(response, prompt_tokens + count)
+    return response
+
+
+def _resolve_model(settings: Settings, model_id: str | None, endpoint: str) -> tuple[str, int]:
+    """The model to answer as and its output limit. Without a model (lenient mode), the first configured
+    one for the endpoint, as the original mock answered ``{"max_tokens": 2048}``."""
+    if model_id is None:
+        model = next((m for m in settings.models if m.endpoint == endpoint), settings.models[0])
+        return model.id, model.max_output_tokens
+    model = settings.model(model_id)
+    if model is None:
+        if settings.allow_unknown_models:
+            return model_id, DEFAULT_MAX_OUTPUT_TOKENS
+        raise model_not_found(model_id)
+    if model.endpoint != endpoint:
+        if endpoint == "completions":
+            message = (
+                "This is a chat model and not supported in the v1/completions endpoint. "
+                "Did you mean to use v1/chat/completions?"
+            )
+        else:
+            message = (
+                "This is not a chat model and thus not supported in the v1/chat/completions endpoint. "
+                "Did you mean to use v1/completions?"
+            )
+        raise OpenAIError(404, message, param="model")
+    return model.id, model.max_output_tokens

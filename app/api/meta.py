@@ -1,0 +1,35 @@
+"""Service endpoints outside the OpenAI API, as the original mock server has them."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from app.schemas import json_body
+from app.state import current_state
+
+bp = Blueprint("meta", __name__)
+
+
+@bp.get("/health")
+def health():
+    """200 ``{"status": "healthy", "service": "mock-openai"}``; never needs a key, for probes."""
+    return jsonify(status="healthy", service="mock-openai")
+
+
+@bp.get("/hello")
+def hello():
+    """200 ``Hello world!`` as plain text."""
+    return Response("Hello world!", mimetype="text/plain")
+
+
+@bp.get("/tokens")
+def tokens():
+    """200 ``Max tokens: N``: the length of a reply to a request that names no limit (``[responses]
+    max_tokens``)."""
+    return Response(f"Max tokens: {current_state().settings.responses['max_tokens']}", mimetype="text/plain")
+
+
+@bp.post("/echo")
+def echo():
+    """200 with the JSON that was sent; 400 if it is not JSON."""
+    return jsonify(json_body())

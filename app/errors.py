@@ -1,0 +1,93 @@
+"""The one OpenAI error helper, and the Flask handlers that route every failure through it.
+
+Every error a client sees is ``{"error": {"message", "type", "param", "code"}}`` with the real API's status
+and wording. Nothing reaches the client as an HTML page or a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+INVALID_REQUEST = "invalid_request_error"
+SERVER_ERROR = "server_error"
+
+INVALID_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. "
+    "If you have trouble figuring out how to fix this, please contact us through our help center at "
+    "help.openai.com.)"
+)
+SERVER_ERROR_MESSAGE = (
+    "The server had an error while processing your request. Sorry about that! You can retry your request, "
+    "or contact us through our help center at help.openai.com if the error persists."
+)
+
+
+class OpenAIError(Exception):
+    """An error to answer in the real API's shape. Raise it anywhere in a request."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = INVALID_REQUEST,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def to_response(self) -> Response:
+        return error_response(self.status, self.message, self.type, self.param, self.code, self.headers)
+
+
+def error_response(
+    status: int,
+    message: str,
+    type: str = INVALID_REQUEST,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+) -> Response:
+    """A response with the error body; the real API indents error bodies by four spaces."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return Response(json.dumps(body, indent=4) + "\n", status, headers, mimetype="application/json")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(OpenAIError, lambda exc: exc.to_response())
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    route = f"({request.method} {request.path})"
+    if exc.code == 404:
+        return error_response(404, f"Invalid URL {route}")
+    if exc.code == 405:
+        return error_response(405, f"Invalid method for URL {route}")
+    if exc.code == 413:
+        limit = request.max_content_length
+        return error_response(
+            413, f"Request body too large for {request.path}. The maximum request body size is {limit} bytes."
+        )
+    if exc.code == 400:
+        return error_response(400, INVALID_JSON_MESSAGE)
+    return error_response(exc.code or 500, exc.description or exc.name)
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, SERVER_ERROR_MESSAGE, SERVER_ERROR)

@@ -1,0 +1,87 @@
+"""Where response text comes from: a corpus, tokenised once at start-up.
+
+A reply of N tokens is N consecutive corpus tokens, wrapping around at the end, so any length can be served.
+With ``temperature`` 0 every reply starts at the top of the corpus (the same request gets the same text);
+otherwise it starts at a randomly chosen sentence.
+
+Each token's JSON-escaped form is built here once, so the streaming path only concatenates bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import requests
+
+from app.tokens import split_tokens
+
+_SENTENCE_END = re.compile(r"[.!?]['\")\]]*\s*$")
+
+
+class CorpusError(Exception):
+    """The corpus cannot be read or downloaded; ``str()`` is the message for the user."""
+
+
+class Corpus:
+    def __init__(self, text: str):
+        tokens = split_tokens(text.strip())
+        if not tokens:
+            raise CorpusError("the corpus is empty")
+        self.tokens: list[str] = tokens
+        # json.dumps gives the quoted, escaped string, as the real API writes it (non-ASCII left as is).
+        self.json_tokens: list[bytes] = [json.dumps(t, ensure_ascii=False).encode() for t in tokens]
+        self.sentence_starts = [0] + [i + 1 for i, t in enumerate(tokens[:-1]) if _SENTENCE_END.search(t)]
+        self._text_twice = "".join(tokens) * 2
+
+    @classmethod
+    def from_file(cls, path: Path) -> Corpus:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise CorpusError(f"cannot read the corpus {path}: {exc.strerror or exc}") from None
+        try:
+            return cls(text)
+        except CorpusError as exc:
+            raise CorpusError(f"{exc}: {path}") from None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def start_for(self, temperature: float) -> int:
+        """Where a reply begins: the top at temperature 0, a random sentence otherwise."""
+        if temperature == 0:
+            return 0
+        return random.choice(self.sentence_starts)
+
+    def text(self, start: int, count: int) -> str:
+        """The text of ``count`` tokens from ``start``, wrapping around the corpus."""
+        size = len(self.tokens)
+        if count <= size - start:
+            return "".join(self.tokens[start : start + count])
+        whole, rest = divmod(count - (size - start), size)
+        head = "".join(self.tokens[start:])
+        return head + self._text_twice[: len(self._text_twice) // 2] * whole + "".join(self.tokens[:rest])
+
+
+def download(url: str, destination: Path, timeout: float = 30) -> Path:
+    """Fetch a text corpus (the sonnets) once; a clear CorpusError when there is no network."""
+    try:
+        response = requests.get(url, timeout=timeout)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        reason = exc.__class__.__name__
+        if isinstance(exc, requests.HTTPError):
+            reason = f"HTTP {exc.response.status_code}"
+        raise CorpusError(
+            f"could not download {url} ({reason}). Check the network, set "
+            "MOCK_OPENAI_RESPONSES_SONNETS_URL to a reachable copy, or use --corpus PATH."
+        ) from None
+    text = response.content.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise CorpusError(f"{url} returned an empty file")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(text, encoding="utf-8")
+    return destination
