@@ -308,7 +308,7 @@ def load_settings(
     if dotenv_path.is_file():
         dotenv = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
         layers.append((".env", _from_environment(dotenv)))
-    layers.append(("environment", _from_environment(environ)))
+    layers.append(("environment variable", _from_environment(environ)))
     cli = environ.get(CLI_OVERRIDES_ENV)
     if cli:
         layers.append(("command line", json.loads(cli)))
@@ -331,18 +331,30 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 
 
+class _EnvLayer(dict):
+    """A layer read from variables; ``names`` says which variable gave each key, for error messages."""
+
+    names: dict
+
+
 def _from_environment(environ) -> dict:
     """``MOCK_OPENAI_<SECTION>_<KEY>`` (or ``MOCK_GPT_...``) and the conventional aliases, as a layer."""
-    layer: dict[str, dict] = {}
-    for name, (section, key) in ALIASES.items():
-        if environ.get(name):
-            layer.setdefault(section, {})[key] = environ[name]
+    layer = _EnvLayer()
+    layer.names = {}
+
+    def put(section, key, variable):
+        layer.setdefault(section, {})[key] = environ[variable]
+        layer.names[f"{section}.{key}"] = variable
+
+    for variable, (section, key) in ALIASES.items():
+        if environ.get(variable):
+            put(section, key, variable)
     for prefix in ENV_PREFIXES[::-1]:  # MOCK_OPENAI_ wins over MOCK_GPT_
         for section, keys in DEFAULTS.items():
             for key in keys:
-                value = environ.get(f"{prefix}{section.upper()}_{key.upper()}")
-                if value is not None:
-                    layer.setdefault(section, {})[key] = value
+                variable = f"{prefix}{section.upper()}_{key.upper()}"
+                if environ.get(variable) is not None:
+                    put(section, key, variable)
     return layer
 
 
@@ -357,9 +369,11 @@ def _merge(layers):
                 raise ConfigError(f"unknown config section [{section}] (from {source})")
             if not isinstance(values, dict):
                 raise ConfigError(f"[{section}] must be a table (from {source})")
+            names = getattr(layer, "names", {})
             for key, value in values.items():
                 merged[section][key] = value
-                sources[f"{section}.{key}"] = source
+                name = f"{section}.{key}"
+                sources[name] = f"{source} {names[name]}" if name in names else source
     return merged, sources
 
 

@@ -14,8 +14,6 @@ import random
 import re
 from pathlib import Path
 
-import requests
-
 from app.tokens import split_tokens
 
 _SENTENCE_END = re.compile(r"[.!?]['\")\]]*\s*$")
@@ -68,6 +66,8 @@ class Corpus:
 
 def download(url: str, destination: Path, timeout: float = 30) -> Path:
     """Fetch a text corpus (the sonnets) once; a clear CorpusError when there is no network."""
+    import requests  # here, not at import: gunicorn's master must not import ssl before gevent patches it
+
     try:
         response = requests.get(url, timeout=timeout)
         response.raise_for_status()

@@ -1,0 +1,141 @@
+"""The ``mock-openai`` command: flags -> config -> gunicorn, in-process, with ``gunicorn.conf.py``.
+
+Flags are the top layer of the one config loader. They reach gunicorn's master and every forked worker
+through the ``MOCK_OPENAI_CLI_OVERRIDES`` environment variable, so all of them load the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from app import __version__
+from app.config import (
+    CLI_OVERRIDES_ENV,
+    CONFIG_FILE_ENV,
+    ROOT,
+    SONNETS_PATH,
+    ConfigError,
+    load_settings,
+    parse_duration,
+)
+from app.textgen import CorpusError, download
+
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)  # reject now, with argparse's usage line
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mock-openai",
+        description="An OpenAI-compatible mock API server on gunicorn gevent workers.",
+        epilog="Every flag has a config key and an environment variable; see the README.",
+    )
+    add = parser.add_argument
+    add("-p", "--port", type=int, help="port to listen on [8079]")
+    add("-a", "--address", help="address to bind to [0.0.0.0]")
+    add("-w", "--workers", type=int, help="gunicorn gevent workers [CPU count]")
+    add(
+        "--client-request-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="time a new connection has to send its request head, e.g. 600s, 10m, 1h [600s]",
+    )
+    add(
+        "--max-connection-rate",
+        type=int,
+        metavar="N",
+        help="new connections each worker starts serving per second, 0 for no limit [512]",
+    )
+    add("--token", help="require this API key as 'Authorization: Bearer <token>'")
+    add(
+        "--inter-token-latency",
+        type=float,
+        metavar="MS",
+        help="milliseconds between streamed tokens, 0 for none [10]",
+    )
+    add("--time-to-first-token", type=float, metavar="MS", help="milliseconds before the first token [0]")
+    add("--corpus", type=Path, metavar="PATH", help="text file to draw replies from [assets/corpus.txt]")
+    add("--download-sonnets", action="store_true", help="fetch the Shakespeare sonnets into assets/ and use them")
+    add("--any-model", action="store_true", help="answer any model name, echoing it back")
+    add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="[warning]")
+    add("--config", type=Path, metavar="FILE", help="extra TOML config file, above config/*.toml")
+    add("-V", "--version", action="version", version=f"mock-openai {__version__}")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The flags the user gave, as a config layer (``{"section": {"key": value}}``)."""
+    mapping = {
+        "port": ("server", "port"),
+        "address": ("server", "host"),
+        "workers": ("server", "workers"),
+        "client_request_timeout": ("server", "client_request_timeout"),
+        "max_connection_rate": ("server", "max_connection_rate"),
+        "log_level": ("server", "log_level"),
+        "token": ("auth", "token"),
+        "inter_token_latency": ("responses", "inter_token_latency_ms"),
+        "time_to_first_token": ("responses", "default_delay_ms"),
+        "corpus": ("responses", "corpus"),
+    }
+    layer: dict[str, dict] = {}
+    for name, (section, key) in mapping.items():
+        value = getattr(args, name)
+        if value is not None:
+            layer.setdefault(section, {})[key] = str(value.resolve()) if isinstance(value, Path) else value
+    if args.any_model:
+        layer.setdefault("models", {})["allow_unknown"] = True
+    return layer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(args.config.resolve())
+    layer = overrides_from(args)
+    os.environ[CLI_OVERRIDES_ENV] = json.dumps(layer)
+    try:
+        settings = load_settings()
+        if args.download_sonnets:
+            if not SONNETS_PATH.is_file():
+                print(f"mock-openai: downloading {settings.responses['sonnets_url']}", file=sys.stderr)
+                download(settings.responses["sonnets_url"], SONNETS_PATH)
+            layer.setdefault("responses", {})["corpus"] = str(SONNETS_PATH)
+            os.environ[CLI_OVERRIDES_ENV] = json.dumps(layer)
+    except (ConfigError, CorpusError) as exc:
+        print(f"mock-openai: {exc}", file=sys.stderr)
+        return 2
+    run_gunicorn()
+    return 0
+
+
+def run_gunicorn() -> None:
+    """Run gunicorn in this process with ``gunicorn.conf.py``, serving :func:`app.create_app`."""
+    from gunicorn.app.base import Application
+
+    class MockOpenAIServer(Application):
+        def init(self, parser, opts, args):
+            return None
+
+        def load_config(self):
+            # Only the config file: our own flags are not gunicorn's and are already in the environment.
+            self.load_config_from_file(str(GUNICORN_CONF))
+
+        def load(self):
+            from app import create_app
+
+            return create_app()
+
+    sys.argv = [sys.argv[0]]
+    MockOpenAIServer().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""gunicorn settings, read from the project's one config loader (app/config.py).
+
+Start with ``gunicorn -c gunicorn.conf.py wsgi:app``; ``mock-openai`` runs the same file in-process.
+"""
+
+import resource
+import sys
+
+from app.config import ConfigError, load_settings
+from app.textgen import Corpus, CorpusError
+
+try:
+    settings = load_settings()
+    Corpus.from_file(settings.corpus_path)  # fail here, once, rather than in every worker
+except (ConfigError, CorpusError) as exc:
+    sys.exit(f"mock-openai: {exc}")
+
+server = settings.server
+host = f"[{server['host']}]" if ":" in server["host"] else server["host"]
+bind = [f"{host}:{server['port']}"]
+workers = server["workers"]
+# gunicorn's gevent worker, extended with the original's connection limits (app/worker.py).
+worker_class = "app.worker.MockOpenAIWorker"
+# Sizes each worker's gevent pool: the number of connections (and so streams) it holds at once.
+worker_connections = server["max_connections"]
+timeout = int(server["timeout"])
+graceful_timeout = int(server["graceful_timeout"])
+keepalive = int(server["keepalive"])
+loglevel = server["log_level"]
+errorlog = "-"
+accesslog = "-" if server["access_log"] else None
+proc_name = "mock-openai"
+
+# TLS (a later step wires [tls] into certfile, keyfile, ca_certs and cert_reqs here).
+
+
+def on_starting(arbiter):
+    """Raise the open-files limit so each worker can hold ``worker_connections`` sockets; workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = worker_connections + 256
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        arbiter.log.warning(
+            "open-files limit %s is below the %s that max_connections=%s needs; raise it with ulimit -Hn",
+            hard, wanted, worker_connections,
+        )
+        wanted = hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def when_ready(arbiter):
+    scheme = "https" if settings.tls_enabled else "http"
+    shown = "127.0.0.1" if server["host"] in ("0.0.0.0", "::") else host
+    port = arbiter.LISTENERS[0].sock.getsockname()[1] if arbiter.LISTENERS else server["port"]
+    print(f"mock-openai listening on {scheme}://{shown}:{port}/v1 ({workers} workers)", file=sys.stderr, flush=True)
