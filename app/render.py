@@ -208,8 +208,8 @@ class LegacyRenderer:
             + str(created).encode() + b',"choices":[{"text":'
         )
         model = json.dumps(reply.model, ensure_ascii=False).encode()
-        usage_null = b',"usage":null' if reply.include_usage else b""
-        middle = b',"index":0,"logprobs":null,"finish_reason":null}],"model":' + model + usage_null + b"}\n\n"
+        # Unlike chat chunks, legacy text chunks carry no "usage": null (the spec's schema has no null usage).
+        middle = b',"index":0,"logprobs":null,"finish_reason":null}],"model":' + model + b"}\n\n"
         last_middle = middle.replace(b'"finish_reason":null', b'"finish_reason":"' + reply.finish_reason.encode() + b'"')
         tokens, size, start, last = self.chunks.json_tokens, len(self.chunks.json_tokens), reply.start, reply.count - 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
 from app.errors import INVALID_JSON_MESSAGE, OpenAIError
 
@@ -254,6 +254,12 @@ class ApiField(fields.Field):
     def __init__(self, check: Check, **kwargs):
         super().__init__(**kwargs)
         self.api_check = check
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        # null is the Check's to judge (most OpenAI parameters are nullable), not marshmallow's.
+        if value is missing:
+            return missing
+        return self._deserialize(value, attr, data, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         try:

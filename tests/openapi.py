@@ -1,0 +1,81 @@
+"""Validate bodies and stream chunks against the official OpenAI OpenAPI spec in ../shared/openai-openapi.
+
+The spec says OpenAPI 3.1 but still uses 3.0's ``nullable: true``, which a 2020-12 validator ignores, so it is
+rewritten to ``type: [T, "null"]`` / ``anyOf: [..., {type: null}]`` first (see the spec's SOURCE.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+SPEC_PATH = Path(
+    os.environ.get(
+        "OPENAI_OPENAPI_SPEC",
+        Path(__file__).resolve().parents[2] / "shared" / "openai-openapi" / "openapi.yaml",
+    )
+)
+
+
+def rewrite_nullable(node):
+    if isinstance(node, list):
+        return [rewrite_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: rewrite_nullable(value) for key, value in node.items()}
+    if node.pop("nullable", False):
+        if "type" in node and isinstance(node["type"], str):
+            node["type"] = [node["type"], "null"]
+            if "enum" in node:
+                node["enum"] = [*node["enum"], None]
+        elif "anyOf" in node or "oneOf" in node:
+            key = "anyOf" if "anyOf" in node else "oneOf"
+            node[key] = [*node[key], {"type": "null"}]
+        elif "$ref" in node:
+            node = {"anyOf": [{"$ref": node.pop("$ref")}, {"type": "null"}], **node}
+        elif "allOf" in node:
+            node = {"anyOf": [{"allOf": node.pop("allOf")}, {"type": "null"}], **node}
+    return node
+
+
+@functools.cache
+def components() -> dict:
+    if not SPEC_PATH.is_file():
+        raise FileNotFoundError(
+            f"The OpenAI spec is not at {SPEC_PATH}: clone the repo with ../shared beside it, "
+            "or set OPENAI_OPENAPI_SPEC."
+        )
+    with SPEC_PATH.open() as handle:
+        spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return rewrite_nullable(spec["components"])
+
+
+@functools.cache
+def validator(schema_name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/components/schemas/{schema_name}", "components": components()})
+
+
+@functools.cache
+def legacy_chunk_validator() -> Draft202012Validator:
+    """CreateCompletionResponse, except that ``finish_reason`` may be null: the real legacy stream sends null
+    on every chunk but the last, which the spec (written for the non-streamed body) does not allow."""
+    parts = copy.deepcopy(components())
+    choice = parts["schemas"]["CreateCompletionResponse"]["properties"]["choices"]["items"]
+    choice["properties"]["finish_reason"]["enum"].append(None)
+    choice["properties"]["finish_reason"]["type"] = ["string", "null"]
+    return Draft202012Validator({"$ref": "#/components/schemas/CreateCompletionResponse", "components": parts})
+
+
+def assert_valid(schema_name: str, instance) -> None:
+    errors = sorted(validator(schema_name).iter_errors(instance), key=lambda e: list(e.path))
+    assert not errors, f"{schema_name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+
+def assert_valid_legacy_chunk(instance) -> None:
+    errors = list(legacy_chunk_validator().iter_errors(instance))
+    assert not errors, "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
