@@ -1,0 +1,44 @@
+"""The SSE writer's pacing: absolute deadlines, no drift, coalescing when tokens are already due."""
+
+from __future__ import annotations
+
+from time import monotonic
+
+from app.streaming import paced_events
+
+
+def run(count, first_token_at, itl):
+    times, writes = [], []
+    for write in paced_events(b"H", lambda k: b"%d," % k, count, b"T", first_token_at, itl):
+        times.append(monotonic())
+        writes.append(write)
+    return times, writes
+
+
+def test_no_pacing_is_one_write():
+    _, writes = run(100, monotonic(), 0)
+    assert writes == [b"H" + b"".join(b"%d," % k for k in range(100)) + b"T"]
+
+
+def test_headers_go_first_when_the_first_token_is_late():
+    start = monotonic()
+    times, writes = run(2, start + 0.05, 0.01)
+    assert writes[0] == b"" and times[0] - start < 0.03
+    assert b"".join(writes) == b"H0,1,T"
+
+
+def test_tokens_arrive_on_their_deadlines_without_drift():
+    start = monotonic()
+    ttft, itl, count = 0.02, 0.005, 60
+    times, writes = run(count, start + ttft, itl)
+    assert b"".join(writes) == b"H" + b"".join(b"%d," % k for k in range(count)) + b"T"
+    total = times[-1] - start
+    expected = ttft + (count - 1) * itl  # 0.315 s
+    # Deadlines are absolute: the whole stream is late only by the last wake-up, not by 60 of them.
+    assert expected <= total < expected + 0.05
+
+
+def test_a_late_wake_up_sends_every_due_token_at_once():
+    start = monotonic() - 0.1  # as if the worker had been busy for 100 ms
+    _, writes = run(30, start, 0.01)
+    assert writes[0].startswith(b"H0,1,2,3,4,5,6,7,8,9,")

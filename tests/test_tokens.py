@@ -1,0 +1,33 @@
+"""Token splitting and counting."""
+
+import random
+
+from app.tokens import count_message_tokens, count_tokens, split_tokens
+
+
+def test_tokens_join_back_to_the_text():
+    alphabet = "ab _-\n\t1é.,'东\"\\"
+    rng = random.Random(1)
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(40))
+        assert "".join(split_tokens(text)) == text
+        assert count_tokens(text) == len(split_tokens(text))
+
+
+def test_common_words_are_single_tokens_with_their_space():
+    assert split_tokens("The quick brown fox.") == ["The", " quick", " brown", " fox", "."]
+
+
+def test_long_words_and_numbers_split():
+    assert split_tokens(" internationalization") == [" internati", "onalizatio", "n"]
+    assert split_tokens("1234567") == ["123", "456", "7"]
+
+
+def test_english_prose_is_about_four_characters_a_token():
+    text = open("assets/corpus.txt").read()
+    assert 3.5 < len(text) / count_tokens(text) < 5.5
+
+
+def test_message_recipe():
+    messages = [{"role": "user", "content": "Hi", "name": "bob"}]
+    assert count_message_tokens(messages) == 3 + 1 + 1 + 1 + 1 + 3
