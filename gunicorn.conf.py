@@ -30,18 +30,23 @@ loglevel = server["log_level"]
 errorlog = "-"
 accesslog = "-" if server["access_log"] else None
 proc_name = "mock-openai"
+# gunicorn 24+'s management socket lives at one fixed path per user, which several servers on one machine
+# (a test suite, a load rig) would fight over; this server has nothing to manage through it.
+control_socket_disable = True
 
 # TLS (a later step wires [tls] into certfile, keyfile, ca_certs and cert_reqs here).
 
 
 def on_starting(arbiter):
-    """Raise the open-files limit so each worker can hold ``worker_connections`` sockets; workers inherit it."""
+    """Raise the open-files limit so each worker can hold ``worker_connections`` sockets (workers inherit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = worker_connections + 256
     if hard != resource.RLIM_INFINITY and hard < wanted:
         arbiter.log.warning(
             "open-files limit %s is below the %s that max_connections=%s needs; raise it with ulimit -Hn",
-            hard, wanted, worker_connections,
+            hard,
+            wanted,
+            worker_connections,
         )
         wanted = hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -52,4 +57,8 @@ def when_ready(arbiter):
     scheme = "https" if settings.tls_enabled else "http"
     shown = "127.0.0.1" if server["host"] in ("0.0.0.0", "::") else host
     port = arbiter.LISTENERS[0].sock.getsockname()[1] if arbiter.LISTENERS else server["port"]
-    print(f"mock-openai listening on {scheme}://{shown}:{port}/v1 ({workers} workers)", file=sys.stderr, flush=True)
+    print(
+        f"mock-openai listening on {scheme}://{shown}:{port}/v1 ({workers} workers)",
+        file=sys.stderr,
+        flush=True,
+    )

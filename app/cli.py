@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--time-to-first-token", type=float, metavar="MS", help="milliseconds before the first token [0]")
     add("--corpus", type=Path, metavar="PATH", help="text file to draw replies from [assets/corpus.txt]")
-    add("--download-sonnets", action="store_true", help="fetch the Shakespeare sonnets into assets/ and use them")
+    add(
+        "--download-sonnets",
+        action="store_true",
+        help="fetch the Shakespeare sonnets into assets/ and use them",
+    )
     add("--any-model", action="store_true", help="answer any model name, echoing it back")
     add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="[warning]")
     add("--config", type=Path, metavar="FILE", help="extra TOML config file, above config/*.toml")

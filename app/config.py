@@ -25,9 +25,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT / "assets" / "corpus.txt"
 SONNETS_PATH = ROOT / "assets" / "sonnets.txt"
-SONNETS_URL = (
-    "https://raw.githubusercontent.com/martin-gorner/tensorflow-rnn-shakespeare/master/shakespeare/sonnets.txt"
-)
+SONNETS_URL = "https://raw.githubusercontent.com/martin-gorner/tensorflow-rnn-shakespeare/master/shakespeare/sonnets.txt"
 CLI_OVERRIDES_ENV = "MOCK_OPENAI_CLI_OVERRIDES"
 CONFIG_FILE_ENV = "MOCK_OPENAI_CONFIG"
 ENV_PREFIXES = ("MOCK_OPENAI_", "MOCK_GPT_")  # ours, then the original mock's

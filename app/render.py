@@ -204,14 +204,24 @@ class LegacyRenderer:
     def stream(self, reply: Reply):
         completion_id, created = new_id("cmpl-"), int(time.time())
         prefix = (
-            b'data: {"id":"' + completion_id.encode() + b'","object":"text_completion","created":'
-            + str(created).encode() + b',"choices":[{"text":'
+            b'data: {"id":"'
+            + completion_id.encode()
+            + b'","object":"text_completion","created":'
+            + str(created).encode()
+            + b',"choices":[{"text":'
         )
         model = json.dumps(reply.model, ensure_ascii=False).encode()
         # Unlike chat chunks, legacy text chunks carry no "usage": null (the spec's schema has no null usage).
         middle = b',"index":0,"logprobs":null,"finish_reason":null}],"model":' + model + b"}\n\n"
-        last_middle = middle.replace(b'"finish_reason":null', b'"finish_reason":"' + reply.finish_reason.encode() + b'"')
-        tokens, size, start, last = self.chunks.json_tokens, len(self.chunks.json_tokens), reply.start, reply.count - 1
+        last_middle = middle.replace(
+            b'"finish_reason":null', b'"finish_reason":"' + reply.finish_reason.encode() + b'"'
+        )
+        tokens, size, start, last = (
+            self.chunks.json_tokens,
+            len(self.chunks.json_tokens),
+            reply.start,
+            reply.count - 1,
+        )
 
         def event_at(k: int) -> bytes:
             return prefix + tokens[(start + k) % size] + (last_middle if k == last else middle)

@@ -44,7 +44,9 @@ class Invalid(Exception):
 
 def type_error(path: str, expected: str, value) -> Invalid:
     return Invalid(
-        f"Invalid type for '{path}': expected {expected}, but got {kind_of(value)} instead.", path, "invalid_type"
+        f"Invalid type for '{path}': expected {expected}, but got {kind_of(value)} instead.",
+        path,
+        "invalid_type",
     )
 
 
@@ -371,13 +373,18 @@ _SCHEMAS = {cls: cls() for cls in REQUIRED}
 def parse_request(schema_class: type[Schema], body, strict: bool) -> CompletionRequest:
     """Validate a decoded JSON body; raise the OpenAIError the real API would send for the first problem."""
     if not isinstance(body, dict):
-        raise OpenAIError(400, f"Invalid type for 'body': expected an object, but got {kind_of(body)} instead.")
+        raise OpenAIError(
+            400, f"Invalid type for 'body': expected an object, but got {kind_of(body)} instead."
+        )
     schema = _SCHEMAS[schema_class]
     if strict:
         for name in REQUIRED[schema_class]:
             if name not in body:
                 raise OpenAIError(
-                    400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+                    400,
+                    f"Missing required parameter: '{name}'.",
+                    param=name,
+                    code="missing_required_parameter",
                 )
         unknown = [key for key in body if key not in schema.fields]
         if unknown:

@@ -5,10 +5,15 @@
   kept-alive connection the limit is ``[server] keepalive``.
 - ``[server] max_connection_rate`` (``--max-connection-rate``): new connections each worker starts serving per
   second; a burst of that many is served at once and later ones wait for their turn. 0 turns it off.
+- On a graceful stop (SIGTERM), connections idling between requests are closed at once, so the worker
+  does not wait out ``graceful_timeout`` for clients that keep connections alive; streams in flight finish.
 """
 
 from __future__ import annotations
 
+import errno
+import signal
+from contextlib import contextmanager
 from time import monotonic
 
 import gevent
@@ -35,20 +40,48 @@ class ConnectionRate:
 
 class MockOpenAIWorker(GeventWorker):
     def init_process(self):
+        # Until gunicorn installs its handlers (after monkey-patching and loading settings), a stop signal
+        # would reach the master's inherited handler and be lost, leaving a booting worker running.
+        for stop in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(stop, self._stop_while_booting)
         server = load_settings().server
         self.client_request_timeout = server["client_request_timeout"]
         rate = server["max_connection_rate"]
         self.connection_rate = ConnectionRate(rate) if rate else None
+        self.awaiting_request: set = set()
         super().init_process()
 
+    def _stop_while_booting(self, sig, frame):
+        self.alive = False  # run() then returns at once
+
     def timeout_ctx(self):
+        """Wraps each wait for a request head (gunicorn's keep-alive loop calls it)."""
         connection = gevent.getcurrent()  # one greenlet per connection
         if getattr(connection, "served_first_request", False):
-            return gevent.Timeout(self.cfg.keepalive, False)
+            return self._awaiting_request(connection, self.cfg.keepalive)
         connection.served_first_request = True
-        return gevent.Timeout(self.client_request_timeout, False)
+        return self._awaiting_request(connection, self.client_request_timeout)
+
+    @contextmanager
+    def _awaiting_request(self, connection, seconds):
+        self.awaiting_request.add(connection)
+        try:
+            with gevent.Timeout(seconds, False):  # False: on timeout, no request, and the connection closes
+                yield
+        finally:
+            self.awaiting_request.discard(connection)
 
     def handle(self, listener, client, addr):
         if self.connection_rate is not None:
             self.connection_rate.wait_turn()
         super().handle(listener, client, addr)
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        gevent.spawn(self._close_idle_connections)  # not in the signal handler itself
+
+    def _close_idle_connections(self):
+        # ENOTCONN is an error gunicorn's handler expects from a closing connection: it closes it quietly.
+        gone = OSError(errno.ENOTCONN, "closed: the worker is stopping")
+        for connection in list(self.awaiting_request):
+            connection.kill(gone, block=False)

@@ -73,7 +73,8 @@ def test_bad_value_names_key_value_and_source(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, {"MOCK_GPT_SERVER_PORT": "abc"})
     assert str(caught.value) == (
-        "invalid config server.port = 'abc' (from environment variable MOCK_GPT_SERVER_PORT): Not a valid integer."
+        "invalid config server.port = 'abc' (from environment variable MOCK_GPT_SERVER_PORT): "
+        "Not a valid integer."
     )
 
 
@@ -96,7 +97,8 @@ def test_models_with_limits_from_env(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("600s", 600), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), (30, 30)]
+    ("text", "seconds"),
+    [("600s", 600), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), (30, 30)],
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds

@@ -7,7 +7,12 @@ def test_list_models_matches_the_spec_and_the_defaults(client):
     response = client.get("/v1/models")
     body = response.get_json()
     assert_valid("ListModelsResponse", body)
-    assert [m["id"] for m in body["data"]] == ["gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo", "gpt-3.5-turbo-instruct"]
+    assert [m["id"] for m in body["data"]] == [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "gpt-3.5-turbo",
+        "gpt-3.5-turbo-instruct",
+    ]
 
 
 def test_retrieve_model(client):
