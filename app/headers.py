@@ -23,21 +23,22 @@ def _start_clock() -> None:
 
 
 def _add_headers(response: Response) -> Response:
-    headers = response.headers
-    headers["x-request-id"] = "req_" + os.urandom(16).hex()
-    headers["openai-version"] = OPENAI_VERSION
+    # add(), not item assignment: these are new headers, and assignment scans for old ones first.
+    add = response.headers.add
+    add("x-request-id", "req_" + os.urandom(16).hex())
+    add("openai-version", OPENAI_VERSION)
     started = g.get("started")
     if started is not None:  # for a stream this is the time to headers, as with the real API
-        headers["openai-processing-ms"] = str(int((monotonic() - started) * 1000))
+        add("openai-processing-ms", str(int((monotonic() - started) * 1000)))
     return response
 
 
 def add_rate_limit_headers(response: Response, tokens: int) -> None:
     """``x-ratelimit-*`` as after one request that reserved ``tokens`` (prompt plus completion)."""
-    headers = response.headers
-    headers["x-ratelimit-limit-requests"] = str(LIMIT_REQUESTS)
-    headers["x-ratelimit-limit-tokens"] = str(LIMIT_TOKENS)
-    headers["x-ratelimit-remaining-requests"] = str(LIMIT_REQUESTS - 1)
-    headers["x-ratelimit-remaining-tokens"] = str(max(0, LIMIT_TOKENS - tokens))
-    headers["x-ratelimit-reset-requests"] = "6ms"
-    headers["x-ratelimit-reset-tokens"] = f"{max(1, tokens * 60000 // LIMIT_TOKENS)}ms"
+    add = response.headers.add
+    add("x-ratelimit-limit-requests", str(LIMIT_REQUESTS))
+    add("x-ratelimit-limit-tokens", str(LIMIT_TOKENS))
+    add("x-ratelimit-remaining-requests", str(LIMIT_REQUESTS - 1))
+    add("x-ratelimit-remaining-tokens", str(max(0, LIMIT_TOKENS - tokens)))
+    add("x-ratelimit-reset-requests", "6ms")
+    add("x-ratelimit-reset-tokens", f"{max(1, tokens * 60000 // LIMIT_TOKENS)}ms")

@@ -7,9 +7,11 @@ adds its own prefix (id, created, model), so the per-token path is one concatena
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
+import re
 import string
 import time
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(random.choices(_ID_ALPHABET, k=29))
 
 
+@functools.lru_cache(maxsize=1024)
 def system_fingerprint(model: str) -> str:
     """A stable ``fp_`` and ten hex digits per model, as a real backend configuration would have."""
     return "fp_" + hashlib.sha1(model.encode()).hexdigest()[:10]
@@ -57,6 +60,22 @@ def legacy_usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 def pretty(body: dict) -> str:
     return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+class PrettyTemplate:
+    """A body of fixed shape, indented exactly as :func:`pretty` would, built once; a request only fills in
+    its values. (``json.dumps`` with ``indent`` runs in pure Python and is the costliest step otherwise.)"""
+
+    def __init__(self, shape: dict):
+        text = pretty(shape).replace("%", "%%")
+        self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", text)
+
+    def render(self, **values) -> str:
+        """Strings are JSON-encoded here; numbers are written as they are."""
+        return self.text % {
+            key: json.dumps(value, ensure_ascii=False) if isinstance(value, str) else value
+            for key, value in values.items()
+        }
 
 
 def compact(body: dict) -> bytes:
@@ -109,30 +128,43 @@ class ChatRenderer:
     def __init__(self, corpus: Corpus, chunks: TokenChunks):
         self.corpus, self.chunks = corpus, chunks
 
+    BODY = PrettyTemplate(
+        {
+            "id": "@id@",
+            "object": "chat.completion",
+            "created": "@created@",
+            "model": "@model@",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "@content@",
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "@finish_reason@",
+                }
+            ],
+            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@")
+            | {"total_tokens": "@total_tokens@"},
+            "service_tier": SERVICE_TIER,
+            "system_fingerprint": "@system_fingerprint@",
+        }
+    )
+
     def body(self, reply: Reply) -> str:
-        return pretty(
-            {
-                "id": new_id("chatcmpl-"),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": reply.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": self.corpus.text(reply.start, reply.count),
-                            "refusal": None,
-                            "annotations": [],
-                        },
-                        "logprobs": None,
-                        "finish_reason": reply.finish_reason,
-                    }
-                ],
-                "usage": chat_usage(reply.prompt_tokens, reply.count),
-                "service_tier": SERVICE_TIER,
-                "system_fingerprint": system_fingerprint(reply.model),
-            }
+        return self.BODY.render(
+            id=new_id("chatcmpl-"),
+            created=int(time.time()),
+            model=reply.model,
+            content=self.corpus.text(reply.start, reply.count),
+            finish_reason=reply.finish_reason,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.count,
+            total_tokens=reply.prompt_tokens + reply.count,
+            system_fingerprint=system_fingerprint(reply.model),
         )
 
     def stream(self, reply: Reply):
@@ -182,23 +214,31 @@ class LegacyRenderer:
     def __init__(self, corpus: Corpus, chunks: TokenChunks):
         self.corpus, self.chunks = corpus, chunks
 
+    BODY = PrettyTemplate(
+        {
+            "id": "@id@",
+            "object": "text_completion",
+            "created": "@created@",
+            "model": "@model@",
+            "choices": [{"text": "@text@", "index": 0, "logprobs": None, "finish_reason": "@finish_reason@"}],
+            "usage": {
+                "prompt_tokens": "@prompt_tokens@",
+                "completion_tokens": "@completion_tokens@",
+                "total_tokens": "@total_tokens@",
+            },
+        }
+    )
+
     def body(self, reply: Reply) -> str:
-        return pretty(
-            {
-                "id": new_id("cmpl-"),
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": reply.model,
-                "choices": [
-                    {
-                        "text": self.corpus.text(reply.start, reply.count),
-                        "index": 0,
-                        "logprobs": None,
-                        "finish_reason": reply.finish_reason,
-                    }
-                ],
-                "usage": legacy_usage(reply.prompt_tokens, reply.count),
-            }
+        return self.BODY.render(
+            id=new_id("cmpl-"),
+            created=int(time.time()),
+            model=reply.model,
+            text=self.corpus.text(reply.start, reply.count),
+            finish_reason=reply.finish_reason,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.count,
+            total_tokens=reply.prompt_tokens + reply.count,
         )
 
     def stream(self, reply: Reply):

@@ -375,3 +375,13 @@ def test_an_unexpected_failure_is_a_500_in_the_openai_shape(client, app, monkeyp
     monkeypatch.setattr("app.api.completions.decide", lambda responses: 1 / 0)
     error = error_of(chat(client, max_tokens=1), 500)
     assert error["type"] == "server_error"
+
+
+def test_bodies_are_indented_exactly_as_the_real_api_does(client):
+    import json
+
+    for response in (chat(client, max_tokens=3), legacy(client, max_tokens=3), client.get("/v1/models")):
+        text = response.get_data(as_text=True)
+        assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    error = chat(client, n=0).get_data(as_text=True)
+    assert error == json.dumps(json.loads(error), indent=4) + "\n"
