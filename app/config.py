@@ -25,7 +25,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT / "assets" / "corpus.txt"
 SONNETS_PATH = ROOT / "assets" / "sonnets.txt"
-SONNETS_URL = "https://raw.githubusercontent.com/martin-gorner/tensorflow-rnn-shakespeare/master/shakespeare/sonnets.txt"
+SONNETS_URL = (
+    "https://raw.githubusercontent.com/martin-gorner/tensorflow-rnn-shakespeare/master/shakespeare/sonnets.txt"
+)
 CLI_OVERRIDES_ENV = "MOCK_OPENAI_CLI_OVERRIDES"
 CONFIG_FILE_ENV = "MOCK_OPENAI_CONFIG"
 ENV_PREFIXES = ("MOCK_OPENAI_", "MOCK_GPT_")  # ours, then the original mock's
@@ -226,9 +228,7 @@ class ServerSchema(_Strict):
     graceful_timeout = Duration(required=True, validate=validate.Range(min=0))
     max_body_bytes = fields.Integer(required=True, validate=validate.Range(min=1024))
     strict_validation = fields.Boolean(required=True)
-    log_level = fields.String(
-        required=True, validate=validate.OneOf(["debug", "info", "warning", "error", "critical"])
-    )
+    log_level = fields.String(required=True, validate=validate.OneOf(["debug", "info", "warning", "error", "critical"]))
     access_log = fields.Boolean(required=True)
 
 
@@ -285,9 +285,7 @@ class SettingsSchema(_Strict):
 # --- loading ------------------------------------------------------------------------------------------
 
 
-def load_settings(
-    overrides: dict | None = None, environ: dict | None = None, root: Path | None = None
-) -> Settings:
+def load_settings(overrides: dict | None = None, environ: dict | None = None, root: Path | None = None) -> Settings:
     """Merge every layer and validate. ``overrides`` is a layer above the CLI, for tests."""
     environ = os.environ if environ is None else environ
     root = ROOT if root is None else root

@@ -147,8 +147,7 @@ class ChatRenderer:
                     "finish_reason": "@finish_reason@",
                 }
             ],
-            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@")
-            | {"total_tokens": "@total_tokens@"},
+            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@") | {"total_tokens": "@total_tokens@"},
             "service_tier": SERVICE_TIER,
             "system_fingerprint": "@system_fingerprint@",
         }

@@ -281,9 +281,7 @@ LOGIT_BIAS = Obj(values=Int(minimum=-100, maximum=100))
 TOOL = Obj({"type": Str(choices=("function", "custom"), nullable=False)}, required=("type",), nullable=False)
 TOOL_CHOICE = AnyOf(Str(choices=("none", "auto", "required")), Obj(), expected="one of a string or object")
 FUNCTION_CALL = AnyOf(Str(choices=("none", "auto")), Obj(), expected="one of a string or object")
-RESPONSE_FORMAT = Obj(
-    {"type": Str(choices=("text", "json_object", "json_schema"), nullable=False)}, required=("type",)
-)
+RESPONSE_FORMAT = Obj({"type": Str(choices=("text", "json_object", "json_schema"), nullable=False)}, required=("type",))
 PROMPT = AnyOf(
     Str(),
     Arr(AnyOf(Str(), Int(), Arr(Int()), expected="one of a string, integer or array of integers")),
@@ -381,9 +379,7 @@ def _schema_for(schema_class: type[Schema], present: frozenset) -> Schema:
 def parse_request(schema_class: type[Schema], body, strict: bool) -> CompletionRequest:
     """Validate a decoded JSON body; raise the OpenAIError the real API would send for the first problem."""
     if not isinstance(body, dict):
-        raise OpenAIError(
-            400, f"Invalid type for 'body': expected an object, but got {kind_of(body)} instead."
-        )
+        raise OpenAIError(400, f"Invalid type for 'body': expected an object, but got {kind_of(body)} instead.")
     schema = _SCHEMAS[schema_class]
     if strict:
         for name in REQUIRED[schema_class]:

@@ -16,9 +16,7 @@ CHUNK = (
     b'{"content":" word"},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"abcdef"}\n\n'
 )
 ROLE = CHUNK.replace(b'{"content":" word"}', b'{"role":"assistant","content":"","refusal":null}')
-FINISH = CHUNK.replace(b'{"content":" word"}', b"{}").replace(
-    b'"finish_reason":null', b'"finish_reason":"length"'
-)
+FINISH = CHUNK.replace(b'{"content":" word"}', b"{}").replace(b'"finish_reason":null', b'"finish_reason":"length"')
 USAGE = b'data: {"id":"chatcmpl-baseline","object":"chat.completion.chunk","choices":[],"usage":{}}\n\n'
 BODY = json.dumps(
     {

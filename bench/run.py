@@ -208,9 +208,7 @@ def main() -> int:
             figures["base_chunks"].append(chunks)
             chunks, _ = asyncio.run(stream_wave(servers["mock"].port, args.streams, args.tokens))
             figures["chunks"].append(chunks)
-            chunks, durations = asyncio.run(
-                stream_wave(servers["mock_paced"].port, args.streams, args.tokens)
-            )
+            chunks, durations = asyncio.run(stream_wave(servers["mock_paced"].port, args.streams, args.tokens))
             figures["paced_chunks"].append(chunks)
             figures["lateness"].append(median(durations) - ideal_paced)
             print(
@@ -226,13 +224,12 @@ def main() -> int:
     m = {key: median(values) for key, values in figures.items()}
     print()
     print(
-        f"{args.workers} workers, {os.cpu_count()} CPUs, medians of {args.rounds} rounds (load generator on the same machine)"
+        f"{args.workers} workers, {os.cpu_count()} CPUs, medians of {args.rounds} rounds "
+        "(load generator on the same machine)"
     )
     print("| load | mock-openai | baseline Flask app | ratio |")
     print("|---|---:|---:|---:|")
-    print(
-        f"| non-stream req/s (64 conns) | {m['rps']:.0f} | {m['base_rps']:.0f} | {m['rps'] / m['base_rps']:.2f} |"
-    )
+    print(f"| non-stream req/s (64 conns) | {m['rps']:.0f} | {m['base_rps']:.0f} | {m['rps'] / m['base_rps']:.2f} |")
     print(f"| non-stream p99 ms | {m['p99']:.1f} | {m['base_p99']:.1f} | {m['p99'] / m['base_p99']:.2f} |")
     print(
         f"| content chunks/s, {args.streams} streams x {args.tokens} tokens, ITL 0 | {m['chunks']:.0f} | "

@@ -68,9 +68,7 @@ def legacy_chunk_validator() -> Draft202012Validator:
     choice = parts["schemas"]["CreateCompletionResponse"]["properties"]["choices"]["items"]
     choice["properties"]["finish_reason"]["enum"].append(None)
     choice["properties"]["finish_reason"]["type"] = ["string", "null"]
-    return Draft202012Validator(
-        {"$ref": "#/components/schemas/CreateCompletionResponse", "components": parts}
-    )
+    return Draft202012Validator({"$ref": "#/components/schemas/CreateCompletionResponse", "components": parts})
 
 
 def assert_valid(schema_name: str, instance) -> None:

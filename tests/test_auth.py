@@ -56,17 +56,11 @@ def test_short_keys_show_only_their_last_four():
 
 def test_right_key_as_bearer_or_basic_password(secured):
     assert (
-        secured.post(
-            "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {TOKEN}"}
-        ).status_code
-        == 200
+        secured.post("/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     )
     basic = base64.b64encode(f":{TOKEN}".encode()).decode()
     assert (
-        secured.post(
-            "/v1/chat/completions", json=BODY, headers={"Authorization": f"Basic {basic}"}
-        ).status_code
-        == 200
+        secured.post("/v1/chat/completions", json=BODY, headers={"Authorization": f"Basic {basic}"}).status_code == 200
     )
 
 

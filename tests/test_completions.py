@@ -183,9 +183,7 @@ def test_obfuscation_pads_every_chunk_unless_turned_off(client):
 def test_non_ascii_tokens_are_sent_unescaped_and_intact(tmp_path, make_client):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text('Grüße aus Köln. 東京は大きい "quoted" back\\slash\n')
-    client = make_client(
-        {"responses": {"corpus": str(corpus), "inter_token_latency_ms": 0, "temperature": 0}}
-    )
+    client = make_client({"responses": {"corpus": str(corpus), "inter_token_latency_ms": 0, "temperature": 0}})
     raw = chat(client, max_tokens=14, stream=True).get_data()
     assert "Grüße".encode() in raw or b"Gr" in raw
     events = parse_sse(raw)
@@ -205,9 +203,7 @@ def test_legacy_completion_body_matches_the_spec(client):
 
 
 def test_legacy_stream_puts_finish_reason_on_the_last_text_chunk(client):
-    events = parse_sse(
-        legacy(client, max_tokens=4, stream=True, stream_options={"include_usage": True}).get_data()
-    )
+    events = parse_sse(legacy(client, max_tokens=4, stream=True, stream_options={"include_usage": True}).get_data())
     chunks = events[:-1]
     assert len(chunks) == 5
     for chunk in chunks[:4]:
@@ -285,10 +281,7 @@ def test_bad_values_are_invalid_value(client, field, value):
 
 def test_n_of_zero_has_the_real_wording(client):
     error = error_of(chat(client, n=0), 400)
-    assert (
-        error["message"]
-        == "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead."
-    )
+    assert error["message"] == "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead."
 
 
 def test_bad_messages_point_at_the_message(client):
@@ -302,8 +295,7 @@ def test_bad_messages_point_at_the_message(client):
 def test_max_tokens_above_the_model_limit(client):
     error = error_of(chat(client, model="gpt-3.5-turbo", max_tokens=5000), 400)
     assert error["message"] == (
-        "max_tokens is too large: 5000. This model supports at most 4096 completion tokens, "
-        "whereas you provided 5000."
+        "max_tokens is too large: 5000. This model supports at most 4096 completion tokens, whereas you provided 5000."
     )
     assert error["param"] == "max_tokens" and error["code"] == "invalid_value"
     error = error_of(chat(client, max_completion_tokens=20000), 400)

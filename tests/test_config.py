@@ -73,8 +73,7 @@ def test_bad_value_names_key_value_and_source(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, {"MOCK_GPT_SERVER_PORT": "abc"})
     assert str(caught.value) == (
-        "invalid config server.port = 'abc' (from environment variable MOCK_GPT_SERVER_PORT): "
-        "Not a valid integer."
+        "invalid config server.port = 'abc' (from environment variable MOCK_GPT_SERVER_PORT): Not a valid integer."
     )
 
 

@@ -25,9 +25,7 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 def sdk(server, **kwargs) -> openai.OpenAI:
     kwargs.setdefault("api_key", "sk-test")
-    return openai.OpenAI(
-        base_url=server.base_url + "/v1", _strict_response_validation=True, max_retries=0, **kwargs
-    )
+    return openai.OpenAI(base_url=server.base_url + "/v1", _strict_response_validation=True, max_retries=0, **kwargs)
 
 
 # --- the wire, with requests ----------------------------------------------------------------------------
@@ -44,9 +42,7 @@ def test_stream_over_the_wire_parses_and_matches_the_spec(live_server):
     events = parse_sse(response.content)
     for chunk in events[:-1]:
         assert_valid("CreateChatCompletionStreamResponse", chunk)
-    assert (
-        sum(1 for e in events[:-1] if e["choices"] and "content" in e["choices"][0]["delta"]) == 21
-    )  # role + 20
+    assert sum(1 for e in events[:-1] if e["choices"] and "content" in e["choices"][0]["delta"]) == 21  # role + 20
     assert events[-2]["usage"]["completion_tokens"] == 20
 
 
@@ -68,9 +64,7 @@ def test_the_original_load_test_request(live_server):
 def test_errors_over_the_wire_are_json_not_html(live_server):
     response = requests.get(live_server.base_url + "/v1/nope", timeout=5)
     assert response.status_code == 404 and response.json()["error"]["message"] == "Invalid URL (GET /v1/nope)"
-    response = requests.post(
-        live_server.base_url + "/v1/chat/completions", data=b"x" * (33 * 1024 * 1024), timeout=30
-    )
+    response = requests.post(live_server.base_url + "/v1/chat/completions", data=b"x" * (33 * 1024 * 1024), timeout=30)
     assert response.status_code == 413
     assert_valid("ErrorResponse", response.json())
 
@@ -78,9 +72,7 @@ def test_errors_over_the_wire_are_json_not_html(live_server):
 def test_a_client_that_disconnects_mid_stream_does_not_hurt_the_worker(live_server):
     body = {"messages": MESSAGES, "max_tokens": 2000, "stream": True}
     for _ in range(5):
-        with requests.post(
-            live_server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=10
-        ) as r:
+        with requests.post(live_server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=10) as r:
             next(r.iter_content(256))
     assert requests.get(live_server.base_url + "/health", timeout=5).ok
     assert "Traceback" not in live_server.output()
@@ -90,9 +82,7 @@ def test_a_client_that_disconnects_mid_stream_does_not_hurt_the_worker(live_serv
 
 
 def test_sdk_chat_completion(live_server):
-    completion = sdk(live_server).chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, max_tokens=8
-    )
+    completion = sdk(live_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=8)
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage.completion_tokens == 8
     assert completion.choices[0].message.content
@@ -114,9 +104,7 @@ def test_sdk_chat_stream_with_usage(live_server):
 
 
 def test_sdk_stream_helper_and_parse_work_when_nothing_was_cut(start_server):
-    server = start_server(
-        "-w", "1", "--inter-token-latency", "0", env={"MOCK_OPENAI_RESPONSES_MAX_TOKENS": "25"}
-    )
+    server = start_server("-w", "1", "--inter-token-latency", "0", env={"MOCK_OPENAI_RESPONSES_MAX_TOKENS": "25"})
     client = sdk(server)
     options = {"include_usage": True}
     with client.chat.completions.stream(model="gpt-4o", messages=MESSAGES, stream_options=options) as stream:
@@ -135,9 +123,7 @@ def test_sdk_async_chat_stream_and_not(live_server):
             max_retries=0,
         )
         completion = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=3)
-        stream = await client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, max_tokens=3, stream=True
-        )
+        stream = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=3, stream=True)
         texts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
         await client.close()
         return completion, texts
@@ -148,15 +134,11 @@ def test_sdk_async_chat_stream_and_not(live_server):
 
 
 def test_sdk_legacy_completions(live_server):
-    completion = sdk(live_server).completions.create(
-        model="gpt-3.5-turbo-instruct", prompt="Hi", max_tokens=4
-    )
+    completion = sdk(live_server).completions.create(model="gpt-3.5-turbo-instruct", prompt="Hi", max_tokens=4)
     assert completion.choices[0].finish_reason == "length" and completion.usage.completion_tokens == 4
     # The real legacy stream has null finish_reasons, which strict validation rejects: use a lenient client.
     lenient = openai.OpenAI(base_url=live_server.base_url + "/v1", api_key="sk", max_retries=0)
-    chunks = list(
-        lenient.completions.create(model="gpt-3.5-turbo-instruct", prompt="Hi", max_tokens=4, stream=True)
-    )
+    chunks = list(lenient.completions.create(model="gpt-3.5-turbo-instruct", prompt="Hi", max_tokens=4, stream=True))
     assert [c.choices[0].finish_reason for c in chunks] == [None, None, None, "length"]
     for chunk in chunks:
         assert_valid_legacy_chunk(chunk.model_dump(exclude_unset=True))
@@ -198,9 +180,7 @@ def stream_timings(server, max_tokens):
     body = {"messages": MESSAGES, "max_tokens": max_tokens, "stream": True}
     start = time.monotonic()
     arrivals = []
-    with requests.post(
-        server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=30
-    ) as response:
+    with requests.post(server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=30) as response:
         for line in response.iter_lines():
             if line.startswith(b"data: {"):
                 arrivals.append(time.monotonic() - start)
@@ -227,9 +207,7 @@ def test_port_address_workers_and_config_flags(start_server, tmp_path):
     config.write_text('[responses]\nmax_tokens = 7\n[models]\navailable = ["my-model"]\n')
     server = start_server("-w", "3", "--config", str(config))
     assert requests.get(server.base_url + "/tokens", timeout=5).text == "Max tokens: 7"
-    assert [m["id"] for m in requests.get(server.base_url + "/v1/models", timeout=5).json()["data"]] == [
-        "my-model"
-    ]
+    assert [m["id"] for m in requests.get(server.base_url + "/v1/models", timeout=5).json()["data"]] == ["my-model"]
     deadline = time.monotonic() + 15
     while True:  # workers boot one after another
         workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)

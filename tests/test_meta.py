@@ -10,10 +10,7 @@ def test_hello(client):
 
 
 def test_tokens_reports_the_default_reply_length(make_client):
-    assert (
-        make_client({"responses": {"max_tokens": 321}}).get("/tokens").get_data(as_text=True)
-        == "Max tokens: 321"
-    )
+    assert make_client({"responses": {"max_tokens": 321}}).get("/tokens").get_data(as_text=True) == "Max tokens: 321"
 
 
 def test_echo_returns_the_json_it_was_sent(client):

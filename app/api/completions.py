@@ -36,9 +36,7 @@ def create_chat_completion():
     """200 ``chat.completion`` JSON, or with ``"stream": true`` an SSE stream of ``chat.completion.chunk``
     events ending in ``data: [DONE]``. 400/404 with an OpenAI error body for a bad request or model."""
     state = current_state()
-    request = parse_request(
-        ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"]
-    )
+    request = parse_request(ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
     body = request.body
     prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"))
     return _complete(request, "chat", prompt_tokens, state.chat)
@@ -82,9 +80,7 @@ def _complete(request: CompletionRequest, endpoint: str, prompt_tokens: int, ren
     fate = decide(settings.responses)
     if fate.error is not None:
         raise fate.error
-    temperature = (
-        request.temperature if request.temperature is not None else settings.responses["temperature"]
-    )
+    temperature = request.temperature if request.temperature is not None else settings.responses["temperature"]
     reply = Reply(
         model=model_id,
         start=state.corpus.start_for(temperature),

@@ -26,9 +26,7 @@ def model_not_found(model_id: str) -> OpenAIError:
 def list_models():
     """200 ``{"object": "list", "data": [Model, ...]}``: every model in ``[models] available``."""
     models = current_state().settings.models
-    return Response(
-        pretty({"object": "list", "data": [model_object(m) for m in models]}), mimetype="application/json"
-    )
+    return Response(pretty({"object": "list", "data": [model_object(m) for m in models]}), mimetype="application/json")
 
 
 @bp.get("/models/<path:model_id>")
