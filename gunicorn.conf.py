@@ -6,12 +6,14 @@ Start with ``gunicorn -c gunicorn.conf.py wsgi:app``; ``mock-openai`` runs the s
 import resource
 import sys
 
+from app import tls
 from app.config import ConfigError, load_settings
 from app.textgen import Corpus, CorpusError
 
 try:
     settings = load_settings()
     Corpus.from_file(settings.corpus_path)  # fail here, once, rather than in every worker
+    tls.check(settings.tls)
 except (ConfigError, CorpusError) as exc:
     sys.exit(f"mock-openai: {exc}")
 
@@ -34,7 +36,17 @@ proc_name = "mock-openai"
 # (a test suite, a load rig) would fight over; this server has nothing to manage through it.
 control_socket_disable = True
 
-# TLS (a later step wires [tls] into certfile, keyfile, ca_certs and cert_reqs here).
+# TLS and mutual TLS, from [tls]: on when a certificate is configured.
+if settings.tls_enabled:
+    certfile = settings.tls["cert_path"]
+    keyfile = settings.tls["key_path"]
+    ca_certs = settings.tls["ca_cert_path"] or None
+    cert_reqs = tls.cert_reqs(settings.tls)
+
+
+def ssl_context(config, default_ssl_context_factory):
+    """gunicorn's context (certificate, CA, cert_reqs), with our minimum TLS version."""
+    return tls.tune(default_ssl_context_factory(), settings.tls)
 
 
 def on_starting(arbiter):

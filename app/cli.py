@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from app import __version__
+from app import __version__, tls
 from app.config import (
     CLI_OVERRIDES_ENV,
     CONFIG_FILE_ENV,
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mock-openai",
         description="An OpenAI-compatible mock API server on gunicorn gevent workers.",
-        epilog="Every flag has a config key and an environment variable; see the README.",
+        epilog="Every flag has a config key and an environment variable; see the README. "
+        "Make test certificates with: mock-openai certs --help",
     )
     add = parser.add_argument
     add("-p", "--port", type=int, help="port to listen on [8079]")
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--any-model", action="store_true", help="answer any model name, echoing it back")
     add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="[warning]")
     add("--config", type=Path, metavar="FILE", help="extra TOML config file, above config/*.toml")
+    add("--tls-cert", type=Path, metavar="PATH", help="serve HTTPS with this certificate (PEM)")
+    add("--tls-key", type=Path, metavar="PATH", help="the certificate's private key (PEM)")
+    add("--tls-ca", type=Path, metavar="PATH", help="CA certificate that client certificates must be signed by")
+    add("--require-client-cert", action="store_true", help="mutual TLS: refuse clients without a valid certificate")
     add("-V", "--version", action="version", version=f"mock-openai {__version__}")
     return parser
 
@@ -88,6 +93,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "inter_token_latency": ("responses", "inter_token_latency_ms"),
         "time_to_first_token": ("responses", "default_delay_ms"),
         "corpus": ("responses", "corpus"),
+        "tls_cert": ("tls", "cert_path"),
+        "tls_key": ("tls", "key_path"),
+        "tls_ca": ("tls", "ca_cert_path"),
     }
     layer: dict[str, dict] = {}
     for name, (section, key) in mapping.items():
@@ -96,10 +104,17 @@ def overrides_from(args: argparse.Namespace) -> dict:
             layer.setdefault(section, {})[key] = str(value.resolve()) if isinstance(value, Path) else value
     if args.any_model:
         layer.setdefault("models", {})["allow_unknown"] = True
+    if args.require_client_cert:
+        layer.setdefault("tls", {})["require_client_cert"] = True
     return layer
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["certs"]:
+        from app import certs
+
+        return certs.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.config is not None:
         os.environ[CONFIG_FILE_ENV] = str(args.config.resolve())
@@ -107,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[CLI_OVERRIDES_ENV] = json.dumps(layer)
     try:
         settings = load_settings()
+        tls.check(settings.tls)
         if args.download_sonnets:
             if not SONNETS_PATH.is_file():
                 print(f"mock-openai: downloading {settings.responses['sonnets_url']}", file=sys.stderr)

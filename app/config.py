@@ -54,6 +54,7 @@ DEFAULTS: dict[str, dict] = {
         "key_path": "",
         "ca_cert_path": "",
         "require_client_cert": False,
+        "min_version": "1.2",
     },
     "auth": {"token": ""},
     "responses": {
@@ -237,6 +238,7 @@ class TLSSchema(_Strict):
     key_path = fields.String(required=True)
     ca_cert_path = fields.String(required=True)
     require_client_cert = fields.Boolean(required=True)
+    min_version = fields.String(required=True, validate=validate.OneOf(["1.2", "1.3"]))
 
 
 class AuthSchema(_Strict):

@@ -5,6 +5,8 @@
   kept-alive connection the limit is ``[server] keepalive``.
 - ``[server] max_connection_rate`` (``--max-connection-rate``): new connections each worker starts serving per
   second; a burst of that many is served at once and later ones wait for their turn. 0 turns it off.
+- Under TLS, a client refused in the handshake (no certificate, a wrong or expired one, plain HTTP) costs one
+  info line in the log, not a gevent traceback, and a handshake must finish within ``client_request_timeout``.
 - On a graceful stop (SIGTERM), connections idling between requests are closed at once, so the worker
   does not wait out ``graceful_timeout`` for clients that keep connections alive; streams in flight finish.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import errno
 import signal
+import socket
+import ssl
 from contextlib import contextmanager
 from time import monotonic
 
@@ -50,6 +54,32 @@ class MockOpenAIWorker(GeventWorker):
         self.connection_rate = ConnectionRate(rate) if rate else None
         self.awaiting_request: set = set()
         super().init_process()
+
+    def run(self):
+        if self.cfg.is_ssl:
+            # gevent handshakes before gunicorn's handler runs, on an accepted socket whose timeout is the
+            # default one: this bounds the handshake. gunicorn makes the socket blocking again afterwards.
+            socket.setdefaulttimeout(self.client_request_timeout)
+            hub = gevent.get_hub()
+            hub.handle_error = self._refused_handshakes_to_log(hub.handle_error)
+        super().run()
+
+    def _refused_handshakes_to_log(self, handle_error):
+        """A handshake failure ends its greenlet inside gevent's server, and gevent would print a traceback."""
+
+        def handle(context, kind, value, tb):
+            # gevent runs each connection as _handle_and_close_when_done(wrap_socket_and_handle, close, args)
+            args = getattr(context, "args", ())
+            in_handshake = bool(args) and getattr(args[0], "__name__", "") == "wrap_socket_and_handle"
+            if in_handshake and kind is not None and issubclass(kind, ssl.SSLError | OSError):
+                peer = args[-1][1] if isinstance(args[-1], tuple) and len(args[-1]) > 1 else None
+                address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a client"
+                reason = getattr(value, "reason", None) or str(value) or kind.__name__
+                self.log.info("TLS handshake with %s refused: %s", address, reason)
+                return
+            handle_error(context, kind, value, tb)
+
+        return handle
 
     def _stop_while_booting(self, sig, frame):
         self.alive = False  # run() then returns at once
