@@ -156,6 +156,8 @@ def test_plain_http_to_the_tls_port_gets_no_answer_from_the_app(mtls_server):
 
 
 def test_refused_clients_reach_no_view_and_cost_one_log_line_each(mtls_server, pki):
+    test_client_without_a_certificate_is_refused_before_the_app(mtls_server, pki)
+    test_plain_http_to_the_tls_port_gets_no_answer_from_the_app(mtls_server)
     time.sleep(0.2)
     log = mtls_server.output()
     assert "Traceback" not in log
