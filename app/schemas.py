@@ -12,6 +12,7 @@ import functools
 import json
 from dataclasses import dataclass
 
+from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
 from app.errors import INVALID_JSON_MESSAGE, OpenAIError
@@ -427,8 +428,6 @@ def _first_error(exc: ValidationError, body: dict) -> OpenAIError:
 
 def json_body():
     """The request's JSON, whatever its Content-Type (the real API does not insist), or the real 400."""
-    from flask import request
-
     raw = request.get_data(cache=False)
     try:
         return json.loads(raw)
