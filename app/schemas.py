@@ -431,5 +431,5 @@ def json_body():
     raw = request.get_data(cache=False)
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise OpenAIError(400, INVALID_JSON_MESSAGE) from None

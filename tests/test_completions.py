@@ -241,6 +241,11 @@ def test_invalid_json_gets_the_real_400(client):
     assert error["param"] is None and error["code"] is None and error["type"] == "invalid_request_error"
 
 
+def test_json_nested_too_deep_is_a_parse_error_not_a_crash(client):
+    error = error_of(client.post("/v1/chat/completions", data="[" * 100000), 400)
+    assert error["message"].startswith("We could not parse the JSON body")
+
+
 def test_empty_messages_is_an_empty_array_error(client):
     error = error_of(chat(client, messages=[]), 400)
     assert error["param"] == "messages" and error["code"] == "empty_array"
