@@ -56,13 +56,20 @@ def clean_env(extra: dict | None = None) -> dict:
 
 
 class LiveServer:
-    def __init__(self, args, env, cwd, scheme="http", ready_timeout=20.0):
+    """A server in its own process group on a free port: ``mock-openai`` with ``args``, or ``command`` (a whole
+    command line that binds ``$PORT``, like the Procfile's)."""
+
+    def __init__(self, args, env, cwd, scheme="http", ready_timeout=20.0, command=None):
         self.port = free_port()
         self.scheme = scheme
         self.log_path = Path(cwd) / f"server-{self.port}.log"
         self.log = self.log_path.open("wb")
+        if command is None:
+            command = [str(MOCK_OPENAI), "-a", "127.0.0.1", "-p", str(self.port), *args]
+        else:
+            env = {**(env or {}), "PORT": str(self.port)}
         self.process = subprocess.Popen(
-            [str(MOCK_OPENAI), "-a", "127.0.0.1", "-p", str(self.port), *args],
+            command,
             env=clean_env(env),
             cwd=cwd,
             stdout=self.log,
@@ -107,8 +114,8 @@ def start_server(tmp_path):
     """Start ``mock-openai`` with the given flags (and environment); stopped after the test."""
     servers = []
 
-    def start(*args, env=None, cwd=None, scheme="http"):
-        server = LiveServer(list(args), env, cwd or tmp_path, scheme=scheme)
+    def start(*args, env=None, cwd=None, scheme="http", command=None):
+        server = LiveServer(list(args), env, cwd or tmp_path, scheme=scheme, command=command)
         servers.append(server)
         return server
 

@@ -24,7 +24,7 @@ from app.schemas import (
     parse_request,
 )
 from app.simulation import decide
-from app.state import current_state
+from app.state import MockState, current_state
 from app.streaming import paced_events
 from app.tokens import count_message_tokens, count_prompt_tokens
 
@@ -39,7 +39,7 @@ def create_chat_completion():
     request = parse_request(ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
     body = request.body
     prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"))
-    return _complete(request, "chat", prompt_tokens, state.chat)
+    return _complete(state, request, "chat", prompt_tokens, state.chat)
 
 
 @bp.post("/completions")
@@ -48,11 +48,10 @@ def create_completion():
     carries the ``finish_reason``. 400/404 with an OpenAI error body for a bad request or model."""
     state = current_state()
     request = parse_request(CompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
-    return _complete(request, "completions", count_prompt_tokens(request.body.get("prompt")), state.legacy)
+    return _complete(state, request, "completions", count_prompt_tokens(request.body.get("prompt")), state.legacy)
 
 
-def _complete(request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
-    state = current_state()
+def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
     settings = state.settings
     model_id, max_output_tokens = _resolve_model(settings, request.model, endpoint)
     if request.max_tokens is not None and request.max_tokens > max_output_tokens:
