@@ -7,12 +7,11 @@ API also takes). ``/health`` stays open for probes. The token is compared in con
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 
 from flask import Blueprint, request
 
+from app.apikeys import presented_key
 from app.errors import OpenAIError
 from app.state import current_state
 
@@ -46,20 +45,6 @@ def require_api_key() -> None:
 
 def _is_protected(path: str) -> bool:
     return path.startswith("/v1/") or path == "/v1" or path in PROTECTED_EXACT
-
-
-def presented_key(header: str) -> str:
-    scheme, _, value = header.strip().partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        return value.strip()
-    if scheme == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return ""
-        return decoded.partition(":")[2]
-    return ""
 
 
 def mask_key(key: str) -> str:

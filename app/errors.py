@@ -29,6 +29,9 @@ SERVER_ERROR_MESSAGE = (
 )
 
 
+FIELD_ORDER = ("message", "type", "param", "code")
+
+
 class OpenAIError(Exception):
     """An error to answer in the real API's shape. Raise it anywhere in a request."""
 
@@ -38,8 +41,9 @@ class OpenAIError(Exception):
         message: str,
         type: str = INVALID_REQUEST,
         param: str | None = None,
-        code: str | None = None,
+        code: str | int | None = None,
         headers: dict | None = None,
+        field_order: tuple = FIELD_ORDER,
     ):
         super().__init__(message)
         self.status = status
@@ -48,9 +52,15 @@ class OpenAIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+        self.field_order = field_order
+
+    def body(self) -> dict:
+        return {"error": {key: getattr(self, key) for key in self.field_order}}
 
     def to_response(self) -> Response:
-        return error_response(self.status, self.message, self.type, self.param, self.code, self.headers)
+        return error_response(
+            self.status, self.message, self.type, self.param, self.code, self.headers, self.field_order
+        )
 
 
 def error_response(
@@ -58,11 +68,14 @@ def error_response(
     message: str,
     type: str = INVALID_REQUEST,
     param: str | None = None,
-    code: str | None = None,
+    code: str | int | None = None,
     headers: dict | None = None,
+    field_order: tuple = FIELD_ORDER,
 ) -> Response:
-    """A response with the error body; the real API indents error bodies by four spaces."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    """A response with the error body; the real API indents error bodies by four spaces. Errors that come
+    from the real API's edge proxy (502, 504) order their fields differently, hence ``field_order``."""
+    fields = {"message": message, "type": type, "param": param, "code": code}
+    body = {"error": {key: fields[key] for key in field_order}}
     return Response(json.dumps(body, indent=4) + "\n", status, headers, mimetype="application/json")
 
 

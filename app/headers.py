@@ -1,4 +1,8 @@
-"""The headers the real API puts on its responses: request id, processing time, version, rate limits."""
+"""The headers the real API puts on its responses: request id, processing time, version, rate limits.
+
+The ``x-ratelimit-*`` values of a server with no limits configured are a high usage tier's and do not count
+down; with ``[rate_limits]`` set they come from :mod:`app.simulation.limits` and count for real.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from time import monotonic
 from flask import Flask, Response, g
 
 OPENAI_VERSION = "2020-10-01"
-# Plausible limits for a high usage tier; a later simulation layer makes them count for real.
+# A high usage tier's limits, shown when no [rate_limits] are set.
 LIMIT_REQUESTS = 10000
 LIMIT_TOKENS = 30000000
 
@@ -22,23 +26,20 @@ def _start_clock() -> None:
     g.started = monotonic()
 
 
+def request_id() -> str:
+    """This request's ``x-request-id``, made on first use (some error messages quote it)."""
+    rid = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = "req_" + os.urandom(16).hex()
+    return rid
+
+
 def _add_headers(response: Response) -> Response:
     # add(), not item assignment: these are new headers, and assignment scans for old ones first.
     add = response.headers.add
-    add("x-request-id", "req_" + os.urandom(16).hex())
+    add("x-request-id", request_id())
     add("openai-version", OPENAI_VERSION)
     started = g.get("started")
     if started is not None:  # for a stream this is the time to headers, as with the real API
         add("openai-processing-ms", str(int((monotonic() - started) * 1000)))
     return response
-
-
-def add_rate_limit_headers(response: Response, tokens: int) -> None:
-    """``x-ratelimit-*`` as after one request that reserved ``tokens`` (prompt plus completion)."""
-    add = response.headers.add
-    add("x-ratelimit-limit-requests", str(LIMIT_REQUESTS))
-    add("x-ratelimit-limit-tokens", str(LIMIT_TOKENS))
-    add("x-ratelimit-remaining-requests", str(LIMIT_REQUESTS - 1))
-    add("x-ratelimit-remaining-tokens", str(max(0, LIMIT_TOKENS - tokens)))
-    add("x-ratelimit-reset-requests", "6ms")
-    add("x-ratelimit-reset-tokens", f"{max(1, tokens * 60000 // LIMIT_TOKENS)}ms")

@@ -16,6 +16,7 @@ import string
 import time
 from dataclasses import dataclass
 
+from app.replies import ReplyText
 from app.streaming import DONE, sse_event
 from app.textgen import Corpus
 
@@ -84,12 +85,10 @@ def compact(body: dict) -> bytes:
 
 @dataclass(slots=True)
 class Reply:
-    """What a completion says: ``count`` corpus tokens from ``start``, ending for ``finish_reason``."""
+    """What a completion says (its text, see :mod:`app.replies`), as which model, and what to add."""
 
     model: str
-    start: int
-    count: int
-    finish_reason: str
+    text: ReplyText
     prompt_tokens: int
     include_usage: bool = False
     include_obfuscation: bool = True
@@ -107,16 +106,21 @@ class TokenChunks:
         rng = random.Random(seed)
         pads = ["".join(rng.choices(_ID_ALPHABET, k=rng.randint(1, 16))) for _ in corpus.tokens]
         close = b'},"logprobs":null,"finish_reason":null}]'
-        self.chat = {}
+        # What follows a token in its chunk, one per pad: for text that is not the corpus's (other modes).
+        self.suffixes = {}
+        self.chat = {}  # the corpus's tokens with their suffixes, whole
         for include_usage in (False, True):
             for include_obfuscation in (False, True):
-                self.chat[include_usage, include_obfuscation] = [
-                    token
-                    + close
+                options = include_usage, include_obfuscation
+                self.suffixes[options] = [
+                    close
                     + (b',"usage":null' if include_usage else b"")
                     + (b',"obfuscation":"' + pad.encode() + b'"' if include_obfuscation else b"")
                     + b"}\n\n"
-                    for token, pad in zip(corpus.json_tokens, pads, strict=True)
+                    for pad in pads
+                ]
+                self.chat[options] = [
+                    token + suffix for token, suffix in zip(corpus.json_tokens, self.suffixes[options], strict=True)
                 ]
         self.pads = pads
         self.json_tokens = corpus.json_tokens
@@ -154,15 +158,16 @@ class ChatRenderer:
     )
 
     def body(self, reply: Reply) -> str:
+        text = reply.text
         return self.BODY.render(
             id=new_id("chatcmpl-"),
             created=int(time.time()),
             model=reply.model,
-            content=self.corpus.text(reply.start, reply.count),
-            finish_reason=reply.finish_reason,
+            content=text.text(),
+            finish_reason=text.finish_reason,
             prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.count,
-            total_tokens=reply.prompt_tokens + reply.count,
+            completion_tokens=text.count,
+            total_tokens=reply.prompt_tokens + text.count,
             system_fingerprint=system_fingerprint(reply.model),
         )
 
@@ -177,11 +182,22 @@ class ChatRenderer:
             "system_fingerprint": system_fingerprint(reply.model),
         }
         prefix = b"data: " + compact(envelope)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
-        tails = self.chunks.chat[reply.include_usage, reply.include_obfuscation]
-        size, start = len(tails), reply.start
+        text = reply.text
+        options = reply.include_usage, reply.include_obfuscation
+        start, count = text.start, text.count
+        if text.corpus is not None:
+            tails = self.chunks.chat[options]
+            size = len(tails)
 
-        def event_at(k: int) -> bytes:
-            return prefix + tails[(start + k) % size]
+            def event_at(k: int) -> bytes:
+                return prefix + tails[(start + k) % size]
+
+        else:
+            tokens, suffixes = text.json_tokens, self.chunks.suffixes[options]
+            size = len(suffixes)
+
+            def event_at(k: int) -> bytes:
+                return prefix + tokens[k] + suffixes[k % size]
 
         def chunk(choices: list, usage=None, pad: str = "") -> bytes:
             body = dict(envelope, choices=choices)
@@ -196,10 +212,10 @@ class ChatRenderer:
 
         pads = self.chunks.pads
         head = chunk(choice({"role": "assistant", "content": "", "refusal": None}), pad=pads[start - 1])
-        tail = chunk(choice({}, reply.finish_reason), pad=pads[(start + reply.count) % size])
+        tail = chunk(choice({}, text.finish_reason), pad=pads[(start + count) % size])
         if reply.include_usage:
-            usage = chat_usage(reply.prompt_tokens, reply.count)
-            tail += chunk([], usage, pad=pads[(start + reply.count + 1) % size])
+            usage = chat_usage(reply.prompt_tokens, count)
+            tail += chunk([], usage, pad=pads[(start + count + 1) % size])
         return head, event_at, tail + DONE
 
 
@@ -229,15 +245,16 @@ class LegacyRenderer:
     )
 
     def body(self, reply: Reply) -> str:
+        text = reply.text
         return self.BODY.render(
             id=new_id("cmpl-"),
             created=int(time.time()),
             model=reply.model,
-            text=self.corpus.text(reply.start, reply.count),
-            finish_reason=reply.finish_reason,
+            text=text.text(),
+            finish_reason=text.finish_reason,
             prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.count,
-            total_tokens=reply.prompt_tokens + reply.count,
+            completion_tokens=text.count,
+            total_tokens=reply.prompt_tokens + text.count,
         )
 
     def stream(self, reply: Reply):
@@ -252,21 +269,15 @@ class LegacyRenderer:
         model = json.dumps(reply.model, ensure_ascii=False).encode()
         # Unlike chat chunks, legacy text chunks carry no "usage": null (the spec's schema has no null usage).
         middle = b',"index":0,"logprobs":null,"finish_reason":null}],"model":' + model + b"}\n\n"
-        last_middle = middle.replace(
-            b'"finish_reason":null', b'"finish_reason":"' + reply.finish_reason.encode() + b'"'
-        )
-        tokens, size, start, last = (
-            self.chunks.json_tokens,
-            len(self.chunks.json_tokens),
-            reply.start,
-            reply.count - 1,
-        )
+        text = reply.text
+        last_middle = middle.replace(b'"finish_reason":null', b'"finish_reason":"' + text.finish_reason.encode() + b'"')
+        tokens, size, start, last = text.json_tokens, len(text.json_tokens), text.start, text.count - 1
 
         def event_at(k: int) -> bytes:
             return prefix + tokens[(start + k) % size] + (last_middle if k == last else middle)
 
         head = tail = b""
-        if reply.count == 0:  # nothing to say still ends the choice
+        if text.count == 0:  # nothing to say still ends the choice
             tail = prefix + b'""' + last_middle
         if reply.include_usage:
             usage = {
@@ -275,7 +286,7 @@ class LegacyRenderer:
                 "created": created,
                 "model": reply.model,
                 "choices": [],
-                "usage": legacy_usage(reply.prompt_tokens, reply.count),
+                "usage": legacy_usage(reply.prompt_tokens, text.count),
             }
             tail += sse_event(compact(usage))
         return head, event_at, tail + DONE

@@ -1,14 +1,19 @@
 """The one SSE writer: events paced on absolute deadlines with ``gevent.sleep``, then ``[DONE]``.
 
-Token ``k`` is due at ``first_token_at + k * inter_token_latency``. The writer never sleeps "one interval
-after each write": a late wake-up is absorbed by the next deadline instead of pushing every later token back.
-When it wakes and several tokens are already due (a busy worker, or no pacing at all), it sends them in one
-write; the bytes on the wire are the same events, in the same order.
+Token ``k`` is due at ``first_token_at + k * inter_token_latency`` (or ``+ offsets[k]`` when the gaps are
+jittered). The writer never sleeps "one interval after each write": a late wake-up is absorbed by the next
+deadline instead of pushing every later token back. When it wakes and several tokens are already due (a busy
+worker, or no pacing at all), it sends them in one write; the bytes on the wire are the same events, in the
+same order.
+
+Mid-stream faults strike once their number of content tokens has gone out: the connection drops, an error
+event ends the stream, one malformed chunk goes out, or the stream stalls and then goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import monotonic
 
 from gevent import sleep
@@ -21,6 +26,26 @@ def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
+class Schedule:
+    """When each token is due."""
+
+    __slots__ = ("first", "interval", "offsets")
+
+    def __init__(self, first_token_at: float, interval: float, offsets: Sequence[float] | None):
+        self.first, self.interval, self.offsets = first_token_at, interval, offsets
+
+    def due(self, k: int) -> float:
+        return self.first + (self.offsets[k] if self.offsets is not None else k * self.interval)
+
+    def due_by(self, now: float, count: int) -> int:
+        """How many tokens are due at ``now``."""
+        if self.offsets is not None:
+            return bisect_right(self.offsets, now - self.first)
+        if self.interval > 0:
+            return int((now - self.first) / self.interval) + 1
+        return count
+
+
 def paced_events(
     head: bytes,
     event_at: Callable[[int], bytes],
@@ -28,29 +53,84 @@ def paced_events(
     tail: bytes,
     first_token_at: float,
     inter_token_latency: float,
+    offsets: Sequence[float] | None = None,
+    faults: Sequence = (),
+    error_event: bytes = b"",
+    drop: Callable[[], None] | None = None,
 ) -> Iterator[bytes]:
     """Yield the stream: ``head`` with token 0 at ``first_token_at`` (a ``monotonic()`` time), token ``k`` at
-    its deadline, ``tail`` right after the last token. ``event_at(k)`` renders token ``k``'s event."""
+    its deadline, ``tail`` right after the last token. ``event_at(k)`` renders token ``k``'s event.
+
+    ``faults`` (each with ``kind``, ``after`` and ``stall_s``, in order) strike after that many tokens;
+    ``error_event`` is what a ``stream_error`` sends, ``drop`` what a ``disconnect`` calls."""
+    schedule = Schedule(first_token_at, inter_token_latency, offsets)
     if first_token_at > monotonic():
         yield b""  # sends the status line and headers now, as the real API does before the first token
-    sent = 0
+    sent, prefix = 0, head
+    for fault in faults:
+        stop = min(fault.after, count)
+        sent = yield from _tokens(event_at, sent, stop, count, schedule, prefix, b"")
+        prefix = b""
+        if fault.kind == "disconnect":
+            if drop is not None:
+                drop()
+            return
+        if fault.kind == "stream_error":
+            yield error_event
+            return
+        if fault.kind == "malformed":
+            event = event_at(sent) if sent < count else tail
+            yield event[: max(8, len(event) // 2)] + b"\n\n"  # a cut JSON object, then the stream goes on
+        elif fault.kind == "stall":
+            sleep(fault.stall_s)
+            schedule.first += fault.stall_s  # the rest keeps its spacing
+    yield from _tokens(event_at, sent, count, count, schedule, prefix, tail)
+
+
+def _tokens(event_at, sent, stop, count, schedule, prefix, suffix):
+    """Send tokens ``sent`` to ``stop`` on their deadlines, ``prefix`` with the first write and ``suffix``
+    with the last; returns the number sent."""
+    if sent >= stop:
+        if prefix or suffix:
+            wait = schedule.first - monotonic()
+            if prefix and wait > 0:
+                sleep(wait)
+            yield prefix + suffix
+        return sent
     while True:
-        due = first_token_at + sent * inter_token_latency
+        due = schedule.due(sent)
         now = monotonic()
         if due > now:
             sleep(due - now)
             continue
-        if inter_token_latency > 0:
-            # max(): float rounding must never leave a due token unsent
-            upto = min(count, max(sent + 1, int((now - first_token_at) / inter_token_latency) + 1))
-        else:
-            upto = count
+        # max(): float rounding must never leave a due token unsent
+        upto = min(stop, max(sent + 1, schedule.due_by(now, count)))
         parts = [event_at(k) for k in range(sent, upto)]
-        if sent == 0:
-            parts.insert(0, head)
-        if upto >= count:
-            parts.append(tail)
-            yield b"".join(parts)
-            return
-        yield parts[0] if len(parts) == 1 else b"".join(parts)
+        if prefix:
+            parts.insert(0, prefix)
+            prefix = b""
         sent = upto
+        if sent >= stop and suffix:
+            parts.append(suffix)
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
+        if sent >= stop:
+            return sent
+
+
+def trickle(chunks: Iterable[bytes], bytes_per_s: int) -> Iterator[bytes]:
+    """The same bytes at ``bytes_per_s``: small pieces, twenty a second, on absolute deadlines."""
+    piece = max(1, bytes_per_s // 20)
+    started, sent = None, 0
+    for chunk in chunks:
+        if not chunk:
+            yield chunk  # the empty write that sends the headers early
+            continue
+        if started is None:
+            started = monotonic()
+        for i in range(0, len(chunk), piece):
+            wait = started + sent / bytes_per_s - monotonic()
+            if wait > 0:
+                sleep(wait)
+            part = chunk[i : i + piece]
+            sent += len(part)
+            yield part

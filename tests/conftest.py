@@ -23,7 +23,7 @@ MOCK_OPENAI = Path(sys.executable).with_name("mock-openai")
 @pytest.fixture
 def app():
     """The app with defaults, but no pacing so streams return at once."""
-    return create_app({"responses": {"inter_token_latency_ms": 0}})
+    return create_app({"latency": {"inter_token_latency_ms": 0}})
 
 
 @pytest.fixture

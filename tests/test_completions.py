@@ -369,7 +369,7 @@ def test_streaming_can_be_disabled(make_client):
 
 
 def test_an_unexpected_failure_is_a_500_in_the_openai_shape(client, app, monkeypatch):
-    monkeypatch.setattr("app.api.completions.decide", lambda responses: 1 / 0)
+    monkeypatch.setattr("app.api.completions.respond", lambda *args: 1 / 0)
     error = error_of(chat(client, max_tokens=1), 500)
     assert error["type"] == "server_error"
 

@@ -19,7 +19,7 @@ def load(tmp_path, environ=None, files=None):
 def test_built_in_defaults(tmp_path):
     settings = load(tmp_path)
     assert settings.server["port"] == 8079 and settings.server["host"] == "0.0.0.0"
-    assert settings.responses["max_tokens"] == 1000 and settings.responses["inter_token_latency_ms"] == 10
+    assert settings.responses["max_tokens"] == 1000 and settings.latency["inter_token_latency_ms"] == 10
     assert settings.server["workers"] >= 1
     assert [m.id for m in settings.models][:2] == ["gpt-4o-mini", "gpt-4o"]
 
@@ -44,14 +44,14 @@ def test_layers_in_order(tmp_path, monkeypatch):
     settings = load(tmp_path, environ, files)
     assert settings.responses["max_tokens"] == 30  # .env over local.toml over default.toml
     assert settings.server["port"] == 9000  # environment over .env
-    assert settings.responses["inter_token_latency_ms"] == 5  # command line over all
+    assert settings.latency["inter_token_latency_ms"] == 5  # command line over all (under the original's name)
     assert settings.sources["responses.max_tokens"] == ".env MOCK_OPENAI_RESPONSES_MAX_TOKENS"
 
 
 def test_original_env_names_are_accepted(tmp_path):
     environ = {"MOCK_GPT_SERVER_PORT": "9000", "MOCK_GPT_RESPONSES_DEFAULT_DELAY_MS": "50"}
     settings = load(tmp_path, environ)
-    assert settings.server["port"] == 9000 and settings.responses["default_delay_ms"] == 50
+    assert settings.server["port"] == 9000 and settings.latency["ttft_ms"] == 50
 
 
 def test_our_env_names_win_over_the_originals(tmp_path):

@@ -1,21 +1,19 @@
 """``/v1/chat/completions`` and the legacy ``/v1/completions``, streaming and not.
 
-Each request is parsed into a plain object, its fate (latency, fault) is decided once, and only then is a
-reply rendered: a JSON body, or an SSE stream paced on deadlines.
+Each request is parsed into a plain object, its fate (settings, fault, text, latency) is decided once by the
+simulation, and only then is a reply rendered: a JSON body, or an SSE stream paced on deadlines.
 """
 
 from __future__ import annotations
 
-from time import monotonic
-
 from flask import Blueprint, Response
-from gevent import sleep
 
 from app.api.models import model_not_found
 from app.config import DEFAULT_MAX_OUTPUT_TOKENS, Settings
+from app.delivery import respond
 from app.errors import OpenAIError
-from app.headers import add_rate_limit_headers
 from app.render import Reply
+from app.replies import Ask
 from app.schemas import (
     ChatCompletionRequestSchema,
     CompletionRequest,
@@ -23,9 +21,7 @@ from app.schemas import (
     json_body,
     parse_request,
 )
-from app.simulation import decide
 from app.state import MockState, current_state
-from app.streaming import paced_events
 from app.tokens import count_message_tokens, count_prompt_tokens
 
 bp = Blueprint("completions", __name__, url_prefix="/v1")
@@ -52,8 +48,7 @@ def create_completion():
 
 
 def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
-    settings = state.settings
-    model_id, max_output_tokens = _resolve_model(settings, request.model, endpoint)
+    model_id, max_output_tokens = _resolve_model(state.settings, request.model, endpoint)
     if request.max_tokens is not None and request.max_tokens > max_output_tokens:
         raise OpenAIError(
             400,
@@ -62,44 +57,25 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
             param=request.max_tokens_param,
             code="invalid_value",
         )
-    if request.stream and not settings.responses["streaming_enabled"]:
-        raise OpenAIError(
-            400,
-            "Streaming is disabled on this server ([responses] streaming_enabled = false).",
-            param="stream",
-            code="unsupported_value",
-        )
-    # A named limit is served exactly and reported as cut off; otherwise the configured length ends
-    # naturally, so the SDK's .parse() and get_final_completion() (which raise on "length") work.
-    if request.max_tokens is not None:
-        count, finish_reason = request.max_tokens, "length"
-    else:
-        count, finish_reason = min(settings.responses["max_tokens"], max_output_tokens), "stop"
-
-    fate = decide(settings.responses)
-    if fate.error is not None:
-        raise fate.error
+    settings = state.simulation.settings()
     temperature = request.temperature if request.temperature is not None else settings.responses["temperature"]
+    ask = Ask(
+        model=model_id,
+        body=request.body,
+        endpoint=endpoint,
+        max_tokens=request.max_tokens,
+        default_count=min(settings.responses["max_tokens"], max_output_tokens),
+        temperature=temperature,
+    )
+    fate = state.simulation.decide(ask, prompt_tokens, request.stream)
     reply = Reply(
         model=model_id,
-        start=state.corpus.start_for(temperature),
-        count=count,
-        finish_reason=finish_reason,
+        text=fate.text,
         prompt_tokens=prompt_tokens,
         include_usage=request.include_usage,
         include_obfuscation=request.include_obfuscation,
     )
-    if request.stream:
-        head, event_at, tail = renderer.stream(reply)
-        first_token_at = monotonic() + fate.ttft_s
-        events = paced_events(head, event_at, count, tail, first_token_at, fate.inter_token_latency_s)
-        response = Response(events, mimetype="text/event-stream", direct_passthrough=True)
-    else:
-        if fate.ttft_s:
-            sleep(fate.ttft_s)
-        response = Response(renderer.body(reply), mimetype="application/json")
-    add_rate_limit_headers(response, prompt_tokens + count)
-    return response
+    return respond(fate, reply, renderer, request.stream)
 
 
 def _resolve_model(settings: Settings, model_id: str | None, endpoint: str) -> tuple[str, int]:

@@ -1,0 +1,92 @@
+"""How a decided :class:`~app.simulation.Fate` reaches the wire, for every endpoint that completes text.
+
+A stream goes out through the one SSE writer, paced and with its mid-stream faults; a body waits as long as
+its stream would have taken, then goes out whole, or trickles. Either way the running sequence a request
+holds is given back when the WSGI server closes the response, whether it ended, failed or the client left.
+"""
+
+from __future__ import annotations
+
+import socket
+from time import monotonic
+
+from flask import Response, request
+from gevent import sleep
+
+from app.render import Reply, compact
+from app.simulation import Fate
+from app.simulation.faults import error_for
+from app.streaming import paced_events, sse_event, trickle
+
+
+def respond(fate: Fate, reply: Reply, renderer, stream: bool) -> Response:
+    try:
+        response = _stream(fate, reply, renderer) if stream else _body(fate, reply, renderer)
+    except BaseException:
+        if fate.release is not None:
+            fate.release()
+        raise
+    response.headers.extend(fate.rate_limit_headers)
+    if fate.release is not None:
+        response.call_on_close(fate.release)
+    return response
+
+
+def _stream(fate: Fate, reply: Reply, renderer) -> Response:
+    head, event_at, tail = renderer.stream(reply)
+    timing = fate.timing
+    error_event = b""
+    if any(f.kind == "stream_error" for f in fate.stream_faults):
+        error = error_for("500", reply.model, "", fate.settings.faults, None)
+        error_event = sse_event(compact(error.body()))
+    events = paced_events(
+        head,
+        event_at,
+        reply.text.count,
+        tail,
+        monotonic() + timing.ttft_s,
+        timing.inter_token_latency_s,
+        timing.offsets,
+        fate.stream_faults,
+        error_event,
+        connection_dropper(),
+    )
+    if fate.trickle_bytes_per_s:
+        events = trickle(events, fate.trickle_bytes_per_s)
+    return Response(events, mimetype="text/event-stream", direct_passthrough=True)
+
+
+def _body(fate: Fate, reply: Reply, renderer) -> Response:
+    fault = fate.stream_faults[0] if fate.stream_faults else None  # a body has one point where it can fail
+    wait = fate.non_stream_wait_s + (fault.stall_s if fault is not None and fault.kind == "stall" else 0)
+    if wait:
+        sleep(wait)
+    if fault is not None and fault.kind == "stream_error":
+        raise error_for("500", reply.model, "", fate.settings.faults, None)
+    if fault is not None and fault.kind == "disconnect":
+        connection_dropper()()
+        return Response(b"", mimetype="application/json")
+    body = renderer.body(reply).encode()
+    if fault is not None and fault.kind == "malformed":
+        body = body[: len(body) // 2]
+    if fate.trickle_bytes_per_s:
+        response = Response(trickle([body], fate.trickle_bytes_per_s), mimetype="application/json")
+        response.headers["Content-Length"] = str(len(body))
+        return response
+    return Response(body, mimetype="application/json")
+
+
+def connection_dropper():
+    """A function that cuts this request's connection mid-response, as a failing upstream does: the client
+    sees the body end early (``incomplete chunked read``). Where there is no socket (Flask's test client),
+    the response just ends there."""
+    sock = request.environ.get("gunicorn.socket")
+
+    def drop():
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    return drop

@@ -1,0 +1,104 @@
+"""State that every worker of a server shares, behind one interface.
+
+What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-shot faults
+(``POST /_mock/faults``), rate-limit buckets, and the count of running and queued sequences per model.
+
+The request path asks two questions on every request, :meth:`SharedState.version` and
+:meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
+system call. Everything else is touched only by a feature that is on. The one-host backend
+(:mod:`app.shared.local`) keeps the rest in a SQLite file in WAL mode; a backend for several hosts implements
+the same class.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+PATH_ENV = "MOCK_OPENAI_SHARED_PATH"  # also the [shared] path setting, through the one config loader
+
+
+class SharedState(ABC):
+    # --- what changed: read on every request --------------------------------------------------------------
+    @abstractmethod
+    def version(self) -> int:
+        """A number that grows whenever the runtime configuration changes."""
+
+    @abstractmethod
+    def pending_faults(self) -> int:
+        """How many one-shot faults are queued (0 on the fast path)."""
+
+    # --- runtime configuration ----------------------------------------------------------------------------
+    @abstractmethod
+    def runtime_layer(self) -> dict:
+        """The layer ``PATCH /_mock/config`` put over the start-up settings (``{}`` for none)."""
+
+    @abstractmethod
+    def set_runtime_layer(self, layer: dict) -> int:
+        """Replace the layer for every worker at once; returns the new version."""
+
+    # --- one-shot faults ----------------------------------------------------------------------------------
+    @abstractmethod
+    def add_faults(self, faults: list[dict]) -> list[dict]:
+        """Queue faults (``{"error", "model", "count", ...}``), first in, first served; returns them with ids."""
+
+    @abstractmethod
+    def take_fault(self, model: str) -> dict | None:
+        """The first queued fault for ``model`` (or for any model), used up by one; None if there is none."""
+
+    @abstractmethod
+    def faults(self) -> list[dict]:
+        """Every fault queued since the last clear, with ``remaining`` and ``used`` counts."""
+
+    @abstractmethod
+    def clear_faults(self) -> int:
+        """Drop every queued fault; returns how many uses were still pending."""
+
+    # --- rate-limit buckets -------------------------------------------------------------------------------
+    @abstractmethod
+    def update_buckets(self, keys: list[str], update: Callable[[list[float | None]], tuple[list | None, object]]):
+        """Atomically: read each bucket's value (None if new), call ``update(values)`` which returns
+        ``(new_values or None to leave them, result)``, store the new values; returns ``result``."""
+
+    # --- running sequences --------------------------------------------------------------------------------
+    @abstractmethod
+    def acquire_sequence(self, model: str, limit: int, queue_limit: int) -> tuple[str, int]:
+        """``("running", n)`` when a sequence is free (n running now, this one included), ``("queued", n)``
+        when this request may wait for one, ``("full", n)`` when the queue is full too."""
+
+    @abstractmethod
+    def promote_queued(self, model: str, wanted: int, limit: int) -> tuple[int, int]:
+        """Move up to ``wanted`` of this process's queued requests to running; ``(moved, running)``."""
+
+    @abstractmethod
+    def release_sequence(self, model: str, queued: bool = False) -> None:
+        """A running (or, with ``queued``, a still waiting) request of this process is done."""
+
+    @abstractmethod
+    def running_sequences(self, model: str) -> int:
+        """Running across all workers."""
+
+    @abstractmethod
+    def forget_process(self, pid: int) -> None:
+        """A worker is gone: drop the sequences it held, so they do not leak."""
+
+
+def shared_path(settings_path: str) -> str:
+    """The SQLite file: ``[shared] path``, else a new file in a temporary folder removed at exit. gunicorn's
+    master calls this before it forks and exports the path, so every worker opens the same file."""
+    if settings_path:
+        return settings_path
+    folder = tempfile.mkdtemp(prefix="mock-openai-")
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+    return os.path.join(folder, "shared.sqlite3")
+
+
+def open_shared(settings_path: str) -> SharedState:
+    from app.shared.local import LocalSharedState
+
+    return LocalSharedState(shared_path(settings_path))

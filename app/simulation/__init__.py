@@ -1,0 +1,159 @@
+"""What happens to a request, decided once before anything is sent: the :class:`Fate`.
+
+Views call :meth:`Simulation.decide` and then only act on the Fate. In order, it settles:
+
+1. the settings the request runs under (:mod:`.scenarios`: start-up, scenario, runtime layer);
+2. a fault: the ``X-Mock-Error`` header, else a queued one-shot fault, else one drawn from the error mix
+   (:mod:`.faults`); an error is raised here, as the real API would answer it;
+3. the rate limits (:mod:`.limits`), which may refuse the request with the real 429;
+4. the reply text, by mode (:mod:`app.replies`);
+5. a running sequence of the model, waiting in the queue if need be, and how load stretches the timing
+   (:mod:`.latency`);
+6. the timing and the mid-stream faults the writer acts on.
+
+With every feature off this costs two reads of shared memory and a scan of the request's header names.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from flask import request
+from gevent import sleep
+
+from app.apikeys import presented_key
+from app.config import ERROR_KINDS, Settings
+from app.errors import OpenAIError
+from app.headers import request_id
+from app.replies import Ask, Replies, ReplyText
+from app.replies.scripted import RuleError, RulesError
+from app.simulation.faults import StreamFault, draw, error_for, read_controls, stream_faults_of
+from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
+from app.simulation.limits import RateLimits, static_headers
+from app.simulation.scenarios import Layers
+
+
+@dataclass(slots=True)
+class Fate:
+    settings: Settings  # what this request runs under
+    text: ReplyText
+    timing: Timing
+    stream_faults: list[StreamFault] = field(default_factory=list)
+    trickle_bytes_per_s: int = 0
+    rate_limit_headers: list = field(default_factory=list)
+    release: object = None  # called once the reply is over: gives back the running sequence
+
+    @property
+    def non_stream_wait_s(self) -> float:
+        """A body is sent when its stream would have ended (``[latency] non_stream = "total"``)."""
+        if self.settings.latency["non_stream"] == "ttft":
+            return self.timing.ttft_s
+        return self.timing.ttft_s + self.timing.generation_s(self.text.count)
+
+
+class Simulation:
+    """A worker's simulation: built once, shared by its requests."""
+
+    def __init__(self, settings: Settings, shared, replies: Replies):
+        self.shared = shared
+        self.layers = Layers(settings, shared)
+        self.replies = replies
+        self.gate = SequenceGate(shared)
+
+    def settings(self) -> Settings:
+        return self.layers.current()
+
+    def decide(self, ask: Ask, prompt_tokens: int, stream: bool) -> Fate:
+        base = self.layers.base
+        controls = read_controls(request.environ) if base.faults["request_headers"] else None
+        settings = self.layers.current(controls.scenario if controls else None)
+        if stream and not settings.responses["streaming_enabled"]:
+            raise OpenAIError(
+                400,
+                "Streaming is disabled on this server ([responses] streaming_enabled = false).",
+                param="stream",
+                code="unsupported_value",
+            )
+        faults, model = settings.faults, ask.model
+        limits = RateLimits(
+            self.shared,
+            presented_key(request.headers.get("Authorization", "")) or "anonymous",
+            model,
+            settings.for_model("rate_limits", model),
+        )
+
+        kind, after = (controls.error if controls else None), None
+        if kind is None and self.shared.pending_faults():
+            one_shot = self.shared.take_fault(model)
+            if one_shot is not None:
+                kind, after = one_shot["error"], one_shot.get("after")
+        if kind is None and faults["error_rate_percent"]:
+            kind = draw(faults)
+        if kind in ERROR_KINDS:
+            error = error_for(kind, model, request_id(), faults, limits)
+            if kind == "timeout":
+                sleep(faults["timeout_ms"] / 1000)
+            raise error
+
+        mode = (controls.mode if controls else None) or settings.responses["mode"]
+        try:
+            text = self.replies.compose(mode, ask, settings.responses["rules_path"])
+        except RuleError as exc:
+            raise self._rule_error(exc.spec, model, faults, limits) from None
+        except RulesError as exc:
+            raise OpenAIError(
+                500, f"mock-openai scripted mode: {exc}", "server_error", code="invalid_rules_file"
+            ) from None
+
+        reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else text.count)
+        headers = limits.admit(reserved) if limits.enabled else static_headers(reserved)
+
+        latency = settings.for_model("latency", model)
+        load_factor, release = 1.0, None
+        limit = latency["max_concurrent_sequences"]
+        if limit:
+            try:
+                running = self.gate.enter(model, limit, latency["max_queued_sequences"])
+            except QueueFull:
+                raise error_for(latency["queue_full_error"], model, request_id(), faults, limits) from None
+            load_factor += latency["load_slowdown"] * min(1.0, running / limit)
+            release = _Release(self.gate, model)
+
+        timing = plan(
+            latency,
+            prompt_tokens,
+            text.count,
+            load_factor,
+            random,
+            controls.ttft_ms if controls else None,
+            controls.inter_token_latency_ms if controls else None,
+        )
+        stream_faults = stream_faults_of(controls, kind, after, faults) if (controls or kind) else []
+        trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
+        return Fate(settings, text, timing, stream_faults, trickle, headers, release)
+
+    def _rule_error(self, spec, model, faults, limits) -> OpenAIError:
+        if isinstance(spec, str):
+            return error_for(spec, model, request_id(), faults, limits)
+        return OpenAIError(
+            spec["status"],
+            spec["message"],
+            spec.get("type", "invalid_request_error"),
+            spec.get("param"),
+            spec.get("code"),
+        )
+
+
+class _Release:
+    """Gives a running sequence back, once, however the reply ends."""
+
+    __slots__ = ("gate", "model")
+
+    def __init__(self, gate, model):
+        self.gate, self.model = gate, model
+
+    def __call__(self):
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.leave(self.model)

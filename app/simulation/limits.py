@@ -1,0 +1,138 @@
+"""Requests and tokens per minute, per API key and model, metered as the real API meters them.
+
+Each limit is a bucket that holds a minute's allowance and refills continuously (GCRA: one stored number per
+bucket, the time at which it will be full again). A request takes one request and its tokens (prompt tokens
+plus the completion it may produce: ``max_tokens`` reserved at admission) from both buckets, or from neither.
+The buckets live in shared state, so the limits hold across every worker of a server.
+
+``x-ratelimit-remaining-*`` is what is left in the bucket, ``x-ratelimit-reset-*`` the time until it is full,
+and a refused request gets the real 429 with a ``retry-after`` of exactly the time until it would fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import string
+import time
+from dataclasses import dataclass
+
+from app.errors import OpenAIError
+from app.headers import LIMIT_REQUESTS, LIMIT_TOKENS
+from app.simulation.faults import RATE_LIMITS_URL, go_duration, rate_limit_error
+
+WINDOW_S = 60.0
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def organization_of(api_key: str) -> str:
+    """A stable ``org-`` id per key, for the messages that quote one."""
+    digest = int.from_bytes(hashlib.sha256(api_key.encode()).digest(), "big")
+    chars = []
+    for _ in range(24):
+        digest, index = divmod(digest, len(_ALPHABET))
+        chars.append(_ALPHABET[index])
+    return "org-" + "".join(chars)
+
+
+def static_headers(tokens: int) -> list[tuple[str, str]]:
+    """A high tier's headers, for a server with no limits set: they do not count down."""
+    return [
+        ("x-ratelimit-limit-requests", str(LIMIT_REQUESTS)),
+        ("x-ratelimit-limit-tokens", str(LIMIT_TOKENS)),
+        ("x-ratelimit-remaining-requests", str(LIMIT_REQUESTS - 1)),
+        ("x-ratelimit-remaining-tokens", str(max(0, LIMIT_TOKENS - tokens))),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("x-ratelimit-reset-tokens", go_duration(max(0.001, tokens * WINDOW_S / LIMIT_TOKENS))),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+def _level(limit: int, full_at: float | None, now: float) -> float:
+    """Units in a bucket that is full at ``full_at``."""
+    if full_at is None or full_at <= now:
+        return float(limit)
+    return max(0.0, limit - (full_at - now) * limit / WINDOW_S)
+
+
+class RateLimits:
+    """The limits of one request: which apply, and the figures they quote."""
+
+    def __init__(self, shared, api_key: str, model: str, settings: dict):
+        self.shared, self.api_key, self.model = shared, api_key, model
+        self.requests_per_minute = settings["requests_per_minute"]
+        self.tokens_per_minute = settings["tokens_per_minute"]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute)
+
+    def admit(self, tokens: int) -> list[tuple[str, str]]:
+        """Take one request and ``tokens`` from the buckets; the ``x-ratelimit-*`` headers of the answer.
+        Raises the real 429 when either bucket cannot give them (then neither is charged)."""
+        limits = [("requests", self.requests_per_minute, 1), ("tokens", self.tokens_per_minute, tokens)]
+        limits = [(kind, limit, cost) for kind, limit, cost in limits if limit]
+        organization = organization_of(self.api_key)
+        for _kind, limit, cost in limits:
+            if cost > limit:  # can never fit: the real API's "Request too large"
+                raise OpenAIError(
+                    429,
+                    f"Request too large for {self.model} in organization {organization} on tokens per min (TPM): "
+                    f"Limit {limit}, Requested {cost}. The input or output tokens must be reduced in order to run "
+                    f"successfully. Visit {RATE_LIMITS_URL} to learn more.",
+                    "tokens",
+                    code="rate_limit_exceeded",
+                )
+        key = hashlib.sha256(self.api_key.encode()).hexdigest()[:32]
+        keys = [f"{key}:{self.model}:{kind}" for kind, _, _ in limits]
+        now = time.time()
+
+        def take(full_at: list[float | None]):
+            states, refused = {}, None
+            updated = []
+            for (kind, limit, cost), stored in zip(limits, full_at, strict=True):
+                level = _level(limit, stored, now)
+                if level + 1e-9 < cost and refused is None:
+                    refused = (kind, limit, cost, level, (cost - level) * WINDOW_S / limit)
+                left = level - cost
+                updated.append(now + (limit - left) * WINDOW_S / limit)
+                states[kind] = BucketState(limit, max(0, math.floor(left + 1e-9)), (limit - left) * WINDOW_S / limit)
+            if refused:
+                for (kind, limit, _), stored in zip(limits, full_at, strict=True):
+                    level = _level(limit, stored, now)
+                    states[kind] = BucketState(limit, math.floor(level + 1e-9), (limit - level) * WINDOW_S / limit)
+                return None, (states, refused)
+            return updated, (states, None)
+
+        states, refused = self.shared.update_buckets(keys, take)
+        headers = self._headers(states, tokens)
+        if refused:
+            kind, limit, cost, level, wait = refused
+            raise rate_limit_error(
+                self.model, organization, kind, limit, limit - math.floor(level + 1e-9), cost, wait, dict(headers)
+            )
+        return headers
+
+    def injected_429(self, model: str, retry_after_s: float) -> OpenAIError:
+        """A 429 ``rate_limit_exceeded`` asked for by a fault, quoting the configured (or the tier's) limit."""
+        limit = self.requests_per_minute or LIMIT_REQUESTS
+        state = BucketState(limit, 0, retry_after_s)
+        headers = dict(self._headers({"requests": state}, 1))
+        return rate_limit_error(
+            model, organization_of(self.api_key), "requests", limit, limit, 1, retry_after_s, headers
+        )
+
+    @staticmethod
+    def _headers(states: dict, tokens: int) -> list[tuple[str, str]]:
+        headers = dict(static_headers(tokens))
+        for kind, state in states.items():
+            headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(state.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = go_duration(state.reset_s)
+        return list(headers.items())
