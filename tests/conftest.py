@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,7 +63,8 @@ class LiveServer:
     def __init__(self, args, env, cwd, scheme="http", ready_timeout=20.0, command=None):
         self.port = free_port()
         self.scheme = scheme
-        self.log_path = Path(cwd) / f"server-{self.port}.log"
+        # Never in cwd: the Procfile's command runs in the repository, which must stay clean.
+        self.log_path = Path(tempfile.mkdtemp(prefix="mock-openai-log-")) / f"server-{self.port}.log"
         self.log = self.log_path.open("wb")
         if command is None:
             command = [str(MOCK_OPENAI), "-a", "127.0.0.1", "-p", str(self.port), *args]
