@@ -3,19 +3,30 @@
 Start with ``gunicorn -c gunicorn.conf.py wsgi:app``; ``mock-openai`` runs the same file in-process.
 """
 
+import os
 import resource
 import sys
 
 from app import tls
 from app.config import ConfigError, load_settings
+from app.replies.scripted import load_rules
+from app.shared import PATH_ENV, open_shared, shared_path
 from app.textgen import Corpus, CorpusError
 
 try:
     settings = load_settings()
     Corpus.from_file(settings.corpus_path)  # fail here, once, rather than in every worker
     tls.check(settings.tls)
+    if settings.responses["mode"] == "scripted":
+        load_rules(settings.responses["rules_path"])
 except (ConfigError, CorpusError) as exc:
     sys.exit(f"mock-openai: {exc}")
+
+# State the workers share (app/shared): one file made here, in the master, before any worker forks; workers
+# inherit its path as [shared] path. A reload (SIGHUP) runs this file again in the same master: keep it.
+if os.environ.get(PATH_ENV + "_OWNER") != str(os.getpid()):
+    os.environ[PATH_ENV] = shared_path(settings.shared["path"])
+    os.environ[PATH_ENV + "_OWNER"] = str(os.getpid())
 
 server = settings.server
 host = f"[{server['host']}]" if ":" in server["host"] else server["host"]
@@ -63,6 +74,16 @@ def on_starting(arbiter):
         wanted = hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+_shared = []  # the master's handle on the shared state, opened when first needed
+
+
+def child_exit(arbiter, worker):
+    """A worker is gone (stopped, crashed or killed): the sequences it held go back to the others."""
+    if not _shared:
+        _shared.append(open_shared(os.environ[PATH_ENV]))
+    _shared[0].forget_process(worker.pid)
 
 
 def when_ready(arbiter):

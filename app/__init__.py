@@ -19,13 +19,15 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["mock_openai"] = MockState.build(settings)
 
-    from app import auth, errors, headers
-    from app.api import completions, meta, models
+    from app import auth, errors, headers, recording
+    from app.api import admin, completions, meta, models
 
     errors.init_app(app)
     headers.init_app(app)
     app.register_blueprint(auth.bp)
+    recording.init_app(app, settings)
     app.register_blueprint(meta.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(completions.bp)
+    app.register_blueprint(admin.bp)
     return app

@@ -70,6 +70,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch the Shakespeare sonnets into assets/ and use them",
     )
     add("--any-model", action="store_true", help="answer any model name, echoing it back")
+    sim = parser.add_argument_group("simulation (see the README's Simulation section)")
+    sim.add_argument("--ttft-jitter", type=float, metavar="MS", help="std-dev of the time to first token [0]")
+    sim.add_argument("--itl-jitter", type=float, metavar="MS", help="std-dev of each inter-token gap [0]")
+    sim.add_argument("--prefill-ms-per-1k", type=float, metavar="MS", help="extra TTFT per 1000 prompt tokens [0]")
+    sim.add_argument(
+        "--non-stream-latency",
+        choices=["total", "ttft"],
+        help="a non-streamed body waits as long as its stream would (total) or only the TTFT [total]",
+    )
+    sim.add_argument(
+        "--max-concurrent-sequences",
+        type=int,
+        metavar="N",
+        help="running requests per model, all workers [0: no limit]",
+    )
+    sim.add_argument("--max-queued-sequences", type=int, metavar="N", help="requests that may wait for one [0]")
+    sim.add_argument("--error-rate", type=float, metavar="PERCENT", help="share of completions that fail [0]")
+    sim.add_argument("--error-mix", metavar="MIX", help="fault weights, e.g. 429:2,500:1,timeout:1 [500]")
+    sim.add_argument("--rpm", type=int, metavar="N", help="requests per minute per API key and model [0: none]")
+    sim.add_argument("--tpm", type=int, metavar="N", help="tokens per minute per API key and model [0: none]")
+    sim.add_argument("--mode", choices=["corpus", "realistic", "echo", "scripted"], help="where replies come from")
+    sim.add_argument("--rules", type=Path, metavar="FILE", help="the scripted mode's rules file (TOML or YAML)")
+    sim.add_argument("--scenario", metavar="NAME", help="a named scenario: fast, slow, errors, timeout, rate_limited")
+    sim.add_argument("--admin-token", metavar="TOKEN", help="bearer token for /_mock/* [the --token]")
+    sim.add_argument("--record-from", metavar="URL", help="proxy /v1/* to this upstream and record each exchange")
+    sim.add_argument("--fixtures", type=Path, metavar="DIR", help="where --record-from writes fixtures [fixtures]")
+    sim.add_argument("--replay", type=Path, metavar="DIR", help="answer /v1/* from the fixtures in DIR")
+    sim.add_argument("--replay-speed", type=float, metavar="X", help="replay X times as fast, 0 at once [1]")
+    sim.add_argument(
+        "--replay-fallback",
+        choices=["corpus", "realistic", "echo", "scripted"],
+        help="answer requests with no fixture in this mode instead of 404",
+    )
     add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="[warning]")
     add("--config", type=Path, metavar="FILE", help="extra TOML config file, above config/*.toml")
     add("--tls-cert", type=Path, metavar="PATH", help="serve HTTPS with this certificate (PEM)")
@@ -90,9 +123,28 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "max_connection_rate": ("server", "max_connection_rate"),
         "log_level": ("server", "log_level"),
         "token": ("auth", "token"),
-        "inter_token_latency": ("responses", "inter_token_latency_ms"),
-        "time_to_first_token": ("responses", "default_delay_ms"),
+        "inter_token_latency": ("latency", "inter_token_latency_ms"),
+        "time_to_first_token": ("latency", "ttft_ms"),
         "corpus": ("responses", "corpus"),
+        "ttft_jitter": ("latency", "ttft_jitter_ms"),
+        "itl_jitter": ("latency", "inter_token_jitter_ms"),
+        "prefill_ms_per_1k": ("latency", "prefill_ms_per_1k_prompt_tokens"),
+        "non_stream_latency": ("latency", "non_stream"),
+        "max_concurrent_sequences": ("latency", "max_concurrent_sequences"),
+        "max_queued_sequences": ("latency", "max_queued_sequences"),
+        "error_rate": ("faults", "error_rate_percent"),
+        "error_mix": ("faults", "error_mix"),
+        "rpm": ("rate_limits", "requests_per_minute"),
+        "tpm": ("rate_limits", "tokens_per_minute"),
+        "mode": ("responses", "mode"),
+        "rules": ("responses", "rules_path"),
+        "scenario": ("responses", "scenario"),
+        "admin_token": ("admin", "token"),
+        "record_from": ("record", "upstream"),
+        "fixtures": ("record", "dir"),
+        "replay": ("replay", "dir"),
+        "replay_speed": ("replay", "speed"),
+        "replay_fallback": ("replay", "fallback"),
         "tls_cert": ("tls", "cert_path"),
         "tls_key": ("tls", "key_path"),
         "tls_ca": ("tls", "ca_cert_path"),

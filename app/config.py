@@ -137,7 +137,12 @@ FAULT_KINDS = ERROR_KINDS + STREAM_FAULT_KINDS
 
 
 class ConfigError(Exception):
-    """A setting that cannot be used; ``str()`` is the one line printed at start-up."""
+    """A setting that cannot be used; ``str()`` is the one line printed at start-up, ``key`` the setting
+    (``section.key``) when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,14 +542,15 @@ def _validate(merged: dict, sources: dict) -> Settings:
     try:
         settings = SettingsSchema().load(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.messages, merged, sources)) from None
+        raise ConfigError(*_describe(exc.messages, merged, sources)) from None
     object.__setattr__(settings, "sources", sources)
     object.__setattr__(settings, "raw", merged)
     if settings.responses["scenario"] and settings.responses["scenario"] not in settings.scenarios:
         known = ", ".join(sorted(settings.scenarios)) or "none defined"
         raise ConfigError(
             f"invalid config responses.scenario = {settings.responses['scenario']!r} "
-            f"(from {sources.get('responses.scenario', 'built-in defaults')}): unknown scenario; known: {known}"
+            f"(from {sources.get('responses.scenario', 'built-in defaults')}): unknown scenario; known: {known}",
+            "responses.scenario",
         )
     return settings
 
@@ -613,8 +619,8 @@ def _merge(layers, base: dict | None = None, sources: dict | None = None):
     return merged, sources
 
 
-def _describe(messages: dict, merged: dict, sources: dict) -> str:
-    """The first validation error as one line: key, value, source, reason."""
+def _describe(messages: dict, merged: dict, sources: dict) -> tuple[str, str]:
+    """The first validation error as one line (key, value, source, reason), and the key."""
     section, detail = next(iter(messages.items()))
     if isinstance(detail, dict):
         key, reason = next(iter(detail.items()))
@@ -625,6 +631,6 @@ def _describe(messages: dict, merged: dict, sources: dict) -> str:
             reason = "unknown key"
         name = f"{section}.{key}"
         value = merged.get(section, {}).get(key, "<missing>")
-        return f"invalid config {name} = {value!r} (from {sources.get(name, 'built-in defaults')}): {reason}"
+        return f"invalid config {name} = {value!r} (from {sources.get(name, 'built-in defaults')}): {reason}", name
     reason = detail[0] if isinstance(detail, list) else detail
-    return f"invalid config section [{section}]: {reason}"
+    return f"invalid config section [{section}]: {reason}", section

@@ -28,8 +28,19 @@ def respond(fate: Fate, reply: Reply, renderer, stream: bool) -> Response:
         raise
     response.headers.extend(fate.rate_limit_headers)
     if fate.release is not None:
-        response.call_on_close(fate.release)
+        if stream:  # werkzeug skips close callbacks for direct_passthrough bodies: release from the generator
+            response.response = _then(response.response, fate.release)
+        else:
+            response.call_on_close(fate.release)
     return response
+
+
+def _then(events, release):
+    """The same events; ``release`` runs when they end, fail, or the server closes them (client gone)."""
+    try:
+        yield from events
+    finally:
+        release()
 
 
 def _stream(fate: Fate, reply: Reply, renderer) -> Response:

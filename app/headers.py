@@ -35,6 +35,8 @@ def request_id() -> str:
 
 
 def _add_headers(response: Response) -> Response:
+    if getattr(response, "recorded", False):  # an upstream's exchange (record, replay) keeps its own headers
+        return response
     # add(), not item assignment: these are new headers, and assignment scans for old ones first.
     add = response.headers.add
     add("x-request-id", request_id())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from flask import request
+from flask import g, request
 from gevent import sleep
 
 from app.apikeys import presented_key
@@ -96,7 +96,7 @@ class Simulation:
                 sleep(faults["timeout_ms"] / 1000)
             raise error
 
-        mode = (controls.mode if controls else None) or settings.responses["mode"]
+        mode = (controls.mode if controls else None) or g.get("reply_mode") or settings.responses["mode"]
         try:
             text = self.replies.compose(mode, ask, settings.responses["rules_path"])
         except RuleError as exc:
