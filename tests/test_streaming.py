@@ -47,3 +47,53 @@ def test_a_late_wake_up_sends_every_due_token_at_once():
     start = monotonic() - 0.1  # as if the worker had been busy for 100 ms
     _, writes = run(30, start, 0.01)
     assert writes[0].startswith(b"H0,1,2,3,4,5,6,7,8,9,")
+
+
+# --- jitter, faults and trickle in the writer ------------------------------------------------------------
+
+
+def _events(count):
+    return lambda k: f"data: {k}\n\n".encode()
+
+
+def test_jittered_offsets_are_kept_in_order():
+    from time import monotonic
+
+    from app.streaming import paced_events
+
+    offsets = [0.0, 0.001, 0.001, 0.004]
+    out = b"".join(paced_events(b"H", _events(4), 4, b"T", monotonic(), 0.0, offsets))
+    assert out == b"Hdata: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\nT"
+
+
+def test_faults_strike_after_k_tokens():
+    from time import monotonic
+
+    from app.simulation.faults import StreamFault
+    from app.streaming import paced_events
+
+    dropped = []
+    faults = [StreamFault("malformed", 1), StreamFault("stall", 2, 0.01), StreamFault("disconnect", 3)]
+    started = monotonic()
+    out = b"".join(
+        paced_events(b"H", _events(5), 5, b"T", monotonic(), 0.0, None, faults, b"E", lambda: dropped.append(1))
+    )
+    malformed = b"data: 1\n" + b"\n\n"  # token 1's event cut short (a real event is cut inside its JSON)
+    assert out == b"Hdata: 0\n\n" + malformed + b"data: 1\n\ndata: 2\n\n"
+    assert dropped == [1]
+    assert monotonic() - started >= 0.01
+    error = b"".join(
+        paced_events(b"H", _events(5), 5, b"T", monotonic(), 0.0, None, [StreamFault("stream_error", 0)], b"E")
+    )
+    assert error == b"HE"
+
+
+def test_trickle_keeps_the_bytes_and_the_rate():
+    from time import monotonic
+
+    from app.streaming import trickle
+
+    started = monotonic()
+    pieces = list(trickle([b"", b"x" * 300, b"y" * 100], 2000))
+    assert pieces[0] == b"" and b"".join(pieces) == b"x" * 300 + b"y" * 100
+    assert max(len(p) for p in pieces) == 100 and 0.15 <= monotonic() - started < 0.3

@@ -1,0 +1,87 @@
+"""The shared state's one interface, on the one-host backend: what one process writes, the others see."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from app.shared import open_shared
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "shared.sqlite3")
+
+
+def _take_buckets(path, rounds):
+    shared = open_shared(path)
+    for _ in range(rounds):
+        shared.update_buckets(["count"], lambda values: ([(values[0] or 0) + 1], None))
+
+
+def _hold_a_sequence(path, ready):
+    shared = open_shared(path)
+    shared.acquire_sequence("m", 5, 0)
+    ready.set()
+    multiprocessing.Event().wait(30)  # killed by the test
+
+
+def test_version_and_runtime_layer_are_seen_by_another_process(path):
+    first, second = open_shared(path), open_shared(path)
+    assert first.version() == second.version() == 0 and second.runtime_layer() == {}
+    first.set_runtime_layer({"latency": {"ttft_ms": 5}})
+    assert second.version() == 1 and second.runtime_layer() == {"latency": {"ttft_ms": 5}}
+
+
+def test_faults_are_served_first_in_first_out_and_by_model(path):
+    shared = open_shared(path)
+    shared.add_faults([{"error": "429", "count": 2, "model": "a"}, {"error": "500", "count": 1}])
+    assert shared.pending_faults() == 3
+    assert shared.take_fault("b")["error"] == "500"  # the first for any model
+    assert [shared.take_fault("a")["error"] for _ in range(2)] == ["429", "429"]
+    assert shared.take_fault("a") is None and shared.pending_faults() == 0
+    assert [(f["used"], f["remaining"]) for f in shared.faults()] == [(2, 0), (1, 0)]
+    shared.add_faults([{"error": "502", "count": 4}])
+    assert shared.clear_faults() == 4 and shared.faults() == []
+
+
+def test_bucket_updates_are_atomic_across_processes(path):
+    open_shared(path)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_take_buckets, args=(path, 300)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert open_shared(path).update_buckets(["count"], lambda values: (None, values[0])) == 900
+
+
+def test_sequences_count_across_processes_and_a_dead_worker_gives_its_back(path):
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    holder = context.Process(target=_hold_a_sequence, args=(path, ready))
+    holder.start()
+    assert ready.wait(10)
+    shared = open_shared(path)
+    assert shared.running_sequences("m") == 1
+    assert shared.acquire_sequence("m", 2, 1) == ("running", 2)
+    assert shared.acquire_sequence("m", 2, 1) == ("queued", 2)
+    assert shared.acquire_sequence("m", 2, 1) == ("full", 2)
+    holder.kill()
+    holder.join()
+    shared.forget_process(holder.pid)
+    assert shared.running_sequences("m") == 1
+    assert shared.promote_queued("m", 1, 2) == (1, 2)
+    shared.release_sequence("m")
+    shared.release_sequence("m")
+    assert shared.running_sequences("m") == 0
+
+
+def test_a_new_server_gets_a_new_file_and_removes_it_at_exit():
+    from app.shared import shared_path
+
+    first, second = shared_path(""), shared_path("")
+    assert first != second and os.path.isdir(os.path.dirname(first))
+    assert shared_path("/x/y.sqlite3") == "/x/y.sqlite3"
