@@ -76,14 +76,14 @@ def on_starting(arbiter):
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-_shared = []  # the master's handle on the shared state, opened when first needed
-
-
 def child_exit(arbiter, worker):
-    """A worker is gone (stopped, crashed or killed): the sequences it held go back to the others."""
-    if not _shared:
-        _shared.append(open_shared(os.environ[PATH_ENV]))
-    _shared[0].forget_process(worker.pid)
+    """A worker is gone (stopped, crashed or killed): the sequences it held go back to the others. Opened and
+    closed at once: the master forks the replacement next, and must not hand it an open SQLite connection."""
+    shared = open_shared(os.environ[PATH_ENV])
+    try:
+        shared.forget_process(worker.pid)
+    finally:
+        shared.close()
 
 
 def when_ready(arbiter):

@@ -449,3 +449,26 @@ def test_record_from_a_second_server_then_replay_it(start_server, tmp_path):
 
     fallback = start_server("-w", "1", "--replay", str(fixtures), "--replay-fallback", "echo")
     assert chat(fallback, max_tokens=4).json()["choices"][0]["message"]["content"] == "Say hello"
+
+
+def test_a_killed_worker_gives_its_sequences_back(start_server):
+    import os
+    import signal
+    import subprocess
+
+    live = start_server("-w", "1", "--inter-token-latency", "50", "--max-concurrent-sequences", "1")
+    with requests.post(
+        live.base_url + "/v1/chat/completions", json={"max_tokens": 200, "stream": True}, stream=True, timeout=10
+    ) as held:
+        next(held.iter_content(64))
+        assert fresh(live, {"max_tokens": 1}).status_code == 503  # the one sequence is taken, no queue
+        worker = int(subprocess.check_output(["pgrep", "-P", str(live.process.pid)]).split()[0])
+        os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # gunicorn forks a new worker
+        try:
+            response = fresh(live, {"max_tokens": 1})
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    assert response.status_code == 200

@@ -48,7 +48,7 @@ def test_faults_are_served_first_in_first_out_and_by_model(path):
 
 
 def test_bucket_updates_are_atomic_across_processes(path):
-    open_shared(path)
+    # As under gunicorn: the processes fork before any of them opens the file.
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_take_buckets, args=(path, 300)) for _ in range(3)]
     for worker in workers:
@@ -59,6 +59,7 @@ def test_bucket_updates_are_atomic_across_processes(path):
 
 
 def test_sequences_count_across_processes_and_a_dead_worker_gives_its_back(path):
+    # As under gunicorn: the processes fork before any of them opens the file.
     context = multiprocessing.get_context("fork")
     ready = context.Event()
     holder = context.Process(target=_hold_a_sequence, args=(path, ready))

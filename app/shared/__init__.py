@@ -86,6 +86,10 @@ class SharedState(ABC):
     def forget_process(self, pid: int) -> None:
         """A worker is gone: drop the sequences it held, so they do not leak."""
 
+    @abstractmethod
+    def close(self) -> None:
+        """Let go of the backend (gunicorn's master does, before it forks another worker)."""
+
 
 def shared_path(settings_path: str) -> str:
     """The SQLite file: ``[shared] path``, else a new file in a temporary folder removed at exit. gunicorn's

@@ -215,3 +215,12 @@ class LocalSharedState(SharedState):
     def forget_process(self, pid):
         with self._write() as db:
             db.execute("delete from sequences where pid = ?", (pid,))
+
+    def close(self) -> None:
+        """Let go of the file. A process that forks afterwards must have no connection open: SQLite's lock
+        bookkeeping would be inherited, and the child's own connections would fail (disk I/O error)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection, self._pid = None, None
+        self._counters.close()
+        self._control.close()
