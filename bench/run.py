@@ -1,6 +1,6 @@
 """Benchmark mock-openai against a minimal Flask + gunicorn gevent app, in the same run, on this machine.
 
-    python bench/run.py [--workers 2] [--duration 10] [--streams 1000] [--tokens 100] [--rounds 3]
+    python bench/run.py [--workers 2] [--duration 10] [--streams 1000] [--tokens 100] [--rounds 3] [--compare REF]
 
 Two loads, each run against both servers in alternating rounds (this machine is shared and noisy, so the
 figures are medians over rounds, and the ratios are what to read):
@@ -11,7 +11,11 @@ figures are medians over rounds, and the ratios are what to read):
   and each stream must hold exactly ``--tokens`` content chunks, a usage chunk and ``[DONE]``.
 
 mock-openai streams twice: with no pacing (``--inter-token-latency 0``), and with the default 10 ms pacing,
-where it also reports how late the streams end against their deadlines.
+where it also reports how late the streams end against their deadlines. It is also loaded once more with
+rate limits on (limits too high to refuse anything), to show what a simulation feature costs when it is on.
+
+``--compare REF`` also runs an earlier commit of mock-openai (checked out into a temporary git worktree) in
+the same rounds, so a change on the request path can quote its before and after as ratios of one run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,13 +46,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, command: list[str], port: int):
+    def __init__(self, name: str, command: list[str], port: int, cwd: Path = ROOT, env: dict | None = None):
         self.name, self.port = name, port
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCK_OPENAI_", "MOCK_GPT_"))}
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MOCK_OPENAI_", "MOCK_GPT_"))}
         self.process = subprocess.Popen(
             command,
-            cwd=ROOT,
-            env=env,
+            cwd=cwd,
+            env={**environ, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -67,11 +72,35 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def start_mock(workers: int, inter_token_latency: float) -> Server:
+def start_mock(workers: int, inter_token_latency: float, *extra: str) -> Server:
     port = free_port()
     command = [str(BIN / "mock-openai"), "-a", "127.0.0.1", "-p", str(port), "-w", str(workers)]
-    command += ["--inter-token-latency", str(inter_token_latency), "--max-connection-rate", "0"]
+    command += ["--inter-token-latency", str(inter_token_latency), "--max-connection-rate", "0", *extra]
     return Server(f"mock-openai (ITL {inter_token_latency:g} ms)", command, port)
+
+
+def start_checkout(folder: Path, workers: int) -> Server:
+    """An earlier commit, from its own folder: gunicorn with that commit's gunicorn.conf.py, as its README
+    runs it, configured through the environment names every version reads."""
+    port = free_port()
+    command = [str(BIN / "python"), "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    env = {
+        "PYTHONPATH": str(folder),
+        "MOCK_OPENAI_SERVER_HOST": "127.0.0.1",
+        "MOCK_OPENAI_SERVER_PORT": str(port),
+        "MOCK_OPENAI_SERVER_WORKERS": str(workers),
+        "MOCK_OPENAI_SERVER_MAX_CONNECTION_RATE": "0",
+        "MOCK_OPENAI_RESPONSES_INTER_TOKEN_LATENCY_MS": "0",
+    }
+    return Server(f"mock-openai at {folder.name}", command, port, cwd=folder, env=env)
+
+
+def worktree(ref: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="mock-openai-bench-")) / ref.replace("/", "_")
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), ref], check=True, capture_output=True
+    )
+    return folder
 
 
 def start_baseline(workers: int) -> Server:
@@ -180,6 +209,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", metavar="REF", help="also run this earlier commit, side by side")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed for the non-streaming load (apt-get install wrk)")
@@ -192,9 +222,14 @@ def main() -> int:
         "baseline": start_baseline(args.workers),
         "mock": start_mock(args.workers, 0),
         "mock_paced": start_mock(args.workers, 10),
+        "limits": start_mock(args.workers, 0, "--rpm", "1000000000", "--tpm", "1000000000"),
     }
+    checkout = None
+    if args.compare:
+        checkout = worktree(args.compare)
+        servers["before"] = start_checkout(checkout, args.workers)
     figures: dict[str, list] = {key: [] for key in ("rps", "p99", "chunks", "paced_chunks", "lateness")}
-    figures.update({f"base_{key}": [] for key in ("rps", "p99", "chunks")})
+    figures.update({f"{who}_{key}": [] for who in ("base", "before", "limits") for key in ("rps", "p99", "chunks")})
     ideal_paced = (args.tokens - 1) * 0.010
     try:
         for round_number in range(1, args.rounds + 1):
@@ -211,6 +246,13 @@ def main() -> int:
             chunks, durations = asyncio.run(stream_wave(servers["mock_paced"].port, args.streams, args.tokens))
             figures["paced_chunks"].append(chunks)
             figures["lateness"].append(median(durations) - ideal_paced)
+            for who in ("before", "limits"):
+                if who in servers:
+                    rps, p99 = run_wrk(servers[who].port, args.duration)
+                    figures[f"{who}_rps"].append(rps)
+                    figures[f"{who}_p99"].append(p99)
+                    chunks, _ = asyncio.run(stream_wave(servers[who].port, args.streams, args.tokens))
+                    figures[f"{who}_chunks"].append(chunks)
             print(
                 f"round {round_number}: non-stream req/s mock {figures['rps'][-1]:.0f} / baseline "
                 f"{figures['base_rps'][-1]:.0f}; stream chunks/s mock {figures['chunks'][-1]:.0f} / baseline "
@@ -220,8 +262,10 @@ def main() -> int:
     finally:
         for server in servers.values():
             server.stop()
+        if checkout is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=False)
 
-    m = {key: median(values) for key, values in figures.items()}
+    m = {key: median(values) for key, values in figures.items() if values}
     print()
     print(
         f"{args.workers} workers, {os.cpu_count()} CPUs, medians of {args.rounds} rounds "
@@ -238,6 +282,24 @@ def main() -> int:
     print(
         f"| content chunks/s, same, ITL 10 ms | {m['paced_chunks']:.0f} | {m['base_chunks']:.0f} | "
         f"{m['paced_chunks'] / m['base_chunks']:.2f} |"
+    )
+    if "before_rps" in m:
+        print(f"\nThis commit against {args.compare} (feature-off path, medians of the same rounds):")
+        print(f"| load | now | {args.compare} | ratio |")
+        print("|---|---:|---:|---:|")
+        print(f"| non-stream req/s | {m['rps']:.0f} | {m['before_rps']:.0f} | {m['rps'] / m['before_rps']:.2f} |")
+        print(f"| non-stream p99 ms | {m['p99']:.1f} | {m['before_p99']:.1f} | {m['p99'] / m['before_p99']:.2f} |")
+        print(
+            f"| content chunks/s, ITL 0 | {m['chunks']:.0f} | {m['before_chunks']:.0f} | "
+            f"{m['chunks'] / m['before_chunks']:.2f} |"
+        )
+    print("\nWith rate limits on (shared state on every request; limits too high to refuse):")
+    print("| load | limits on | all off | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| non-stream req/s | {m['limits_rps']:.0f} | {m['rps']:.0f} | {m['limits_rps'] / m['rps']:.2f} |")
+    print(
+        f"| content chunks/s, ITL 0 | {m['limits_chunks']:.0f} | {m['chunks']:.0f} | "
+        f"{m['limits_chunks'] / m['chunks']:.2f} |"
     )
     print(
         f"\nPaced streams (ITL 10 ms): median stream took {m['lateness'] * 1000:+.0f} ms against the ideal "

@@ -13,7 +13,6 @@ from app.config import DEFAULT_MAX_OUTPUT_TOKENS, Settings
 from app.delivery import respond
 from app.errors import OpenAIError
 from app.render import Reply
-from app.replies import Ask
 from app.schemas import (
     ChatCompletionRequestSchema,
     CompletionRequest,
@@ -57,17 +56,7 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
             param=request.max_tokens_param,
             code="invalid_value",
         )
-    settings = state.simulation.settings()
-    temperature = request.temperature if request.temperature is not None else settings.responses["temperature"]
-    ask = Ask(
-        model=model_id,
-        body=request.body,
-        endpoint=endpoint,
-        max_tokens=request.max_tokens,
-        default_count=min(settings.responses["max_tokens"], max_output_tokens),
-        temperature=temperature,
-    )
-    fate = state.simulation.decide(ask, prompt_tokens, request.stream)
+    fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
     reply = Reply(
         model=model_id,
         text=fate.text,

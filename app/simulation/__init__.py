@@ -60,27 +60,32 @@ class Simulation:
         self.layers = Layers(settings, shared)
         self.replies = replies
         self.gate = SequenceGate(shared)
+        self.fallback_mode = bool(settings.replay["dir"] and settings.replay["fallback"])
 
     def settings(self) -> Settings:
         return self.layers.current()
 
-    def decide(self, ask: Ask, prompt_tokens: int, stream: bool) -> Fate:
+    def decide(self, parsed, endpoint: str, model: str, max_output_tokens: int, prompt_tokens: int) -> Fate:
+        """The fate of a parsed completion request (:class:`app.schemas.CompletionRequest`) for ``model``."""
         base = self.layers.base
         controls = read_controls(request.environ) if base.faults["request_headers"] else None
         settings = self.layers.current(controls.scenario if controls else None)
-        if stream and not settings.responses["streaming_enabled"]:
+        responses = settings.responses
+        if parsed.stream and not responses["streaming_enabled"]:
             raise OpenAIError(
                 400,
                 "Streaming is disabled on this server ([responses] streaming_enabled = false).",
                 param="stream",
                 code="unsupported_value",
             )
-        faults, model = settings.faults, ask.model
-        limits = RateLimits(
-            self.shared,
-            presented_key(request.headers.get("Authorization", "")) or "anonymous",
-            model,
-            settings.for_model("rate_limits", model),
+        faults = settings.faults
+        ask = Ask(
+            model=model,
+            body=parsed.body,
+            endpoint=endpoint,
+            max_tokens=parsed.max_tokens,
+            default_count=min(responses["max_tokens"], max_output_tokens),
+            temperature=parsed.temperature if parsed.temperature is not None else responses["temperature"],
         )
 
         kind, after = (controls.error if controls else None), None
@@ -91,23 +96,27 @@ class Simulation:
         if kind is None and faults["error_rate_percent"]:
             kind = draw(faults)
         if kind in ERROR_KINDS:
-            error = error_for(kind, model, request_id(), faults, limits)
+            error = error_for(kind, model, request_id(), faults, self._limits(settings, model))
             if kind == "timeout":
                 sleep(faults["timeout_ms"] / 1000)
             raise error
 
-        mode = (controls.mode if controls else None) or g.get("reply_mode") or settings.responses["mode"]
+        mode = (controls.mode if controls else None) or self.replay_fallback() or responses["mode"]
         try:
-            text = self.replies.compose(mode, ask, settings.responses["rules_path"])
+            text = self.replies.compose(mode, ask, responses["rules_path"])
         except RuleError as exc:
-            raise self._rule_error(exc.spec, model, faults, limits) from None
+            raise self._rule_error(exc.spec, model, settings) from None
         except RulesError as exc:
             raise OpenAIError(
                 500, f"mock-openai scripted mode: {exc}", "server_error", code="invalid_rules_file"
             ) from None
 
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else text.count)
-        headers = limits.admit(reserved) if limits.enabled else static_headers(reserved)
+        rate_limits = settings.for_model("rate_limits", model)
+        if rate_limits["requests_per_minute"] or rate_limits["tokens_per_minute"]:
+            headers = self._limits(settings, model).admit(reserved)
+        else:
+            headers = static_headers(reserved)
 
         latency = settings.for_model("latency", model)
         load_factor, release = 1.0, None
@@ -116,6 +125,7 @@ class Simulation:
             try:
                 running = self.gate.enter(model, limit, latency["max_queued_sequences"])
             except QueueFull:
+                limits = self._limits(settings, model)
                 raise error_for(latency["queue_full_error"], model, request_id(), faults, limits) from None
             load_factor += latency["load_slowdown"] * min(1.0, running / limit)
             release = _Release(self.gate, model)
@@ -133,9 +143,18 @@ class Simulation:
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
         return Fate(settings, text, timing, stream_faults, trickle, headers, release)
 
-    def _rule_error(self, spec, model, faults, limits) -> OpenAIError:
+    def _limits(self, settings: Settings, model: str) -> RateLimits:
+        """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""
+        key = presented_key(request.headers.get("Authorization", "")) or "anonymous"
+        return RateLimits(self.shared, key, model, settings.for_model("rate_limits", model))
+
+    def replay_fallback(self) -> str | None:
+        """The mode replay asked for, for a request it has no fixture of (see app.recording)."""
+        return self.fallback_mode and g.get("reply_mode")
+
+    def _rule_error(self, spec, model, settings) -> OpenAIError:
         if isinstance(spec, str):
-            return error_for(spec, model, request_id(), faults, limits)
+            return error_for(spec, model, request_id(), settings.faults, self._limits(settings, model))
         return OpenAIError(
             spec["status"],
             spec["message"],

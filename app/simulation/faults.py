@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from app.config import ERROR_KINDS, RESPONSE_MODES, STREAM_FAULT_KINDS
 from app.errors import SERVER_ERROR, SERVER_ERROR_MESSAGE, OpenAIError
@@ -185,10 +186,10 @@ _PREFIX = "HTTP_X_MOCK_"
 
 def read_controls(environ) -> Controls | None:
     """The request's ``X-Mock-*`` headers, or None when it sent none (the common case: one scan of the
-    environ's keys). An unknown ``X-Mock-`` header or a malformed value is a 400 that names it."""
-    present = [key for key in environ if key.startswith(_PREFIX)]
-    if not present:
+    environ's keys, in C). An unknown ``X-Mock-`` header or a malformed value is a 400 that names it."""
+    if not any(map(str.startswith, environ, repeat(_PREFIX))):
         return None
+    present = [key for key in environ if key.startswith(_PREFIX)]
     controls = Controls()
     for key in present:
         if key not in HEADERS:

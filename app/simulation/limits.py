@@ -35,15 +35,21 @@ def organization_of(api_key: str) -> str:
     return "org-" + "".join(chars)
 
 
+_STATIC = (
+    ("x-ratelimit-limit-requests", str(LIMIT_REQUESTS)),
+    ("x-ratelimit-limit-tokens", str(LIMIT_TOKENS)),
+    ("x-ratelimit-remaining-requests", str(LIMIT_REQUESTS - 1)),
+)
+
+
 def static_headers(tokens: int) -> list[tuple[str, str]]:
     """A high tier's headers, for a server with no limits set: they do not count down."""
+    reset_ms = tokens * 60000 // LIMIT_TOKENS  # under a second for any request a model can take
     return [
-        ("x-ratelimit-limit-requests", str(LIMIT_REQUESTS)),
-        ("x-ratelimit-limit-tokens", str(LIMIT_TOKENS)),
-        ("x-ratelimit-remaining-requests", str(LIMIT_REQUESTS - 1)),
+        *_STATIC,
         ("x-ratelimit-remaining-tokens", str(max(0, LIMIT_TOKENS - tokens))),
         ("x-ratelimit-reset-requests", "6ms"),
-        ("x-ratelimit-reset-tokens", go_duration(max(0.001, tokens * WINDOW_S / LIMIT_TOKENS))),
+        ("x-ratelimit-reset-tokens", f"{max(1, reset_ms)}ms" if reset_ms < 1000 else go_duration(reset_ms / 1000)),
     ]
 
 
