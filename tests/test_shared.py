@@ -9,6 +9,8 @@ import pytest
 
 from app.shared import open_shared
 
+FAR = 4e9  # a time in 2096
+
 
 @pytest.fixture
 def path(tmp_path):
@@ -18,7 +20,8 @@ def path(tmp_path):
 def _take_buckets(path, rounds):
     shared = open_shared(path)
     for _ in range(rounds):
-        shared.update_buckets(["count"], lambda values: ([(values[0] or 0) + 1], None))
+        # Values are times; one far in the future stays live.
+        shared.update_buckets(["count"], lambda values: ([(values[0] or FAR) + 1], None))
 
 
 def _hold_a_sequence(path, ready):
@@ -55,7 +58,17 @@ def test_bucket_updates_are_atomic_across_processes(path):
         worker.start()
     for worker in workers:
         worker.join(30)
-    assert open_shared(path).update_buckets(["count"], lambda values: (None, values[0])) == 900
+    assert open_shared(path).update_buckets(["count"], lambda values: (None, values[0])) == FAR + 900
+
+
+def test_a_bucket_whose_time_has_passed_reads_as_new_and_its_slot_is_reused(path):
+    import time
+
+    shared = open_shared(path)
+    shared.update_buckets(["a"], lambda values: ([time.time() - 1], None))
+    assert shared.update_buckets(["a"], lambda values: (None, values)) == [None]
+    shared.update_buckets(["b", "c"], lambda values: ([FAR, FAR + 1], None))
+    assert shared.update_buckets(["c", "b"], lambda values: (None, values)) == [FAR + 1, FAR]
 
 
 def test_sequences_count_across_processes_and_a_dead_worker_gives_its_back(path):

@@ -6,8 +6,8 @@ What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-
 The request path asks two questions on every request, :meth:`SharedState.version` and
 :meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
 system call. Everything else is touched only by a feature that is on. The one-host backend
-(:mod:`app.shared.local`) keeps the rest in a SQLite file in WAL mode; a backend for several hosts implements
-the same class.
+(:mod:`app.shared.local`) keeps rate-limit buckets in shared memory too and the rest in a SQLite file in WAL
+mode; a backend for several hosts implements the same class.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class SharedState(ABC):
     # --- rate-limit buckets -------------------------------------------------------------------------------
     @abstractmethod
     def update_buckets(self, keys: list[str], update: Callable[[list[float | None]], tuple[list | None, object]]):
-        """Atomically: read each bucket's value (None if new), call ``update(values)`` which returns
-        ``(new_values or None to leave them, result)``, store the new values; returns ``result``."""
+        """Atomically: read each bucket's value, call ``update(values)`` which returns ``(new_values or None to
+        leave them, result)``, store the new values; returns ``result``. Values are times (``time.time()``):
+        a bucket whose value has passed reads as None, like a new one, and the backend may drop it."""
 
     # --- running sequences --------------------------------------------------------------------------------
     @abstractmethod

@@ -1,14 +1,20 @@
-"""One host: a SQLite file in WAL mode for the state, a small control file for what every request reads.
+"""One host: a SQLite file in WAL mode for the state, and shared memory for what requests touch often.
 
-The control file holds two 8-byte counters, mapped into every worker's memory: the runtime-config version and
-the number of pending one-shot faults. Reading them is a memory read. Writers take an ``flock`` on the
-control file around each short transaction, so SQLite's own lock is never contended and its busy handler
+- The control file holds two 8-byte counters, mapped into every worker's memory: the runtime-config version
+  and the number of pending one-shot faults. Reading them is a memory read.
+- Rate-limit buckets, touched by every request while limits are on, live in a mapped hash table beside it
+  (open addressing, 16-byte key digests), so a request holds the lock for microseconds, not for a SQLite
+  transaction: a cross-process lock blocks a whole gevent worker while another process holds it.
+- Everything else (runtime config, faults, sequence counts) is in SQLite.
+
+Writers take an ``flock`` on the control file, so SQLite's own lock is never contended and its busy handler
 (which sleeps in whole milliseconds, stalling a gevent worker) never runs.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import mmap
 import os
@@ -20,12 +26,14 @@ from contextlib import contextmanager
 from app.shared import SharedState
 
 _COUNTERS = struct.Struct("=qq")  # version, pending faults
+_SLOT = struct.Struct("=16sd")  # a bucket: key digest, value (a time; one in the past is as good as none)
+BUCKET_SLOTS = 1 << 16  # 1.5 MB: keys x models x 2 limits
+_EMPTY = bytes(16)
 _SCHEMA = """
 create table if not exists kv (key text primary key, value text not null);
 create table if not exists faults (
     id integer primary key autoincrement, spec text not null, model text, remaining integer not null,
     used integer not null default 0, created real not null);
-create table if not exists buckets (key text primary key, value real not null);
 create table if not exists sequences (
     model text not null, pid integer not null, running integer not null, queued integer not null,
     primary key (model, pid));
@@ -41,6 +49,11 @@ class LocalSharedState(SharedState):
             if os.fstat(self._control.fileno()).st_size < _COUNTERS.size:
                 self._control.truncate(_COUNTERS.size)
         self._counters = mmap.mmap(self._control.fileno(), _COUNTERS.size)
+        self._bucket_file = open(path + ".buckets", "a+b")  # noqa: SIM115
+        with self._locked():
+            if os.fstat(self._bucket_file.fileno()).st_size < BUCKET_SLOTS * _SLOT.size:
+                self._bucket_file.truncate(BUCKET_SLOTS * _SLOT.size)
+        self._buckets = mmap.mmap(self._bucket_file.fileno(), BUCKET_SLOTS * _SLOT.size)
         self._pid = None
         self._connection = None
         with self._locked():
@@ -158,15 +171,36 @@ class LocalSharedState(SharedState):
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
     def update_buckets(self, keys, update):
-        with self._write() as db:
-            found = dict(db.execute(f"select key, value from buckets where key in ({','.join('?' * len(keys))})", keys))
-            new_values, result = update([found.get(key) for key in keys])
+        digests = [hashlib.blake2b(key.encode(), digest_size=16).digest() for key in keys]
+        with self._locked():
+            now = time.time()
+            slots = [self._slot(digest, now) for digest in digests]
+            values = []
+            for slot in slots:
+                digest, value = _SLOT.unpack_from(self._buckets, slot * _SLOT.size)
+                values.append(value if digest != _EMPTY and value > now else None)
+            new_values, result = update(values)
             if new_values is not None:
-                db.executemany(
-                    "insert into buckets values (?, ?) on conflict(key) do update set value = excluded.value",
-                    list(zip(keys, new_values, strict=True)),
-                )
+                for slot, digest, value in zip(slots, digests, new_values, strict=True):
+                    _SLOT.pack_into(self._buckets, slot * _SLOT.size, digest, value)
         return result
+
+    def _slot(self, digest: bytes, now: float) -> int:
+        """The slot of ``digest``: its own, else the first free or expired one on its probe path."""
+        start = int.from_bytes(digest[:8], "little") % BUCKET_SLOTS
+        reusable = None
+        for step in range(BUCKET_SLOTS):
+            slot = (start + step) % BUCKET_SLOTS
+            found, value = _SLOT.unpack_from(self._buckets, slot * _SLOT.size)
+            if found == digest:
+                return slot
+            if found == _EMPTY:
+                return slot if reusable is None else reusable
+            if reusable is None and value <= now:  # expired: a full bucket, which needs no slot
+                reusable = slot
+        if reusable is None:
+            raise RuntimeError("rate-limit table full: more than 65536 live buckets")
+        return reusable
 
     # --- running sequences --------------------------------------------------------------------------------
     def acquire_sequence(self, model, limit, queue_limit):
@@ -224,3 +258,5 @@ class LocalSharedState(SharedState):
             self._connection, self._pid = None, None
         self._counters.close()
         self._control.close()
+        self._buckets.close()
+        self._bucket_file.close()

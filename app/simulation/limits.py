@@ -11,6 +11,7 @@ and a refused request gets the real 429 with a ``retry-after`` of exactly the ti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import string
@@ -25,6 +26,7 @@ WINDOW_S = 60.0
 _ALPHABET = string.ascii_letters + string.digits
 
 
+@functools.lru_cache(maxsize=4096)
 def organization_of(api_key: str) -> str:
     """A stable ``org-`` id per key, for the messages that quote one."""
     digest = int.from_bytes(hashlib.sha256(api_key.encode()).digest(), "big")
@@ -51,6 +53,12 @@ def static_headers(tokens: int) -> list[tuple[str, str]]:
         ("x-ratelimit-reset-requests", "6ms"),
         ("x-ratelimit-reset-tokens", f"{max(1, reset_ms)}ms" if reset_ms < 1000 else go_duration(reset_ms / 1000)),
     ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_id(api_key: str) -> str:
+    """Buckets are named by a digest of the key: shared state never holds a key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +92,9 @@ class RateLimits:
         Raises the real 429 when either bucket cannot give them (then neither is charged)."""
         limits = [("requests", self.requests_per_minute, 1), ("tokens", self.tokens_per_minute, tokens)]
         limits = [(kind, limit, cost) for kind, limit, cost in limits if limit]
-        organization = organization_of(self.api_key)
         for _kind, limit, cost in limits:
             if cost > limit:  # can never fit: the real API's "Request too large"
+                organization = organization_of(self.api_key)
                 raise OpenAIError(
                     429,
                     f"Request too large for {self.model} in organization {organization} on tokens per min (TPM): "
@@ -95,8 +103,7 @@ class RateLimits:
                     "tokens",
                     code="rate_limit_exceeded",
                 )
-        key = hashlib.sha256(self.api_key.encode()).hexdigest()[:32]
-        keys = [f"{key}:{self.model}:{kind}" for kind, _, _ in limits]
+        keys = [f"{_key_id(self.api_key)}:{self.model}:{kind}" for kind, _, _ in limits]
         now = time.time()
 
         def take(full_at: list[float | None]):
@@ -121,7 +128,14 @@ class RateLimits:
         if refused:
             kind, limit, cost, level, wait = refused
             raise rate_limit_error(
-                self.model, organization, kind, limit, limit - math.floor(level + 1e-9), cost, wait, dict(headers)
+                self.model,
+                organization_of(self.api_key),
+                kind,
+                limit,
+                limit - math.floor(level + 1e-9),
+                cost,
+                wait,
+                dict(headers),
             )
         return headers
 
