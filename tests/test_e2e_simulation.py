@@ -454,7 +454,7 @@ def test_record_from_a_second_server_then_replay_it(start_server, tmp_path):
 def test_a_killed_worker_gives_its_sequences_back(start_server):
     import os
     import signal
-    import subprocess
+    from pathlib import Path
 
     live = start_server("-w", "1", "--inter-token-latency", "50", "--max-concurrent-sequences", "1")
     with requests.post(
@@ -462,7 +462,8 @@ def test_a_killed_worker_gives_its_sequences_back(start_server):
     ) as held:
         next(held.iter_content(64))
         assert fresh(live, {"max_tokens": 1}).status_code == 503  # the one sequence is taken, no queue
-        worker = int(subprocess.check_output(["pgrep", "-P", str(live.process.pid)]).split()[0])
+        master = live.process.pid
+        worker = int(Path(f"/proc/{master}/task/{master}/children").read_text().split()[0])
         os.kill(worker, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # gunicorn forks a new worker
@@ -472,3 +473,38 @@ def test_a_killed_worker_gives_its_sequences_back(start_server):
         except requests.ConnectionError:
             time.sleep(0.1)
     assert response.status_code == 200
+
+
+def test_per_request_ttft_and_echo_mode_through_the_sdk(server):
+    client = sdk(server)
+    client.models.list()
+    started = time.monotonic()
+    stream = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Repeat after me."}],
+        stream=True,
+        extra_headers={"X-Mock-TTFT-Ms": "250", "X-Mock-ITL-Ms": "0", "X-Mock-Mode": "echo"},
+    )
+    text, first = "", None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            first = first or time.monotonic()
+            text += chunk.choices[0].delta.content
+    assert text == "Repeat after me." and 0.25 <= first - started < 0.3
+
+
+def test_legacy_completions_get_the_same_faults(server):
+    client = sdk(server)
+    with pytest.raises(openai.RateLimitError):
+        client.completions.create(model="gpt-3.5-turbo-instruct", prompt="x", extra_headers={"X-Mock-Error": "429"})
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in client.completions.create(
+            model="gpt-3.5-turbo-instruct",
+            prompt="x",
+            max_tokens=10,
+            stream=True,
+            extra_headers={"X-Mock-Stream-Error-After": "3"},
+        ):
+            received.append(chunk.choices[0].text)
+    assert len(received) == 3
