@@ -28,19 +28,37 @@ def respond(fate: Fate, reply: Reply, renderer, stream: bool) -> Response:
         raise
     response.headers.extend(fate.rate_limit_headers)
     if fate.release is not None:
-        if stream:  # werkzeug skips close callbacks for direct_passthrough bodies: release from the generator
-            response.response = _then(response.response, fate.release)
+        if stream:  # werkzeug skips close callbacks for direct_passthrough bodies: the iterable releases
+            response.response = _Releasing(response.response, fate.release)
         else:
             response.call_on_close(fate.release)
     return response
 
 
-def _then(events, release):
-    """The same events; ``release`` runs when they end, fail, or the server closes them (client gone)."""
-    try:
-        yield from events
-    finally:
-        release()
+class _Releasing:
+    """The same events; ``release`` (idempotent) runs when they end or fail, or when the WSGI server closes
+    them (the client left), even before the first one was asked for."""
+
+    __slots__ = ("events", "release")
+
+    def __init__(self, events, release):
+        self.events, self.release = events, release
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self.events)
+        except BaseException:
+            self.release()
+            raise
+
+    def close(self):
+        try:
+            self.events.close()
+        finally:
+            self.release()
 
 
 def _stream(fate: Fate, reply: Reply, renderer) -> Response:
