@@ -112,13 +112,22 @@ class Simulation:
             ) from None
 
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else text.count)
-        rate_limits = settings.for_model("rate_limits", model)
-        if rate_limits["requests_per_minute"] or rate_limits["tokens_per_minute"]:
+        per_model = self.layers.per_model(settings, model)
+        if per_model.rate_limited:
             headers = self._limits(settings, model).admit(reserved)
         else:
             headers = static_headers(reserved)
 
-        latency = settings.for_model("latency", model)
+        if per_model.fixed_timing is not None and controls is None:  # no jitter, prefill or load: constant
+            return Fate(
+                settings,
+                text,
+                per_model.fixed_timing,
+                [] if kind is None else stream_faults_of(None, kind, after, faults),
+                faults["trickle_bytes_per_s"],
+                headers,
+            )
+        latency = per_model.latency
         load_factor, release = 1.0, None
         limit = latency["max_concurrent_sequences"]
         if limit:

@@ -44,15 +44,16 @@ _STATIC = (
 )
 
 
-def static_headers(tokens: int) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=1024)
+def static_headers(tokens: int) -> tuple[tuple[str, str], ...]:
     """A high tier's headers, for a server with no limits set: they do not count down."""
     reset_ms = tokens * 60000 // LIMIT_TOKENS  # under a second for any request a model can take
-    return [
+    return (
         *_STATIC,
         ("x-ratelimit-remaining-tokens", str(max(0, LIMIT_TOKENS - tokens))),
         ("x-ratelimit-reset-requests", "6ms"),
         ("x-ratelimit-reset-tokens", f"{max(1, reset_ms)}ms" if reset_ms < 1000 else go_duration(reset_ms / 1000)),
-    ]
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -150,7 +151,7 @@ class RateLimits:
 
     @staticmethod
     def _headers(states: dict, tokens: int) -> list[tuple[str, str]]:
-        headers = dict(static_headers(tokens))
+        headers = dict(static_headers(tokens))  # a copy: the cached tuple is shared
         for kind, state in states.items():
             headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
             headers[f"x-ratelimit-remaining-{kind}"] = str(state.remaining)

@@ -8,8 +8,33 @@ request path compares one number.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.config import ConfigError, Settings
 from app.errors import OpenAIError
+from app.simulation.latency import Timing
+
+
+@dataclass(frozen=True, slots=True)
+class PerModel:
+    """What a model's requests share under one set of settings, worked out once."""
+
+    latency: dict  # [latency] with the model's profile on top
+    rate_limited: bool
+    fixed_timing: Timing | None  # the timing of every reply, when nothing varies it (no jitter, prefill, load)
+
+
+def per_model(settings: Settings, model: str) -> PerModel:
+    latency = settings.for_model("latency", model)
+    limits = settings.for_model("rate_limits", model)
+    varies = (
+        latency["ttft_jitter_ms"]
+        or latency["inter_token_jitter_ms"]
+        or latency["prefill_ms_per_1k_prompt_tokens"]
+        or latency["max_concurrent_sequences"]
+    )
+    fixed = None if varies else Timing(latency["ttft_ms"] / 1000, latency["inter_token_latency_ms"] / 1000)
+    return PerModel(latency, bool(limits["requests_per_minute"] or limits["tokens_per_minute"]), fixed)
 
 
 class Layers:
@@ -19,6 +44,15 @@ class Layers:
         self.runtime: dict = {}
         self.active: Settings = base
         self.by_scenario: dict[str, Settings] = {}
+        self.models: dict[tuple[int, str], PerModel] = {}
+
+    def per_model(self, settings: Settings, model: str) -> PerModel:
+        """:class:`PerModel` of these settings, kept until the settings change."""
+        key = (id(settings), model)
+        found = self.models.get(key)
+        if found is None:
+            found = self.models[key] = per_model(settings, model)
+        return found
 
     def current(self, scenario: str | None = None) -> Settings:
         version = self.shared.version()
@@ -34,6 +68,7 @@ class Layers:
     def _refresh(self, version: int) -> None:
         self.runtime = self.shared.runtime_layer()
         self.by_scenario = {}
+        self.models = {}  # keyed by id(): only ever for settings this object still holds
         self.version = version
         name = self.runtime.get("responses", {}).get("scenario", self.base.responses["scenario"])
         self.active = self._build(name) if name else self._with_runtime(self.base)

@@ -1,0 +1,67 @@
+"""This commit against an earlier one, feature-off path only: many short interleaved rounds, per-round ratios.
+
+    python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 100] [--pin]
+
+The machine is shared and noisy; the median of per-round ratios (each round loads both servers back to back,
+in alternating order) is steadier than a ratio of medians taken over minutes. ``--pin`` runs one worker per
+server on CPU 0 and the load (wrk and the stream reader) on CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+
+from run import ROOT, run_wrk, start_checkout, start_mock, stream_wave, worktree
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ref")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
+    args = parser.parse_args()
+    if args.pin:
+        args.workers = 1
+        os.sched_setaffinity(0, {0})  # the servers started now inherit CPU 0
+    checkout = worktree(args.ref)
+    servers = {"now": start_mock(args.workers, 0), "before": start_checkout(checkout, args.workers)}
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # wrk and the reader, started from here, run on CPU 1
+    rps = {"now": [], "before": []}
+    chunks = {"now": [], "before": []}
+    try:
+        for round_number in range(args.rounds):
+            order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
+            for who in order:
+                rps[who].append(run_wrk(servers[who].port, args.duration)[0])
+            for who in order:
+                chunks[who].append(asyncio.run(stream_wave(servers[who].port, args.streams, args.tokens))[0])
+            print(f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}, "
+                  f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=False)
+
+    def ratios(figures):
+        return [a / b for a, b in zip(figures["now"], figures["before"], strict=True)]
+
+    print(f"\n| load | now | {args.ref} | median of per-round ratios |")
+    print("|---|---:|---:|---:|")
+    for name, figures in (("non-stream req/s", rps), ("content chunks/s, ITL 0", chunks)):
+        print(f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "
+              f"{statistics.median(ratios(figures)):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
