@@ -13,10 +13,9 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 
-from run import ROOT, run_wrk, start_checkout, start_mock, stream_wave, worktree
+from run import remove_worktree, run_wrk, start_checkout, start_mock, stream_wave, worktree
 
 
 def main() -> int:
@@ -45,12 +44,15 @@ def main() -> int:
                 rps[who].append(run_wrk(servers[who].port, args.duration)[0])
             for who in order:
                 chunks[who].append(asyncio.run(stream_wave(servers[who].port, args.streams, args.tokens))[0])
-            print(f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}, "
-                  f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}", flush=True)
+            print(
+                f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}, "
+                f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}",
+                flush=True,
+            )
     finally:
         for server in servers.values():
             server.stop()
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=False)
+        remove_worktree(checkout)
 
     def ratios(figures):
         return [a / b for a, b in zip(figures["now"], figures["before"], strict=True)]
@@ -58,8 +60,10 @@ def main() -> int:
     print(f"\n| load | now | {args.ref} | median of per-round ratios |")
     print("|---|---:|---:|---:|")
     for name, figures in (("non-stream req/s", rps), ("content chunks/s, ITL 0", chunks)):
-        print(f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "
-              f"{statistics.median(ratios(figures)):.2f} |")
+        print(
+            f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "
+            f"{statistics.median(ratios(figures)):.2f} |"
+        )
     return 0
 
 

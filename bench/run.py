@@ -95,6 +95,11 @@ def start_checkout(folder: Path, workers: int) -> Server:
     return Server(f"mock-openai at {folder.name}", command, port, cwd=folder, env=env)
 
 
+def remove_worktree(folder: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+
+
 def worktree(ref: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="mock-openai-bench-")) / ref.replace("/", "_")
     subprocess.run(
@@ -263,7 +268,7 @@ def main() -> int:
         for server in servers.values():
             server.stop()
         if checkout is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=False)
+            remove_worktree(checkout)
 
     m = {key: median(values) for key, values in figures.items() if values}
     print()

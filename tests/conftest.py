@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -60,11 +59,11 @@ class LiveServer:
     """A server in its own process group on a free port: ``mock-openai`` with ``args``, or ``command`` (a whole
     command line that binds ``$PORT``, like the Procfile's)."""
 
-    def __init__(self, args, env, cwd, scheme="http", ready_timeout=20.0, command=None):
+    def __init__(self, args, env, cwd, scheme="http", ready_timeout=20.0, command=None, log_dir=None):
         self.port = free_port()
         self.scheme = scheme
-        # Never in cwd: the Procfile's command runs in the repository, which must stay clean.
-        self.log_path = Path(tempfile.mkdtemp(prefix="mock-openai-log-")) / f"server-{self.port}.log"
+        # In the test's own temporary folder, not always cwd: the Procfile's command runs in the repository.
+        self.log_path = Path(log_dir or cwd) / f"server-{self.port}.log"
         self.log = self.log_path.open("wb")
         if command is None:
             command = [str(MOCK_OPENAI), "-a", "127.0.0.1", "-p", str(self.port), *args]
@@ -117,7 +116,7 @@ def start_server(tmp_path):
     servers = []
 
     def start(*args, env=None, cwd=None, scheme="http", command=None):
-        server = LiveServer(list(args), env, cwd or tmp_path, scheme=scheme, command=command)
+        server = LiveServer(list(args), env, cwd or tmp_path, scheme=scheme, command=command, log_dir=tmp_path)
         servers.append(server)
         return server
 
