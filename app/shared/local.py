@@ -2,10 +2,12 @@
 
 - The control file holds two 8-byte counters, mapped into every worker's memory: the runtime-config version
   and the number of pending one-shot faults. Reading them is a memory read.
-- Rate-limit buckets, touched by every request while limits are on, live in a mapped hash table beside it
-  (open addressing, 16-byte key digests), so a request holds the lock for microseconds, not for a SQLite
-  transaction: a cross-process lock blocks a whole gevent worker while another process holds it.
-- Everything else (runtime config, faults, sequence counts) is in SQLite.
+- Rate-limit buckets and running-sequence counts, touched by every request while those features are on,
+  live in mapped hash tables beside it (:mod:`app.shared.tables`), so a request holds the lock for
+  microseconds, not for a SQLite transaction: a cross-process lock blocks a whole gevent worker while another
+  process holds it. Sequence counts are kept per model and per (model, worker), so that a dead worker's
+  share can be given back.
+- What changes rarely (the runtime config, one-shot faults) is in SQLite.
 
 Writers take an ``flock`` on the control file, so SQLite's own lock is never contended and its busy handler
 (which sleeps in whole milliseconds, stalling a gevent worker) never runs.
@@ -14,7 +16,6 @@ Writers take an ``flock`` on the control file, so SQLite's own lock is never con
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import mmap
 import os
@@ -24,19 +25,23 @@ import time
 from contextlib import contextmanager
 
 from app.shared import SharedState
+from app.shared.tables import MappedTable, digest
 
 _COUNTERS = struct.Struct("=qq")  # version, pending faults
-_SLOT = struct.Struct("=16sd")  # a bucket: key digest, value (a time; one in the past is as good as none)
-BUCKET_SLOTS = 1 << 16  # 1.5 MB: keys x models x 2 limits
-_EMPTY = bytes(16)
+BUCKET_SLOTS = 1 << 16  # keys x models x 2 limits; 24 bytes each
+MODEL_SLOTS = 1 << 12
+SHARE_SLOTS = 1 << 14  # models x workers
+
+
+def _idle(record) -> bool:
+    return record[-1] == 0 and record[-2] == 0  # no running, no queued sequences
+
+
 _SCHEMA = """
 create table if not exists kv (key text primary key, value text not null);
 create table if not exists faults (
     id integer primary key autoincrement, spec text not null, model text, remaining integer not null,
     used integer not null default 0, created real not null);
-create table if not exists sequences (
-    model text not null, pid integer not null, running integer not null, queued integer not null,
-    primary key (model, pid));
 """
 
 
@@ -49,11 +54,12 @@ class LocalSharedState(SharedState):
             if os.fstat(self._control.fileno()).st_size < _COUNTERS.size:
                 self._control.truncate(_COUNTERS.size)
         self._counters = mmap.mmap(self._control.fileno(), _COUNTERS.size)
-        self._bucket_file = open(path + ".buckets", "a+b")  # noqa: SIM115
         with self._locked():
-            if os.fstat(self._bucket_file.fileno()).st_size < BUCKET_SLOTS * _SLOT.size:
-                self._bucket_file.truncate(BUCKET_SLOTS * _SLOT.size)
-        self._buckets = mmap.mmap(self._bucket_file.fileno(), BUCKET_SLOTS * _SLOT.size)
+            # a bucket: key digest, value (a time; one in the past is as good as none)
+            self._buckets = MappedTable(path + ".buckets", "=16sd", BUCKET_SLOTS)
+            # per model: digest, running, queued; per (model, worker): digest, model digest, pid, running, queued
+            self._models = MappedTable(path + ".models", "=16sqq", MODEL_SLOTS)
+            self._shares = MappedTable(path + ".shares", "=16s16sqqq", SHARE_SLOTS)
         self._pid = None
         self._connection = None
         with self._locked():
@@ -171,84 +177,81 @@ class LocalSharedState(SharedState):
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
     def update_buckets(self, keys, update):
-        digests = [hashlib.blake2b(key.encode(), digest_size=16).digest() for key in keys]
+        digests = [digest(key) for key in keys]
         with self._locked():
             now = time.time()
-            slots = [self._slot(digest, now) for digest in digests]
+            slots = [self._buckets.slot(d, lambda record: record[1] <= now) for d in digests]
             values = []
-            for slot in slots:
-                digest, value = _SLOT.unpack_from(self._buckets, slot * _SLOT.size)
-                values.append(value if digest != _EMPTY and value > now else None)
+            for slot, d in zip(slots, digests, strict=True):
+                (value,) = self._buckets.get(slot, d)
+                values.append(value if value > now else None)
             new_values, result = update(values)
             if new_values is not None:
-                for slot, digest, value in zip(slots, digests, new_values, strict=True):
-                    _SLOT.pack_into(self._buckets, slot * _SLOT.size, digest, value)
+                for slot, d, value in zip(slots, digests, new_values, strict=True):
+                    self._buckets.put(slot, d, value)
         return result
 
-    def _slot(self, digest: bytes, now: float) -> int:
-        """The slot of ``digest``: its own, else the first free or expired one on its probe path."""
-        start = int.from_bytes(digest[:8], "little") % BUCKET_SLOTS
-        reusable = None
-        for step in range(BUCKET_SLOTS):
-            slot = (start + step) % BUCKET_SLOTS
-            found, value = _SLOT.unpack_from(self._buckets, slot * _SLOT.size)
-            if found == digest:
-                return slot
-            if found == _EMPTY:
-                return slot if reusable is None else reusable
-            if reusable is None and value <= now:  # expired: a full bucket, which needs no slot
-                reusable = slot
-        if reusable is None:
-            raise RuntimeError("rate-limit table full: more than 65536 live buckets")
-        return reusable
-
     # --- running sequences --------------------------------------------------------------------------------
-    def acquire_sequence(self, model, limit, queue_limit):
+    def _counts(self, model: str):
+        """Under the lock: the model's slot and counts, and this process's share of them."""
+        model_key = digest(model)
         pid = os.getpid()
-        with self._write() as db:
-            running, queued = db.execute(
-                "select coalesce(sum(running), 0), coalesce(sum(queued), 0) from sequences where model = ?",
-                (model,),
-            ).fetchone()
+        share_key = digest(f"{model}\0{pid}")
+        model_slot = self._models.slot(model_key, _idle)
+        share_slot = self._shares.slot(share_key, _idle)
+        running, queued = self._models.get(model_slot, model_key)
+        _, _, mine_running, mine_queued = self._shares.get(share_slot, share_key)
+        return model_key, model_slot, share_key, share_slot, pid, running, queued, mine_running, mine_queued
+
+    def _store(self, counts, running, queued, mine_running, mine_queued) -> None:
+        model_key, model_slot, share_key, share_slot, pid = counts[:5]
+        self._models.put(model_slot, model_key, running, queued)
+        self._shares.put(share_slot, share_key, model_key, pid, mine_running, mine_queued)
+
+    def acquire_sequence(self, model, limit, queue_limit):
+        with self._locked():
+            counts = self._counts(model)
+            running, queued, mine_running, mine_queued = counts[5:]
             if running < limit and queued == 0:
-                status, column = "running", "running"
-            elif queued < queue_limit:
-                status, column = "queued", "queued"
-            else:
-                return "full", running
-            db.execute("insert or ignore into sequences values (?, ?, 0, 0)", (model, pid))
-            db.execute(f"update sequences set {column} = {column} + 1 where model = ? and pid = ?", (model, pid))
-        return status, running + (status == "running")
+                self._store(counts, running + 1, queued, mine_running + 1, mine_queued)
+                return "running", running + 1
+            if queued < queue_limit:
+                self._store(counts, running, queued + 1, mine_running, mine_queued + 1)
+                return "queued", running
+            return "full", running
 
     def promote_queued(self, model, wanted, limit):
-        pid = os.getpid()
-        with self._write() as db:
-            running = db.execute(
-                "select coalesce(sum(running), 0) from sequences where model = ?", (model,)
-            ).fetchone()[0]
-            moved = max(0, min(wanted, limit - running))
+        with self._locked():
+            counts = self._counts(model)
+            running, queued, mine_running, mine_queued = counts[5:]
+            moved = max(0, min(wanted, limit - running, mine_queued))
             if moved:
-                db.execute(
-                    "update sequences set running = running + ?, queued = queued - ? where model = ? and pid = ?",
-                    (moved, moved, model, pid),
-                )
+                self._store(counts, running + moved, queued - moved, mine_running + moved, mine_queued - moved)
         return moved, running + moved
 
     def release_sequence(self, model, queued=False):
-        column = "queued" if queued else "running"
-        with self._write() as db:
-            db.execute(
-                f"update sequences set {column} = max(0, {column} - 1) where model = ? and pid = ?",
-                (model, os.getpid()),
-            )
+        with self._locked():
+            counts = self._counts(model)
+            running, waiting, mine_running, mine_queued = counts[5:]
+            if queued:
+                self._store(counts, running, max(0, waiting - 1), mine_running, max(0, mine_queued - 1))
+            else:
+                self._store(counts, max(0, running - 1), waiting, max(0, mine_running - 1), mine_queued)
 
     def running_sequences(self, model):
-        row = self._db().execute("select coalesce(sum(running), 0) from sequences where model = ?", (model,))
-        return row.fetchone()[0]
+        model_key = digest(model)
+        with self._locked():
+            return self._models.get(self._models.slot(model_key, _idle), model_key)[0]
 
     def forget_process(self, pid):
-        with self._write() as db:
-            db.execute("delete from sequences where pid = ?", (pid,))
+        with self._locked():
+            for slot, (share_key, model_key, owner, running, queued) in list(self._shares.records()):
+                if owner != pid or not (running or queued):
+                    continue
+                model_slot = self._models.slot(model_key, _idle)
+                total_running, total_queued = self._models.get(model_slot, model_key)
+                self._models.put(model_slot, model_key, max(0, total_running - running), max(0, total_queued - queued))
+                self._shares.put(slot, share_key, model_key, owner, 0, 0)
 
     def close(self) -> None:
         """Let go of the file. A process that forks afterwards must have no connection open: SQLite's lock
@@ -256,7 +259,7 @@ class LocalSharedState(SharedState):
         if self._connection is not None:
             self._connection.close()
             self._connection, self._pid = None, None
+        for table in (self._buckets, self._models, self._shares):
+            table.close()
         self._counters.close()
         self._control.close()
-        self._buckets.close()
-        self._bucket_file.close()

@@ -1,0 +1,69 @@
+"""A fixed-size hash table in a mapped file, for counters that every worker of a host updates often.
+
+Records are fixed-size structs whose first field is a 16-byte digest of their key. Slots are found by
+open addressing; a slot whose record no longer matters (``reusable``: an expired bucket, a count back at
+zero) is taken over by a new key, so the table never needs deleting. Callers hold the shared lock around
+every read-modify-write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import struct
+from collections.abc import Callable, Iterator
+
+EMPTY = bytes(16)
+
+
+def digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+
+class MappedTable:
+    def __init__(self, path: str, record: str, slots: int):
+        self.record = struct.Struct(record)
+        self.slots = slots
+        size = slots * self.record.size
+        self._file = open(path, "a+b")  # noqa: SIM115 (held for the life of the process)
+        if os.fstat(self._file.fileno()).st_size < size:
+            self._file.truncate(size)  # sparse: pages are only made when written
+        self._map = mmap.mmap(self._file.fileno(), size)
+        self._zero = tuple(0 for _ in self.record.unpack(bytes(self.record.size))[1:])
+
+    def slot(self, key: bytes, reusable: Callable[[tuple], bool]) -> int:
+        """The slot of ``key``: its own, else the first free or reusable one on its probe path."""
+        start = int.from_bytes(key[:8], "little") % self.slots
+        taken = None
+        for step in range(self.slots):
+            slot = (start + step) % self.slots
+            record = self.record.unpack_from(self._map, slot * self.record.size)
+            if record[0] == key:
+                return slot
+            if record[0] == EMPTY:
+                return slot if taken is None else taken
+            if taken is None and reusable(record):
+                taken = slot
+        if taken is None:
+            raise RuntimeError(f"shared table full: more than {self.slots} live entries")
+        return taken
+
+    def get(self, slot: int, key: bytes) -> tuple:
+        """The fields after the digest; zeros when the slot holds another (reusable) key or none."""
+        record = self.record.unpack_from(self._map, slot * self.record.size)
+        return record[1:] if record[0] == key else self._zero
+
+    def put(self, slot: int, key: bytes, *fields) -> None:
+        self.record.pack_into(self._map, slot * self.record.size, key, *fields)
+
+    def records(self) -> Iterator[tuple[int, tuple]]:
+        """Every slot in use, with its record (for rare scans)."""
+        for slot in range(self.slots):
+            record = self.record.unpack_from(self._map, slot * self.record.size)
+            if record[0] != EMPTY:
+                yield slot, record
+
+    def close(self) -> None:
+        self._map.close()
+        self._file.close()
