@@ -1,0 +1,115 @@
+"""The built-in defaults, the names the loader reads, and the vocabularies settings are checked against."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CORPUS = ROOT / "assets" / "corpus.txt"
+SONNETS_PATH = ROOT / "assets" / "sonnets.txt"
+SONNETS_URL = (
+    "https://raw.githubusercontent.com/martin-gorner/tensorflow-rnn-shakespeare/master/shakespeare/sonnets.txt"
+)
+CLI_OVERRIDES_ENV = "MOCK_OPENAI_CLI_OVERRIDES"
+CONFIG_FILE_ENV = "MOCK_OPENAI_CONFIG"
+ENV_PREFIXES = ("MOCK_OPENAI_", "MOCK_GPT_")  # ours, then the original mock's
+DEFAULT_MAX_OUTPUT_TOKENS = 16384
+
+DEFAULTS: dict[str, dict] = {
+    "server": {
+        "host": "0.0.0.0",
+        "port": 8079,
+        "workers": 0,  # 0: one per CPU
+        "max_connections": 10000,  # per worker: gunicorn's worker_connections
+        "max_connection_rate": 512,  # new connections per second, per worker (0: unlimited)
+        "client_request_timeout": "600s",
+        "keepalive": 75,
+        "timeout": 30,
+        "graceful_timeout": 30,
+        "max_body_bytes": 32 * 1024 * 1024,
+        "strict_validation": False,
+        "log_level": "warning",
+        "access_log": False,
+    },
+    "tls": {
+        "cert_path": "",
+        "key_path": "",
+        "ca_cert_path": "",
+        "require_client_cert": False,
+        "min_version": "1.2",
+    },
+    "auth": {"token": ""},
+    "responses": {
+        "mode": "corpus",  # corpus, realistic, echo, scripted
+        "scenario": "",  # a name from [scenarios]
+        "rules_path": "",  # the rules file of the scripted mode
+        "streaming_enabled": True,
+        "max_tokens": 1000,
+        "temperature": 1.0,
+        "corpus": "",
+        "sonnets_url": SONNETS_URL,
+    },
+    "latency": {
+        "ttft_ms": 0,
+        "ttft_jitter_ms": 0,
+        "inter_token_latency_ms": 10,
+        "inter_token_jitter_ms": 0,
+        "prefill_ms_per_1k_prompt_tokens": 0,
+        "non_stream": "total",  # total: a body waits as long as its stream would take; ttft: only the TTFT
+        "max_concurrent_sequences": 0,  # per model, across all workers; 0: no limit
+        "max_queued_sequences": 0,  # waiting in front of them; more get queue_full_error
+        "queue_full_error": "503",
+        "load_slowdown": 1.0,  # at full load, TTFT and inter-token latency are (1 + this) times the setting
+    },
+    "faults": {
+        "error_rate_percent": 0,
+        "error_mix": {"500": 1},
+        "stream_fault_after_tokens": 10,  # where a mid-stream fault drawn from the mix strikes
+        "retry_after_ms": 1000,  # on an injected 429 rate_limit_exceeded
+        "timeout_ms": 600000,  # a "timeout" fault holds the request this long, then answers 504
+        "stall_ms": 600000,  # a "stall" fault stops a stream this long, then it goes on
+        "trickle_bytes_per_s": 0,  # > 0: every completion body goes out at this many bytes a second
+        "request_headers": True,  # obey the X-Mock-* request headers
+    },
+    "rate_limits": {
+        "requests_per_minute": 0,  # per API key and model, across all workers; 0: none
+        "tokens_per_minute": 0,
+    },
+    "admin": {"token": ""},
+    "shared": {"path": ""},
+    "record": {"upstream": "", "dir": "fixtures"},
+    "replay": {"dir": "", "speed": 1.0, "fallback": ""},
+    "models": {
+        # Output limits, owners and creation times as the real /v1/models reports them.
+        "available": [
+            {"id": "gpt-4o-mini", "max_output_tokens": 16384, "owned_by": "system", "created": 1721172741},
+            {"id": "gpt-4o", "max_output_tokens": 16384, "owned_by": "system", "created": 1715367049},
+            {"id": "gpt-3.5-turbo", "max_output_tokens": 4096, "owned_by": "openai", "created": 1677610602},
+            {
+                "id": "gpt-3.5-turbo-instruct",
+                "max_output_tokens": 4096,
+                "endpoint": "completions",
+                "owned_by": "system",
+                "created": 1692901427,
+            },
+        ],
+        "allow_unknown": False,
+        "profiles": {},  # per model: any [latency] or [rate_limits] key
+    },
+    "scenarios": {},  # name -> a layer of settings; config/test_scenarios.toml ships five
+}
+
+# Environment variables that tools around us set by convention.
+ALIASES = {"PORT": ("server", "port"), "LOG_LEVEL": ("server", "log_level")}
+# The second original's names for settings that now live elsewhere; in any layer they set the new key.
+KEY_ALIASES = {
+    ("responses", "default_delay_ms"): ("latency", "ttft_ms"),
+    ("responses", "inter_token_latency_ms"): ("latency", "inter_token_latency_ms"),
+    ("responses", "error_rate_percent"): ("faults", "error_rate_percent"),
+}
+# Sections that may change at run time (PATCH /_mock/config, scenarios), and [models] profiles.
+RUNTIME_SECTIONS = ("responses", "latency", "faults", "rate_limits")
+RESPONSE_MODES = ("corpus", "realistic", "echo", "scripted")
+ERROR_KINDS = ("429", "insufficient_quota", "500", "502", "503", "timeout")
+STREAM_FAULT_KINDS = ("disconnect", "stream_error", "stall", "malformed")
+FAULT_KINDS = ERROR_KINDS + STREAM_FAULT_KINDS
