@@ -119,7 +119,8 @@ def test_x_mock_error_answers_the_real_error(make_client, kind, status, type_, c
     assert response.status_code == status
     error = response.get_json()["error"]
     assert (error["type"], error["code"], error["param"]) == (type_, code, None)
-    assert_valid("ErrorResponse", response.get_json()) if kind not in ("502",) else None
+    if kind != "502":  # the edge proxy's body has a numeric code, which the spec's Error does not allow
+        assert_valid("ErrorResponse", response.get_json())
     if kind == "429":
         assert response.headers["retry-after"] == "1" and response.headers["retry-after-ms"] == "1000"
         assert response.headers["x-ratelimit-remaining-requests"] == "0"
