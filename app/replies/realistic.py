@@ -107,7 +107,14 @@ def answer(text: str, rng) -> str:
         return rng.choice(GREETINGS)
     if kind == "code":
         language = language_of(text)
-        intro = rng.choice(CODE_INTROS).format(topic=topic, language=LANGUAGE_NAMES[language])
+        name = LANGUAGE_NAMES[language]
+        named = any(n in set(re.findall(r"[a-z.+#]+", text.lower())) for n in LANGUAGES[language])
+        # "read a file in Python" already says it; a question naming no language gets none added
+        in_language = f" in {name}" if named and name.lower() not in topic.lower() else ""
+        action = topic[:1].lower() + topic[1:]
+        if re.match(r"(a|an|the|some|my)\b", action):  # a thing, not a task: "a function that ..."
+            action = "write " + action
+        intro = rng.choice(CODE_INTROS).format(topic=action, language=name, in_language=in_language)
         snippet = rng.choice(SNIPPETS[language]).format(
             snake=identifier(topic, "snake"), camel=identifier(topic, "camel"), topic=topic
         )
@@ -179,9 +186,9 @@ STATEMENTS = [
 ]
 
 CODE_INTROS = [
-    "Here's a {language} example for {topic}:",
-    "Sure! Below is a clean, minimal way to handle {topic} in {language}.",
-    "Good question. A straightforward {language} approach to {topic} looks like this:",
+    "Here's how to {topic}{in_language}:",
+    "Sure! Below is a clean, minimal way to {topic}{in_language}.",
+    "Good question. A straightforward {language} approach looks like this:",
 ]
 
 CODE_OUTROS = [
