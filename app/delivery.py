@@ -78,7 +78,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
         timing.offsets,
         fate.stream_faults,
         error_event,
-        connection_dropper(),
+        connection_dropper() if fate.stream_faults else None,  # only a faulty stream needs the socket
     )
     if fate.trickle_bytes_per_s:
         events = trickle(events, fate.trickle_bytes_per_s)

@@ -94,8 +94,13 @@ def test_sequences_count_across_processes_and_a_dead_worker_gives_its_back(path)
 
 
 def test_a_new_server_gets_a_new_file_and_removes_it_at_exit():
+    import subprocess
+    import sys
+
     from app.shared import shared_path
 
-    first, second = shared_path(""), shared_path("")
-    assert first != second and os.path.isdir(os.path.dirname(first))
-    assert shared_path("/x/y.sqlite3") == "/x/y.sqlite3"
+    script = "from app.shared import open_shared, shared_path; p = shared_path(''); open_shared(p); print(p)"
+    made = [subprocess.check_output([sys.executable, "-c", script], text=True).strip() for _ in range(2)]
+    assert made[0] != made[1]
+    assert not any(os.path.exists(os.path.dirname(path)) for path in made)  # removed when the process ended
+    assert shared_path("/x/y.sqlite3") == "/x/y.sqlite3"  # a path of the user's own is used as it is
