@@ -7,7 +7,7 @@ import os
 import resource
 import sys
 
-from app import tls
+from app import metrics, tls
 from app.config import ConfigError, load_settings
 from app.replies.scripted import load_rules
 from app.shared import PATH_ENV, open_shared, shared_path
@@ -27,6 +27,8 @@ except (ConfigError, CorpusError) as exc:
 if os.environ.get(PATH_ENV + "_OWNER") != str(os.getpid()):
     os.environ[PATH_ENV] = shared_path(settings.shared["path"])
     os.environ[PATH_ENV + "_OWNER"] = str(os.getpid())
+    if settings.metrics["enabled"]:  # /metrics sums the workers' values from files in this folder
+        metrics.prepare_multiprocess_dir()
 
 server = settings.server
 host = f"[{server['host']}]" if ":" in server["host"] else server["host"]
@@ -77,13 +79,15 @@ def on_starting(arbiter):
 
 
 def child_exit(arbiter, worker):
-    """A worker is gone (stopped, crashed or killed): the sequences it held go back to the others. Opened and
-    closed at once: the master forks the replacement next, and must not hand it an open SQLite connection."""
-    shared = open_shared(os.environ[PATH_ENV])
+    """A worker is gone (stopped, crashed or killed): the sequences it held go back to the others, and its open
+    streams stop counting. The shared state is opened and closed at once: the master forks the replacement
+    next, and must not hand it an open SQLite connection."""
+    shared = open_shared(os.environ[PATH_ENV], settings.journal["path"], settings.journal["max_entries"])
     try:
         shared.forget_process(worker.pid)
     finally:
         shared.close()
+    metrics.forget_process(worker.pid)
 
 
 def when_ready(arbiter):

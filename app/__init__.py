@@ -17,10 +17,10 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"])
     app.json.sort_keys = False
-    app.extensions["mock_openai"] = MockState.build(settings)
+    state = app.extensions["mock_openai"] = MockState.build(settings)
 
     from app import auth, errors, headers, recording
-    from app.api import admin, completions, meta, models
+    from app.api import admin, completions, journal, meta, models
 
     errors.init_app(app)
     headers.init_app(app)
@@ -30,4 +30,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(models.bp)
     app.register_blueprint(completions.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(journal.bp)
+    if state.journal is not None:  # outermost: the capture sees every request as the client does
+        app.wsgi_app = state.journal.wrap(app.wsgi_app)
     return app

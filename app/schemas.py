@@ -16,6 +16,7 @@ from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
 from app.errors import INVALID_JSON_MESSAGE, OpenAIError
+from app.journal import BODY as JOURNAL_BODY
 
 # --- fields that speak the real API's error language ---------------------------------------------------
 
@@ -429,6 +430,7 @@ def _first_error(exc: ValidationError, body: dict) -> OpenAIError:
 def json_body():
     """The request's JSON, whatever its Content-Type (the real API does not insist), or the real 400."""
     raw = request.get_data(cache=False)
+    request.environ[JOURNAL_BODY] = raw  # what the journal shows as the request body
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from flask import current_app
 
 from app.config import Settings
+from app.journal import Journal
+from app.logs import configure as configure_logging
+from app.logs import request_logger
+from app.metrics import Metrics
 from app.render import ChatRenderer, LegacyRenderer, TokenChunks
 from app.replies import Replies
 from app.replies.scripted import load_rules
@@ -23,6 +27,8 @@ class MockState:
     legacy: LegacyRenderer
     shared: SharedState
     simulation: Simulation
+    journal: Journal | None  # the capture: None when the journal, metrics and request log are all off
+    metrics: Metrics | None
 
     @classmethod
     def build(cls, settings: Settings) -> MockState:
@@ -30,9 +36,30 @@ class MockState:
         chunks = TokenChunks(corpus)
         if settings.responses["mode"] == "scripted":
             load_rules(settings.responses["rules_path"])  # a bad rules file stops start-up, with its line
-        shared = open_shared(settings.shared["path"])
+        journal = settings.journal
+        shared = open_shared(settings.shared["path"], journal["path"], journal["max_entries"])
         simulation = Simulation(settings, shared, Replies(corpus))
-        return cls(settings, corpus, ChatRenderer(corpus, chunks), LegacyRenderer(corpus, chunks), shared, simulation)
+        return cls(
+            settings,
+            corpus,
+            ChatRenderer(corpus, chunks),
+            LegacyRenderer(corpus, chunks),
+            shared,
+            simulation,
+            *_capture(settings, shared),
+        )
+
+
+def _capture(settings: Settings, shared: SharedState) -> tuple[Journal | None, Metrics | None]:
+    """The capture and what it feeds: the journal, the metrics, the request log line."""
+    configure_logging(settings)
+    metrics = Metrics() if settings.metrics["enabled"] else None
+    log_line = request_logger(settings)
+    observers = [o for o in (metrics.observe if metrics else None, log_line) if o is not None]
+    if not settings.journal["enabled"] and not observers:
+        return None, None
+    journal = Journal(settings, shared, observers, [metrics.stream_opened] if metrics else [])
+    return journal, metrics
 
 
 def current_state() -> MockState:

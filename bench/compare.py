@@ -1,6 +1,8 @@
-"""This commit against an earlier one, feature-off path only: many short interleaved rounds, per-round ratios.
+"""This commit against an earlier one, or against itself with other settings: many short interleaved rounds,
+per-round ratios.
 
     python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 100] [--pin]
+    python bench/compare.py --setting journal.enabled=false [--pin]   # what the journal costs
 
 The machine is shared and noisy; the median of per-round ratios (each round loads both servers back to back,
 in alternating order) is steadier than a ratio of medians taken over minutes. ``--pin`` runs one worker per
@@ -20,7 +22,14 @@ from run import remove_worktree, run_wrk, start_checkout, start_mock, stream_wav
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("ref")
+    parser.add_argument("ref", nargs="?", help="an earlier commit (or use --setting)")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="instead of REF: this commit with these settings, as the baseline",
+    )
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--streams", type=int, default=1000)
@@ -31,8 +40,15 @@ def main() -> int:
     if args.pin:
         args.workers = 1
         os.sched_setaffinity(0, {0})  # the servers started now inherit CPU 0
-    checkout = worktree(args.ref)
-    servers = {"now": start_mock(args.workers, 0), "before": start_checkout(checkout, args.workers)}
+    if bool(args.ref) == bool(args.setting):
+        parser.error("give either REF or --setting")
+    checkout = worktree(args.ref) if args.ref else None
+    if checkout:
+        baseline = start_checkout(checkout, args.workers)
+    else:
+        baseline = start_mock(args.workers, 0, env=_env(args.setting))
+    servers = {"now": start_mock(args.workers, 0), "before": baseline}
+    label = args.ref or ", ".join(args.setting)
     if args.pin:
         os.sched_setaffinity(0, {1})  # wrk and the reader, started from here, run on CPU 1
     rps = {"now": [], "before": []}
@@ -52,12 +68,13 @@ def main() -> int:
     finally:
         for server in servers.values():
             server.stop()
-        remove_worktree(checkout)
+        if checkout:
+            remove_worktree(checkout)
 
     def ratios(figures):
         return [a / b for a, b in zip(figures["now"], figures["before"], strict=True)]
 
-    print(f"\n| load | now | {args.ref} | median of per-round ratios |")
+    print(f"\n| load | now | {label} | median of per-round ratios |")
     print("|---|---:|---:|---:|")
     for name, figures in (("non-stream req/s", rps), ("content chunks/s, ITL 0", chunks)):
         print(
@@ -65,6 +82,16 @@ def main() -> int:
             f"{statistics.median(ratios(figures)):.2f} |"
         )
     return 0
+
+
+def _env(settings: list[str]) -> dict:
+    """``journal.enabled=false`` as the environment variable every layer reads."""
+    env = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        section, _, key = name.partition(".")
+        env[f"MOCK_OPENAI_{section.upper()}_{key.upper()}"] = value
+    return env
 
 
 if __name__ == "__main__":

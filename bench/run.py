@@ -72,11 +72,11 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def start_mock(workers: int, inter_token_latency: float, *extra: str) -> Server:
+def start_mock(workers: int, inter_token_latency: float, *extra: str, env: dict | None = None) -> Server:
     port = free_port()
     command = [str(BIN / "mock-openai"), "-a", "127.0.0.1", "-p", str(port), "-w", str(workers)]
     command += ["--inter-token-latency", str(inter_token_latency), "--max-connection-rate", "0", *extra]
-    return Server(f"mock-openai (ITL {inter_token_latency:g} ms)", command, port)
+    return Server(f"mock-openai (ITL {inter_token_latency:g} ms)", command, port, env=env)
 
 
 def start_checkout(folder: Path, workers: int) -> Server:

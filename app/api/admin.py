@@ -29,15 +29,14 @@ from app.state import current_state
 bp = Blueprint("admin", __name__, url_prefix="/_mock")
 
 
-def _json(body, status: int = 200) -> Response:
+def admin_json(body, status: int = 200) -> Response:
     return Response(pretty(body) + "\n", status, mimetype="application/json")
 
 
-def _invalid(message: str, param: str) -> OpenAIError:
+def invalid(message: str, param: str) -> OpenAIError:
     return OpenAIError(400, message, param=param, code="invalid_value")
 
 
-@bp.before_request
 def require_admin_token() -> None:
     settings = current_state().settings
     token = settings.admin["token"] or settings.auth["token"]
@@ -48,6 +47,9 @@ def require_admin_token() -> None:
         raise OpenAIError(401, MISSING_KEY_MESSAGE)
     if not hmac.compare_digest(key.encode(), token.encode()):
         raise OpenAIError(401, "Incorrect admin token provided for /_mock.", code="invalid_api_key")
+
+
+bp.before_request(require_admin_token)
 
 
 # --- runtime configuration ------------------------------------------------------------------------------
@@ -67,7 +69,7 @@ def _config_view() -> dict:
 @bp.get("/config")
 def get_config():
     """200 ``{"version", "runtime", "settings", "scenarios"}``: what requests run under now."""
-    return _json(_config_view())
+    return admin_json(_config_view())
 
 
 @bp.patch("/config")
@@ -75,19 +77,17 @@ def patch_config():
     """200 with the new configuration, as ``GET``; 400 naming the field for a bad section, key or value."""
     patch = json_body()
     if not isinstance(patch, dict):
-        raise _invalid('Expected a JSON object of sections, e.g. {"latency": {"ttft_ms": 200}}.', "body")
+        raise invalid('Expected a JSON object of sections, e.g. {"latency": {"ttft_ms": 200}}.', "body")
     state = current_state()
     layer = state.shared.runtime_layer()
     for section, values in patch.items():
         if section not in RUNTIME_SECTIONS:
-            raise _invalid(
-                f"Section '{section}' cannot change at run time; use {', '.join(RUNTIME_SECTIONS)}.", section
-            )
+            raise invalid(f"Section '{section}' cannot change at run time; use {', '.join(RUNTIME_SECTIONS)}.", section)
         if values is None:
             layer.pop(section, None)
             continue
         if not isinstance(values, dict):
-            raise _invalid(f"Section '{section}' must be an object.", section)
+            raise invalid(f"Section '{section}' must be an object.", section)
         merged = dict(layer.get(section, {}))
         for key, value in values.items():
             if value is None:
@@ -98,16 +98,16 @@ def patch_config():
     try:
         state.settings.with_layer(layer, "PATCH /_mock/config")
     except ConfigError as exc:
-        raise _invalid(str(exc), exc.key or "body") from None
+        raise invalid(str(exc), exc.key or "body") from None
     state.shared.set_runtime_layer(layer)
-    return _json(_config_view())
+    return admin_json(_config_view())
 
 
 @bp.delete("/config")
 def reset_config():
     """200 with the configuration, back to what the server started with."""
     current_state().shared.set_runtime_layer({})
-    return _json(_config_view())
+    return admin_json(_config_view())
 
 
 # --- one-shot faults ------------------------------------------------------------------------------------
@@ -120,28 +120,28 @@ def _fault(item, path: str) -> dict:
         return f"{path}.{key}" if path else key
 
     if not isinstance(item, dict):
-        raise _invalid(f"Expected a fault object at '{path or 'body'}'.", path or "body")
+        raise invalid(f"Expected a fault object at '{path or 'body'}'.", path or "body")
     unknown = [key for key in item if key not in ("error", "count", "model", "after")]
     if unknown:
-        raise _invalid(f"Unknown field '{name(unknown[0])}'; use error, count, model, after.", name(unknown[0]))
+        raise invalid(f"Unknown field '{name(unknown[0])}'; use error, count, model, after.", name(unknown[0]))
     kind = item.get("error")
     if isinstance(kind, int) and not isinstance(kind, bool):
         kind = str(kind)
     if kind not in FAULT_KINDS:
-        raise _invalid(f"'{name('error')}' must be one of {', '.join(FAULT_KINDS)}.", name("error"))
+        raise invalid(f"'{name('error')}' must be one of {', '.join(FAULT_KINDS)}.", name("error"))
     fault = {"error": kind, "count": item.get("count", 1)}
     if isinstance(fault["count"], bool) or not isinstance(fault["count"], int) or fault["count"] < 1:
-        raise _invalid(f"'{name('count')}' must be a whole number >= 1.", name("count"))
+        raise invalid(f"'{name('count')}' must be a whole number >= 1.", name("count"))
     if item.get("model") is not None:
         if not isinstance(item["model"], str):
-            raise _invalid(f"'{name('model')}' must be a model name.", name("model"))
+            raise invalid(f"'{name('model')}' must be a model name.", name("model"))
         fault["model"] = item["model"]
     if item.get("after") is not None:
         after = item["after"]
         if kind not in STREAM_FAULT_KINDS:
-            raise _invalid(f"'{name('after')}' applies to {', '.join(STREAM_FAULT_KINDS)} only.", name("after"))
+            raise invalid(f"'{name('after')}' applies to {', '.join(STREAM_FAULT_KINDS)} only.", name("after"))
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise _invalid(f"'{name('after')}' must be a whole number of tokens >= 0.", name("after"))
+            raise invalid(f"'{name('after')}' must be a whole number of tokens >= 0.", name("after"))
         fault["after"] = after
     return fault
 
@@ -154,7 +154,7 @@ def _faults_view() -> dict:
 @bp.get("/faults")
 def list_faults():
     """200 ``{"object": "list", "data": [fault, ...], "pending": n}``: queued faults and how far each is used."""
-    return _json(_faults_view())
+    return admin_json(_faults_view())
 
 
 @bp.post("/faults")
@@ -168,14 +168,14 @@ def add_faults():
     else:
         items, path = (body if isinstance(body, list) else [body]), None
     if not isinstance(items, list) or not items:
-        raise _invalid('Expected a fault, a non-empty list of faults, or {"faults": [...]}.', path or "body")
+        raise invalid('Expected a fault, a non-empty list of faults, or {"faults": [...]}.', path or "body")
     single = not path and not isinstance(body, list)
     faults = [_fault(item, "" if single else f"{path or ''}[{i}]") for i, item in enumerate(items)]
     added = current_state().shared.add_faults(faults)
-    return _json({"object": "list", "data": added, "pending": current_state().shared.pending_faults()}, 201)
+    return admin_json({"object": "list", "data": added, "pending": current_state().shared.pending_faults()}, 201)
 
 
 @bp.delete("/faults")
 def clear_faults():
     """200 ``{"cleared": n}``: every queued fault dropped; ``n`` uses were still pending."""
-    return _json({"cleared": current_state().shared.clear_faults()})
+    return admin_json({"cleared": current_state().shared.clear_faults()})

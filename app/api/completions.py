@@ -12,6 +12,7 @@ from app.api.models import model_not_found
 from app.config import DEFAULT_MAX_OUTPUT_TOKENS, Settings
 from app.delivery import respond
 from app.errors import OpenAIError
+from app.journal import annotate
 from app.render import Reply
 from app.schemas import (
     ChatCompletionRequestSchema,
@@ -47,6 +48,7 @@ def create_completion():
 
 
 def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
+    annotate(model=request.model)
     model_id, max_output_tokens = _resolve_model(state.settings, request.model, endpoint)
     if request.max_tokens is not None and request.max_tokens > max_output_tokens:
         raise OpenAIError(
@@ -57,6 +59,7 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
             code="invalid_value",
         )
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
+    annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=fate.text.count)
     reply = Reply(
         model=model_id,
         text=fate.text,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from app.errors import OpenAIError
 from app.schemas import json_body
 from app.state import current_state
 
@@ -27,6 +28,17 @@ def tokens():
     """200 ``Max tokens: N``: the length of a reply to a request that names no limit (``[responses]
     max_tokens``)."""
     return Response(f"Max tokens: {current_state().settings.responses['max_tokens']}", mimetype="text/plain")
+
+
+@bp.get("/metrics")
+def metrics():
+    """200 Prometheus text exposition, summed over workers (see :mod:`app.metrics`); 404 with
+    ``[metrics] enabled = false``."""
+    state = current_state()
+    if state.metrics is None:
+        raise OpenAIError(404, "Metrics are off ([metrics] enabled = false).", code="metrics_disabled")
+    body, content_type = state.metrics.exposition()
+    return Response(body, content_type=content_type)
 
 
 @bp.post("/echo")

@@ -77,6 +77,21 @@ DEFAULTS: dict[str, dict] = {
     },
     "admin": {"token": ""},
     "shared": {"path": ""},
+    "journal": {
+        "enabled": True,
+        "path": "",  # "": journal.sqlite3 beside the shared state
+        "max_entries": 10000,  # the newest are kept
+        "max_body_bytes": 65536,  # request and response bodies are cut above this
+        "flush_interval_ms": 100,  # how long a worker gathers entries before it writes them in one go
+    },
+    "logging": {
+        "requests": True,  # one info line per request (shown when log_level is info or debug)
+        "format": "text",  # text or json (one JSON object a line)
+        "file": "",  # also write to this file, rotated at max_bytes
+        "max_bytes": 10 * 1024 * 1024,
+        "backups": 5,
+    },
+    "metrics": {"enabled": True},  # GET /metrics, Prometheus text, summed over workers
     "record": {"upstream": "", "dir": "fixtures"},
     "replay": {"dir": "", "speed": 1.0, "fallback": ""},
     "models": {

@@ -258,6 +258,26 @@ class SharedSchema(_Strict):
     path = fields.String(required=True)
 
 
+class JournalSchema(_Strict):
+    enabled = fields.Boolean(required=True)
+    path = fields.String(required=True)
+    max_entries = fields.Integer(required=True, validate=validate.Range(min=1))
+    max_body_bytes = fields.Integer(required=True, validate=validate.Range(min=0))
+    flush_interval_ms = fields.Integer(required=True, validate=validate.Range(min=0, max=60000))
+
+
+class LoggingSchema(_Strict):
+    requests = fields.Boolean(required=True)
+    format = fields.String(required=True, validate=validate.OneOf(["text", "json"]))
+    file = fields.String(required=True)
+    max_bytes = fields.Integer(required=True, validate=validate.Range(min=0))
+    backups = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class MetricsSchema(_Strict):
+    enabled = fields.Boolean(required=True)
+
+
 class RecordSchema(_Strict):
     upstream = fields.String(
         required=True, validate=validate.Regexp(r"^(https?://.+)?$", error="expected an http(s) URL")
@@ -287,6 +307,9 @@ class SettingsSchema(_Strict):
     rate_limits = fields.Nested(RateLimitsSchema, required=True)
     admin = fields.Nested(AdminSchema, required=True)
     shared = fields.Nested(SharedSchema, required=True)
+    journal = fields.Nested(JournalSchema, required=True)
+    logging = fields.Nested(LoggingSchema, required=True)
+    metrics = fields.Nested(MetricsSchema, required=True)
     record = fields.Nested(RecordSchema, required=True)
     replay = fields.Nested(ReplaySchema, required=True)
     models = fields.Nested(ModelsSchema, required=True)
@@ -308,6 +331,9 @@ class SettingsSchema(_Strict):
             rate_limits=data["rate_limits"],
             admin=data["admin"],
             shared=data["shared"],
+            journal=data["journal"],
+            logging=data["logging"],
+            metrics=data["metrics"],
             record=data["record"],
             replay=data["replay"],
             models=data["models"]["available"],

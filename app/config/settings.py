@@ -38,6 +38,9 @@ class Settings:
     rate_limits: dict
     admin: dict
     shared: dict
+    journal: dict
+    logging: dict
+    metrics: dict
     record: dict
     replay: dict
     models: list[ModelSpec]

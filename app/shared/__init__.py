@@ -1,7 +1,8 @@
 """State that every worker of a server shares, behind one interface.
 
 What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-shot faults
-(``POST /_mock/faults``), rate-limit buckets, and the count of running and queued sequences per model.
+(``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, and the
+request journal (:meth:`SharedState.journal`).
 
 The request path asks two questions on every request, :meth:`SharedState.version` and
 :meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
@@ -85,7 +86,13 @@ class SharedState(ABC):
 
     @abstractmethod
     def forget_process(self, pid: int) -> None:
-        """A worker is gone: drop the sequences it held, so they do not leak."""
+        """A worker is gone: drop the sequences it held, so they do not leak, and its journal counters."""
+
+    # --- the request journal ------------------------------------------------------------------------------
+    @abstractmethod
+    def journal(self):
+        """The journal's store (:class:`app.shared.journal_store.JournalStore` on one host): ``append(rows)``,
+        ``query``, ``get``, ``clear``, ``columns``, and the per-worker counters readers wait on."""
 
     @abstractmethod
     def close(self) -> None:
@@ -103,7 +110,10 @@ def shared_path(settings_path: str) -> str:
     return os.path.join(folder, "shared.sqlite3")
 
 
-def open_shared(settings_path: str) -> SharedState:
+def open_shared(settings_path: str, journal_path: str = "", max_entries: int = 10000) -> SharedState:
+    """The backend for this deployment. The journal sits in its own file (``[journal] path``, else beside
+    the shared state), so a path set for it keeps the journal across restarts."""
     from app.shared.local import LocalSharedState
 
-    return LocalSharedState(shared_path(settings_path))
+    path = shared_path(settings_path)
+    return LocalSharedState(path, journal_path or os.path.join(os.path.dirname(path), "journal.sqlite3"), max_entries)

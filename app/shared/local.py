@@ -25,6 +25,7 @@ import time
 from contextlib import contextmanager
 
 from app.shared import SharedState
+from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
 _COUNTERS = struct.Struct("=qq")  # version, pending faults
@@ -46,8 +47,11 @@ create table if not exists faults (
 
 
 class LocalSharedState(SharedState):
-    def __init__(self, path: str):
+    def __init__(self, path: str, journal_path: str | None = None, max_entries: int = 10000):
         self.path = path
+        self.journal_path = journal_path or os.path.join(os.path.dirname(path), "journal.sqlite3")
+        self.max_entries = max_entries
+        self._journal = None
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._control = open(path + ".ctl", "a+b")  # noqa: SIM115 (held for the life of the worker)
         with self._locked():
@@ -252,6 +256,13 @@ class LocalSharedState(SharedState):
                 total_running, total_queued = self._models.get(model_slot, model_key)
                 self._models.put(model_slot, model_key, max(0, total_running - running), max(0, total_queued - queued))
                 self._shares.put(slot, share_key, model_key, owner, 0, 0)
+        self.journal().forget_process(pid)
+
+    # --- the request journal ------------------------------------------------------------------------------
+    def journal(self) -> JournalStore:
+        if self._journal is None:  # opened on first use: a server with the journal off never makes the file
+            self._journal = JournalStore(self.journal_path, self.max_entries)
+        return self._journal
 
     def close(self) -> None:
         """Let go of the file. A process that forks afterwards must have no connection open: SQLite's lock
@@ -259,6 +270,9 @@ class LocalSharedState(SharedState):
         if self._connection is not None:
             self._connection.close()
             self._connection, self._pid = None, None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         for table in (self._buckets, self._models, self._shares):
             table.close()
         self._counters.close()

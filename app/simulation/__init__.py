@@ -26,6 +26,7 @@ from app.apikeys import presented_key
 from app.config import ERROR_KINDS, Settings
 from app.errors import OpenAIError
 from app.headers import request_id
+from app.journal import annotate
 from app.replies import Ask, Replies, ReplyText
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import StreamFault, draw, error_for, read_controls, stream_faults_of
@@ -95,6 +96,10 @@ class Simulation:
                 kind, after = one_shot["error"], one_shot.get("after")
         if kind is None and faults["error_rate_percent"]:
             kind = draw(faults)
+        if kind is not None or controls is not None or responses["scenario"]:
+            scenario = (controls.scenario if controls else None) or responses["scenario"] or None
+            stream_kind = controls.stream_faults[0].kind if controls and controls.stream_faults else None
+            annotate(fault=kind or stream_kind, scenario=scenario)
         if kind in ERROR_KINDS:
             error = error_for(kind, model, request_id(), faults, self._limits(settings, model))
             if kind == "timeout":

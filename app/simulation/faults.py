@@ -182,6 +182,7 @@ HEADERS = {
     "HTTP_X_MOCK_SCENARIO": ("X-Mock-Scenario", _name, "scenario"),
 }
 _PREFIX = "HTTP_X_MOCK_"
+TEST_ID = "HTTP_X_MOCK_TEST_ID"  # X-Mock-Test-Id tags a request in the journal; it changes nothing else
 
 
 def read_controls(environ) -> Controls | None:
@@ -189,12 +190,14 @@ def read_controls(environ) -> Controls | None:
     environ's keys, in C). An unknown ``X-Mock-`` header or a malformed value is a 400 that names it."""
     if not any(map(str.startswith, environ, repeat(_PREFIX))):
         return None
-    present = [key for key in environ if key.startswith(_PREFIX)]
+    present = [key for key in environ if key.startswith(_PREFIX) and key != TEST_ID]
+    if not present:  # only the journal's tag
+        return None
     controls = Controls()
     for key in present:
         if key not in HEADERS:
             name = "X-Mock-" + "-".join(part.title() for part in key[len(_PREFIX) :].split("_"))
-            known = ", ".join(spec[0] for spec in HEADERS.values())
+            known = ", ".join([*(spec[0] for spec in HEADERS.values()), "X-Mock-Test-Id"])
             raise OpenAIError(
                 400, f"Unknown header '{name}'. Known X-Mock headers: {known}.", param=name, code="unknown_header"
             )

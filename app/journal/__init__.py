@@ -1,0 +1,246 @@
+"""The request journal: every exchange with a client, as the client saw it, shared by all workers.
+
+A WSGI middleware around the app captures each request as it passes: the environ, the status and headers,
+the bytes of the body as they are written (up to ``[journal] max_body_bytes``) and when each write went
+out. The views add what only they know (model, tokens, scenario, fault) with :func:`annotate`. When the
+response is closed the exchange is queued; a greenlet turns the queue into rows and writes them in one
+transaction every ``flush_interval_ms`` (:mod:`app.shared`), so the request path only appends to a list.
+
+Not journaled: the server's own pages and control routes (``/_mock/``, ``/ui``, ``/metrics``), so a test's
+"last request" is its client's, not its own read of the journal.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from array import array
+from time import monotonic, time
+
+from flask import request
+
+from app.journal.entries import row_of
+from app.streaming import DONE, KEEPALIVE
+
+NOTE = "mock_openai.journal"  # environ key of the note the views fill in
+BODY = "mock_openai.body"  # environ key of the raw request body, once a view has read it
+SKIPPED = ("/_mock/", "/_mock", "/ui", "/metrics", "/favicon.ico")
+
+
+def annotate(**fields) -> None:
+    """Tell the journal something about this request (``model``, ``prompt_tokens``, ``fault`` ...)."""
+    note = request.environ.get(NOTE)
+    if note is not None:
+        note.update(fields)
+
+
+class Exchange:
+    """One request and its response, as they pass."""
+
+    __slots__ = (
+        "environ",
+        "note",
+        "started",
+        "t0",
+        "status",
+        "headers",
+        "stream",
+        "kept",
+        "size",
+        "events",
+        "writes",
+        "first_at",
+        "last",
+        "latency",
+        "ending",
+        "client_cert",
+    )
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.note = {}
+        self.started, self.t0 = time(), monotonic()
+        self.status, self.headers, self.stream = "500 INTERNAL SERVER ERROR", [], False
+        self.kept, self.size, self.events, self.writes = [], 0, 0, None
+        self.first_at = self.last = self.latency = self.ending = self.client_cert = None
+
+
+class Journal:
+    """The capture, and the journal it feeds. ``observers`` also see each finished exchange (metrics, the
+    log line); with ``[journal] enabled = false`` they are all it feeds (``store`` is None)."""
+
+    def __init__(self, settings, shared, observers=(), stream_observers=()):
+        config = settings.journal
+        self.store = shared.journal() if config["enabled"] else None
+        self.limit = config["max_body_bytes"]
+        self.interval = config["flush_interval_ms"] / 1000
+        self.mtls = settings.tls_enabled and bool(settings.tls["ca_cert_path"])
+        self.observers = list(observers)  # called with each finished exchange
+        self.stream_observers = list(stream_observers)  # called when a stream starts
+        self.pending: list[Exchange] = []
+        self._writer = None
+        self._wake = None
+        self._lock = threading.Lock()  # flask run serves from threads; gevent workers never contend
+        self._pid = os.getpid()
+        self.background = _under_gevent()  # a gevent worker: write from a greenlet
+        atexit.register(self._flush_at_exit)
+
+    # --- capture ------------------------------------------------------------------------------------------
+    def wrap(self, wsgi_app):
+        def journaled(environ, start_response):
+            if environ.get("PATH_INFO", "").startswith(SKIPPED):
+                return wsgi_app(environ, start_response)
+            exchange = Exchange(environ)
+            environ[NOTE] = exchange.note
+
+            def start(status, headers, exc_info=None):
+                exchange.status, exchange.headers = status, headers
+                for name, value in headers:
+                    if name == "Content-Type" and value.startswith("text/event-stream"):
+                        exchange.stream, exchange.writes = True, array("d")
+                        if self.store is not None:
+                            self.store.stream_opened()
+                        for observe in self.stream_observers:
+                            observe(exchange)
+                        break
+                return start_response(status, headers, exc_info)
+
+            try:
+                body = wsgi_app(environ, start)
+            except BaseException:
+                self._finish(exchange, "error")
+                raise
+            return _Capturing(body, exchange, self)
+
+        return journaled
+
+    def _finish(self, exchange: Exchange, ending: str | None) -> None:
+        exchange.latency = monotonic() - exchange.t0
+        if exchange.stream and self.store is not None:
+            self.store.stream_closed()
+        exchange.ending = ending or self._ending(exchange)
+        if self.mtls:
+            exchange.client_cert = _peer_subject(exchange.environ.get("gunicorn.socket"))
+        for observe in self.observers:
+            observe(exchange)
+        if self.store is None:
+            return
+        self.pending.append(exchange)
+        self.store.captured()
+        if self._wake is None and self.background:
+            self._start_writer()
+        if self._wake is not None:
+            self._wake.set()
+        else:  # no event loop to write from (the Flask test client, flask run): write now
+            self.flush()
+
+    @staticmethod
+    def _ending(exchange: Exchange) -> str:
+        """How the response ended, for a stream: ``done`` ([DONE] sent), the injected fault that cut it,
+        or ``client_gone``; for a body: ``complete`` or ``client_gone``."""
+        fault = exchange.note.get("fault")
+        if exchange.stream:
+            if exchange.last is not None and exchange.last.endswith(DONE):
+                return "done"
+            if fault in ("disconnect", "stream_error"):
+                return fault
+            return "client_gone"
+        return fault if fault == "disconnect" else "complete"
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def _start_writer(self):
+        import gevent
+        from gevent.event import Event
+
+        self._wake = Event()
+        self._writer = gevent.spawn(self._write_forever)
+
+    def _write_forever(self):
+        from gevent import sleep
+
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self.interval:
+                sleep(self.interval)  # gather a batch: one transaction for many entries
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending entry now (and wait for nothing)."""
+        with self._lock:
+            pending, self.pending = self.pending, []
+            if pending:
+                self.store.append([row_of(x, self.limit) for x in pending])
+
+    def _flush_at_exit(self):
+        if os.getpid() == self._pid or self.pending:
+            self.flush()
+
+    def settled(self, timeout: float = 2.0) -> None:
+        """Before a read: this worker's entries written, and every other worker's up to now."""
+        self.flush()
+        self.store.wait_committed(timeout)
+
+
+class _Capturing:
+    """The response's own iterable, passed through; each write is counted and (up to the limit) kept."""
+
+    __slots__ = ("body", "it", "exchange", "journal")
+
+    def __init__(self, body, exchange, journal):
+        self.body, self.it, self.exchange, self.journal = body, iter(body), exchange, journal
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            chunk = next(self.it)
+        except StopIteration:
+            self._done(None)  # the whole response went out (the test client never closes it)
+            raise
+        if chunk:
+            exchange = self.exchange
+            if exchange.size < self.journal.limit:
+                exchange.kept.append(chunk)
+            exchange.size += len(chunk)
+            exchange.last = chunk
+            if exchange.writes is not None:  # a stream: when each write went out, and its events
+                now = monotonic()
+                if exchange.first_at is None:
+                    exchange.first_at = now
+                exchange.writes.append(now)  # the time and the bytes sent by then, in one flat array
+                exchange.writes.append(exchange.size)
+                exchange.events += chunk.count(b"\n\n") - chunk.count(KEEPALIVE)
+        return chunk
+
+    def close(self):
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done("client_gone")  # closed before the end: the client left (or a write failed)
+
+    def _done(self, ending):
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            self.journal._finish(exchange, None if exchange.stream else ending)
+
+
+def _under_gevent() -> bool:
+    from gevent import monkey
+
+    return monkey.is_module_patched("socket")
+
+
+def _peer_subject(sock) -> str | None:
+    """The client certificate's subject under mutual TLS, as ``CN=...,O=...``."""
+    try:
+        cert = sock.getpeercert() if sock is not None else None
+    except (AttributeError, ValueError, OSError):
+        return None
+    if not cert:
+        return None
+    return ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)

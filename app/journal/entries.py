@@ -1,0 +1,229 @@
+"""What a journal entry holds: a captured exchange turned into a stored row, and a row into the JSON an
+admin client reads (bodies parsed back, a stream's events with their times, the text it assembled)."""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+
+# Never stored as sent: credentials and cookies, in either direction.
+SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY"}
+REDACTED = "[redacted]"
+
+
+def row_of(exchange, limit: int) -> tuple:
+    """The stored row (:data:`app.shared.journal_store.COLUMNS` order) of a finished exchange. Headers are
+    kept as ``name: value`` lines, request headers under their WSGI names, turned into the usual names
+    only when read: this runs for every request, reading runs rarely."""
+    environ, note = exchange.environ, exchange.note
+    request_body = environ.get("mock_openai.body")
+    request_size = len(request_body) if request_body is not None else _content_length(environ)
+    if request_body is None:
+        request_body = _unread_body(environ, limit)
+    model = note.get("model")
+    if model is None and request_body[:1] == b"{" and environ.get("PATH_INFO", "").startswith("/v1/"):
+        model = _model_of(request_body)  # refused before a view named it (a 401, a 400)
+    writes = None
+    if exchange.writes is not None:  # t0, then (monotonic time, bytes sent by then) for each write
+        writes = array("d", (exchange.t0,)).tobytes() + exchange.writes.tobytes()
+    response_headers = "\n".join([f"{k}: {v}" for k, v in exchange.headers])
+    if "Set-Cookie" in response_headers:
+        response_headers = "\n".join(f"{k}: {REDACTED if k == 'Set-Cookie' else v}" for k, v in exchange.headers)
+    first_at = exchange.first_at
+    return (
+        exchange.started,
+        environ.get("REQUEST_METHOD", ""),
+        environ.get("PATH_INFO", ""),
+        environ.get("QUERY_STRING", ""),
+        int(exchange.status[:3]),
+        round(exchange.latency * 1000, 3),
+        round((first_at - exchange.t0) * 1000, 3) if first_at is not None else None,
+        model,
+        1 if exchange.stream else 0,
+        note.get("prompt_tokens"),
+        note.get("completion_tokens"),
+        note.get("scenario"),
+        note.get("fault"),
+        f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}",
+        exchange.client_cert,
+        environ.get("HTTP_X_MOCK_TEST_ID"),
+        "\n".join(
+            [
+                f"{k}: {_redacted(k, v) if k in SECRET_ENV else v}"
+                for k, v in environ.items()
+                if k[:5] == "HTTP_" or (k[:8] == "CONTENT_" and v)
+            ]
+        ),
+        request_body[:limit],
+        request_size,
+        response_headers,
+        b"".join(exchange.kept)[:limit],
+        exchange.size,
+        exchange.events if exchange.stream else None,
+        exchange.ending,
+        writes,
+        os.getpid(),
+    )
+
+
+def _redacted(key: str, value: str) -> str:
+    if key.endswith("AUTHORIZATION") and " " in value:
+        return value.split(" ", 1)[0] + " " + REDACTED  # the scheme stays visible: Bearer, Basic
+    return REDACTED
+
+
+def request_headers(lines: str) -> dict:
+    """Stored request headers under their usual names (``HTTP_USER_AGENT`` is ``User-Agent``)."""
+    headers = {}
+    for line in lines.split("\n") if lines else ():
+        key, _, value = line.partition(": ")
+        name = key[5:] if key.startswith("HTTP_") else key
+        headers["-".join(part.capitalize() for part in name.split("_"))] = value
+    return headers
+
+
+def response_headers(lines: str) -> dict:
+    return dict(line.partition(": ")[::2] for line in lines.split("\n")) if lines else {}
+
+
+def _unread_body(environ, limit: int) -> bytes:
+    """A body no view read (a refused request): what the client sent, up to the limit."""
+    length = _content_length(environ)
+    stream = environ.get("wsgi.input")
+    if not length or stream is None or length > limit:
+        return b""
+    try:
+        return stream.read(length)
+    except (OSError, ValueError):
+        return b""
+
+
+def _content_length(environ) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _model_of(body: bytes) -> str | None:
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return model if isinstance(model, str) else None
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def entry_of(row: dict, events: bool = False) -> dict:
+    """The JSON of a stored row; with ``events``, a stream's events each with its time after the request."""
+    stream = bool(row["stream"])
+    body = row["response_body"].decode("utf-8", "replace")
+    response = {
+        "status": row["status"],
+        "headers": response_headers(row["response_headers"]),
+        "body": None if stream else _parsed(body),
+        "size": row["response_size"],
+        "truncated": row["response_size"] > len(row["response_body"]),
+    }
+    if stream:
+        parsed = stream_events(body, write_times(row["writes"]))
+        response.update(
+            events=row["events"],
+            ending=row["ending"],
+            text=assembled_text(parsed),
+        )
+        if events:
+            response["stream_events"] = parsed
+    else:
+        response["ending"] = row["ending"]
+    prompt, completion = row["prompt_tokens"], row["completion_tokens"]
+    return {
+        "id": row["id"],
+        "object": "mock.request",
+        "time": row["time"],
+        "method": row["method"],
+        "path": row["path"],
+        "query": row["query"],
+        "status": row["status"],
+        "latency_ms": row["latency_ms"],
+        "ttft_ms": row["ttft_ms"],
+        "model": row["model"],
+        "stream": stream,
+        "usage": None
+        if prompt is None
+        else {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + (completion or 0)},
+        "scenario": row["scenario"],
+        "fault": row["fault"],
+        "client": row["client"],
+        "client_cert": row["client_cert"],
+        "test_id": row["test_id"],
+        "request_id": response["headers"].get("x-request-id"),
+        "worker": row["worker"],
+        "request": {
+            "headers": request_headers(row["request_headers"]),
+            "body": _parsed(row["request_body"].decode("utf-8", "replace")),
+            "size": row["request_size"],
+            "truncated": (row["request_size"] or 0) > len(row["request_body"]),
+        },
+        "response": response,
+    }
+
+
+def write_times(blob: bytes | None) -> list[tuple[float, int]]:
+    """``(ms after the request, bytes sent by then)`` for each write of a stream."""
+    if not blob:
+        return []
+    values = array("d")
+    values.frombytes(blob)
+    t0 = values[0]
+    return [(round((values[i] - t0) * 1000, 3), int(values[i + 1])) for i in range(1, len(values) - 1, 2)]
+
+
+def _parsed(text: str):
+    """A JSON body as JSON; anything else (a cut body, plain text) as the text it is."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def stream_events(body: str, writes: list) -> list[dict]:
+    """The stream's events: ``{"t_ms", "data"}`` with ``data`` as JSON where it parses, else the raw text
+    (``[DONE]``, a cut chunk); comments (keep-alives) are left out."""
+    events, position, w = [], 0, 0
+    for block in body.split("\n\n"):
+        position += len(block.encode()) + 2
+        while w < len(writes) - 1 and writes[w][1] < position - 2:
+            w += 1
+        lines = [line[5:].lstrip(" ") for line in block.split("\n") if line.startswith("data:")]
+        if not lines:
+            continue
+        data = "\n".join(lines)
+        t_ms = writes[w][0] if writes else None
+        try:
+            events.append({"t_ms": t_ms, "data": json.loads(data)})
+        except ValueError:
+            events.append({"t_ms": t_ms, "data": data})
+    return events
+
+
+def assembled_text(events: list[dict]) -> str:
+    """What a client reading the stream put together: the content of choice 0 (chat) or its text."""
+    parts = []
+    for event in events:
+        data = event["data"]
+        if not isinstance(data, dict):
+            continue
+        for choice in data.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if isinstance(piece, str):
+                parts.append(piece)
+    return "".join(parts)

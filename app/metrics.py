@@ -1,0 +1,161 @@
+"""``GET /metrics``: Prometheus text format, summed over every worker of the server.
+
+Where vLLM exports the same quantity, the name is vLLM's (``vllm:time_to_first_token_seconds``,
+``vllm:inter_token_latency_seconds``, ``vllm:e2e_request_latency_seconds``, ``vllm:prompt_tokens_total``,
+``vllm:generation_tokens_total``, label ``model_name``), so a dashboard built for a vLLM server works against
+the mock. The rest are ours: ``mock_openai_requests_total`` (by endpoint, method, status and model),
+``mock_openai_request_duration_seconds`` and ``mock_openai_active_streams``.
+
+Under gunicorn every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (made by the master
+in ``gunicorn.conf.py``) and a scrape sums them (``prometheus_client``'s multiprocess mode); under the Flask
+test client or ``flask run`` the values live in the process. Updates happen once a request has finished,
+from what the journal's capture saw.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from bisect import bisect_left
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
+# vLLM's buckets for these three, so that its dashboards' quantiles read the same.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+               80.0)  # fmt: skip
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
+               960.0, 1920.0, 7680.0)  # fmt: skip
+HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def prepare_multiprocess_dir() -> str:
+    """In gunicorn's master, before any worker starts: a new, empty folder for the workers' values (values
+    left from an earlier run would be summed in), removed when the master exits."""
+    folder = tempfile.mkdtemp(prefix="mock-openai-metrics-")
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+    os.environ[MULTIPROC_ENV] = folder
+    return folder
+
+
+def forget_process(pid: int) -> None:
+    """A worker is gone: its live gauges (open streams) no longer count."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class Metrics:
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        # In multiprocess mode the values are in files and a scrape reads them; in one process they are
+        # read from this registry (one per app, so that apps built by tests do not collide).
+        self.registry = None if self.multiprocess else CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "mock_openai_requests",
+            "Requests answered, by endpoint, method, status and model.",
+            ["endpoint", "method", "status", "model"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "mock_openai_request_duration_seconds",
+            "Time from the request to the last byte of its response.",
+            ["endpoint"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.active_streams = Gauge(
+            "mock_openai_active_streams",
+            "Streams being sent now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        model = ["model_name"]
+        self.ttft = Histogram(
+            "vllm:time_to_first_token_seconds", "Time to first token.", model, buckets=TTFT_BUCKETS, registry=registry
+        )
+        self.itl = Histogram(
+            "vllm:inter_token_latency_seconds",
+            "Time between one write of tokens and the next, in a stream.",
+            model,
+            buckets=ITL_BUCKETS,
+            registry=registry,
+        )
+        self.e2e = Histogram(
+            "vllm:e2e_request_latency_seconds",
+            "End-to-end completion request latency.",
+            model,
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens processed.", model, registry=registry)
+        self.generation_tokens = Counter(
+            "vllm:generation_tokens", "Generation tokens processed.", model, registry=registry
+        )
+        self._children: dict = {}
+
+    def _child(self, metric, *labels):
+        """``metric.labels(...)``, looked up once per label set (the lookup costs more than the update)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # --- observers of the capture --------------------------------------------------------------------------
+    def stream_opened(self, exchange) -> None:
+        self.active_streams.inc()
+
+    def observe(self, exchange) -> None:
+        environ, note = exchange.environ, exchange.note
+        path = environ.get("PATH_INFO", "")
+        endpoint = path if path.startswith("/v1/") or path in ("/health", "/echo", "/hello", "/tokens") else "other"
+        status = exchange.status[:3]
+        model = note.get("model") or ""
+        self._child(self.requests, endpoint, environ.get("REQUEST_METHOD", ""), status, model).inc()
+        self._child(self.duration, endpoint).observe(exchange.latency)
+        if exchange.stream:
+            self.active_streams.dec()
+        if path not in COMPLETION_PATHS or status != "200":
+            return
+        self._child(self.e2e, model).observe(exchange.latency)
+        if note.get("prompt_tokens") is not None:
+            self._child(self.prompt_tokens, model).inc(note["prompt_tokens"])
+            self._child(self.generation_tokens, model).inc(note.get("completion_tokens") or 0)
+        if exchange.first_at is not None:
+            self._child(self.ttft, model).observe(exchange.first_at - exchange.t0)
+            times = exchange.writes[0::2]  # (time, bytes) pairs, flat
+            if len(times) > 1:
+                _observe_many(self._child(self.itl, model), [b - a for a, b in zip(times, times[1:], strict=False)])
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text a scrape gets, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _observe_many(histogram, values: list[float]) -> None:
+    """``observe`` for each value, with one update per bucket (a stream has a gap per token). Uses the
+    histogram's own buckets and sum, as ``observe`` does (prometheus_client is pinned)."""
+    counts: dict[int, int] = {}
+    bounds = histogram._upper_bounds
+    for value in values:
+        i = bisect_left(bounds, value)
+        counts[i] = counts.get(i, 0) + 1
+    histogram._sum.inc(sum(values))
+    for i, n in counts.items():
+        histogram._buckets[i].inc(n)

@@ -1,0 +1,238 @@
+"""The request journal on one host: a SQLite file in WAL mode that every worker appends to in batches.
+
+Readers never lock (WAL lets them read while a worker writes). Writers take an ``flock`` of their own, tried
+without blocking and retried after a short gevent sleep, so a worker waiting for another's batch keeps
+serving its streams. Each worker also keeps three counters in a mapped table beside the file, written only
+by itself: entries captured, entries committed, and streams open now. A reader waits until every live
+worker has committed what it had captured when the read began, so a request that has been answered is in
+the journal that a test reads next.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+
+from app.shared.tables import MappedTable, digest
+
+# The stored fields of an entry, in the order rows are given to append().
+COLUMNS = (
+    "time",
+    "method",
+    "path",
+    "query",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "model",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "scenario",
+    "fault",
+    "client",
+    "client_cert",
+    "test_id",
+    "request_headers",
+    "request_body",
+    "request_size",
+    "response_headers",
+    "response_body",
+    "response_size",
+    "events",
+    "ending",
+    "writes",
+    "worker",
+)
+# Filters of GET /_mock/requests that compare a column for equality.
+EQUAL_FILTERS = ("method", "path", "status", "model", "test_id", "stream", "ending")
+# Searched by text (q): bodies are stored as bytes, so they are compared as text.
+SEARCHED = ("path", "model", "test_id", "response_headers", "cast(request_body as text)", "cast(response_body as text)",
+            "fault", "scenario")  # fmt: skip
+
+_SCHEMA = f"""
+create table if not exists requests (
+    id integer primary key autoincrement,
+    {", ".join(COLUMNS)});
+"""
+_INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
+_PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
+
+
+class JournalStore:
+    def __init__(self, path: str, max_entries: int):
+        self.path, self.max_entries = path, max_entries
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._lock = open(path + ".lock", "a+b")  # noqa: SIM115 (held for the life of the worker)
+        self._wait_for_lock(blocking=True)
+        try:
+            # per worker: digest, pid, captured, committed, open streams
+            self._progress = MappedTable(path + ".progress", "=16sqqqq", _PROGRESS_SLOTS)
+            self._db().executescript(_SCHEMA)
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._slot = self._slot_pid = None
+        self._mine = [0, 0, 0]  # this process's: captured, committed, open streams
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        if getattr(self, "_pid", None) != os.getpid():  # a connection must not cross a fork
+            self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._connection.execute("pragma journal_mode=wal")
+            # No syncs: an OS crash may lose the last entries, a worker's crash cannot (WAL).
+            self._connection.execute("pragma synchronous=off")
+            self._connection.execute("pragma busy_timeout=5000")
+            self._pid = os.getpid()
+        return self._connection
+
+    def _wait_for_lock(self, blocking: bool = False) -> None:
+        if blocking:
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            return
+        from gevent import sleep
+
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                sleep(0.001)  # another worker is writing its batch: serve streams meanwhile
+
+    # --- this worker's counters ---------------------------------------------------------------------------
+    def _publish(self) -> None:
+        pid = os.getpid()
+        if self._slot_pid != pid:  # first use in this process: claim a slot
+            self._wait_for_lock(blocking=True)
+            try:
+                key = digest(f"journal\0{pid}")
+                self._slot = self._progress.slot(key, lambda record: not _alive(record[1]))
+                self._slot_key, self._slot_pid = key, pid
+            finally:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._progress.put(self._slot, self._slot_key, pid, *self._mine)
+
+    def captured(self, n: int = 1) -> None:
+        self._mine[0] += n
+        self._publish()
+
+    def stream_opened(self) -> None:
+        self._mine[2] += 1
+        self._publish()
+
+    def stream_closed(self) -> None:
+        self._mine[2] -= 1
+        self._publish()
+
+    def open_streams(self) -> int:
+        return sum(max(0, r[4]) for _, r in self._progress.records() if _alive(r[1]))
+
+    def wait_committed(self, timeout: float) -> bool:
+        """Wait (sleeping in gevent) until every live worker has committed what it had captured by now."""
+        from gevent import sleep
+
+        wanted = {r[1]: r[2] for _, r in self._progress.records() if r[2] > r[3]}
+        deadline = time.monotonic() + timeout
+        while wanted:
+            done = {r[1] for _, r in self._progress.records() if r[1] in wanted and r[3] >= wanted[r[1]]}
+            wanted = {pid: n for pid, n in wanted.items() if pid not in done and _alive(pid)}
+            if not wanted:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            sleep(0.002)
+        return True
+
+    def forget_process(self, pid: int) -> None:
+        for slot, record in list(self._progress.records()):
+            if record[1] == pid:
+                self._progress.put(slot, record[0], pid, record[2], record[2], 0)
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def append(self, rows: list[tuple]) -> None:
+        """Commit ``rows`` (in :data:`COLUMNS` order) and drop what falls out of the retention limit."""
+        if not rows:
+            return
+        db = self._db()
+        self._wait_for_lock()
+        try:
+            db.execute("begin immediate")
+            try:
+                db.executemany(_INSERT, rows)
+                last = db.execute("select last_insert_rowid()").fetchone()[0]
+                db.execute("delete from requests where id <= ?", (last - self.max_entries,))
+            except BaseException:
+                db.execute("rollback")
+                raise
+            db.execute("commit")
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._mine[1] += len(rows)
+        self._publish()
+
+    def clear(self) -> int:
+        db = self._db()
+        self._wait_for_lock()
+        try:
+            return db.execute("delete from requests").rowcount
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def query(self, where: dict, q: str | None, since: float | None, before_id: int | None, limit: int, offset: int):
+        """``(rows, total)``: rows as dicts, newest first; ``total`` counts every match, ignoring the page."""
+        clauses, params = [], []
+        for column, value in where.items():
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(since)
+        if q:
+            clauses.append("(" + " or ".join(f"instr(lower({c}), ?) > 0" for c in SEARCHED) + ")")
+            params.extend([q.lower()] * len(SEARCHED))
+        where_sql = (" where " + " and ".join(clauses)) if clauses else ""
+        db = self._db()
+        total = db.execute(f"select count(*) from requests{where_sql}", params).fetchone()[0]  # noqa: S608
+        page_sql = where_sql
+        if before_id is not None:
+            page_sql += (" and " if clauses else " where ") + "id < ?"
+            params = [*params, before_id]
+        cursor = db.execute(
+            f"select * from requests{page_sql} order by id desc limit ? offset ?",  # noqa: S608
+            [*params, limit, offset],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor], total
+
+    def get(self, entry_id: int) -> dict | None:
+        cursor = self._db().execute("select * from requests where id = ?", (entry_id,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+    def columns(self, names: tuple[str, ...], since: float | None = None) -> list[tuple]:
+        """Those columns of every entry (since a time), oldest first: what statistics are made of."""
+        sql = f"select {', '.join(names)} from requests"  # noqa: S608 (names are ours)
+        if since is not None:
+            return self._db().execute(sql + " where time >= ? order by id", (since,)).fetchall()
+        return self._db().execute(sql + " order by id").fetchall()
+
+    def close(self) -> None:
+        if getattr(self, "_connection", None) is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection, self._pid = None, None
+        self._progress.close()
+        self._lock.close()
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

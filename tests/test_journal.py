@@ -1,0 +1,208 @@
+"""The request journal through the Flask test client: what an entry holds, the admin API that reads it, and
+the statistics over it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sse import parse_sse
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello <script>alert(1)</script>"}]}
+
+
+@pytest.fixture
+def journal_client(make_client):
+    return make_client({"latency": {"inter_token_latency_ms": 0}})
+
+
+def chat(client, **extra):
+    headers = extra.pop("headers", {})
+    response = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 5, **extra}, headers=headers)
+    response.get_data()  # the entry is made once the whole response has gone out
+    return response
+
+
+def entries(client, query: str = "") -> dict:
+    response = client.get("/_mock/requests" + query)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_a_completion_is_recorded_with_its_request_and_response(journal_client):
+    journal_client.set_cookie("session", "secret-cookie")
+    sent = chat(journal_client, headers={"Authorization": "Bearer sk-secret-key-1234"})
+    page = entries(journal_client)
+    assert page["object"] == "list" and page["total"] == 1 and page["has_more"] is False
+    entry = page["data"][0]
+    assert entry["method"] == "POST" and entry["path"] == "/v1/chat/completions" and entry["status"] == 200
+    assert entry["model"] == "gpt-4o" and entry["stream"] is False
+    assert entry["request_id"] == sent.headers["x-request-id"]
+    usage = sent.get_json()["usage"]
+    assert entry["usage"] == {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    assert entry["request"]["body"] == {**CHAT, "max_tokens": 5}
+    assert entry["response"]["body"] == sent.get_json()
+    assert entry["response"]["ending"] == "complete"
+    assert entry["latency_ms"] > 0 and entry["client"].startswith("127.0.0.1")
+    headers = entry["request"]["headers"]
+    assert headers["Authorization"] == "Bearer [redacted]" and headers["Cookie"] == "[redacted]"
+    assert "sk-secret" not in str(entry) and "secret-cookie" not in str(entry)
+
+
+def test_a_stream_entry_has_its_events_their_times_and_the_text_it_assembled(journal_client):
+    sent = chat(journal_client, stream=True)
+    events = parse_sse(sent.get_data())
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e != "[DONE]" and e["choices"])
+    entry = entries(journal_client)["data"][0]
+    assert entry["stream"] is True and entry["ttft_ms"] is not None
+    assert entry["response"]["events"] == len(events) and entry["response"]["ending"] == "done"
+    assert entry["response"]["text"] == text
+    detail = journal_client.get(f"/_mock/requests/{entry['id']}").get_json()
+    stream_events = detail["response"]["stream_events"]
+    assert [e["data"] for e in stream_events] == events
+    times = [e["t_ms"] for e in stream_events]
+    assert times == sorted(times) and times[0] >= 0
+
+
+def test_an_injected_fault_and_a_scenario_are_recorded(journal_client):
+    chat(journal_client, stream=True, headers={"X-Mock-Stream-Error-After": "2", "X-Mock-Scenario": "fast"})
+    chat(journal_client, headers={"X-Mock-Error": "429"})
+    refused, cut = entries(journal_client)["data"]
+    assert refused["status"] == 429 and refused["fault"] == "429" and refused["model"] == "gpt-4o"
+    assert cut["fault"] == "stream_error" and cut["scenario"] == "fast"
+    assert cut["response"]["ending"] == "stream_error"
+
+
+def test_x_mock_test_id_tags_entries_and_changes_nothing_else(journal_client):
+    assert chat(journal_client, headers={"X-Mock-Test-Id": "tests/test_a.py::test_one"}).status_code == 200
+    chat(journal_client)
+    page = entries(journal_client, "?test_id=tests/test_a.py::test_one")
+    assert page["total"] == 1 and page["data"][0]["test_id"] == "tests/test_a.py::test_one"
+
+
+def test_refused_requests_are_recorded_with_the_body_that_was_sent(make_client):
+    client = make_client({"auth": {"token": "sk-right"}, "latency": {"inter_token_latency_ms": 0}})
+    assert chat(client, headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    entry = entries_with_token(client)["data"][0]
+    assert entry["status"] == 401 and entry["model"] == "gpt-4o"
+    assert entry["request"]["body"]["messages"] == CHAT["messages"]
+
+
+def entries_with_token(client) -> dict:
+    return client.get("/_mock/requests", headers={"Authorization": "Bearer sk-right"}).get_json()
+
+
+def test_the_admin_api_needs_the_token_when_one_is_set(make_client):
+    client = make_client({"auth": {"token": "sk-right"}})
+    assert client.get("/_mock/requests").status_code == 401
+    assert client.get("/_mock/stats", headers={"Authorization": "Bearer sk-wrong"}).status_code == 401
+    assert entries_with_token(client)["object"] == "list"
+
+
+def test_own_routes_are_not_journaled(journal_client):
+    journal_client.get("/_mock/config")
+    journal_client.get("/_mock/stats")
+    journal_client.get("/health").get_data()
+    assert [e["path"] for e in entries(journal_client)["data"]] == ["/health"]
+
+
+def test_filters_and_text_search(journal_client):
+    chat(journal_client)
+    chat(journal_client, model="nope")
+    journal_client.get("/v1/models").get_data()
+    assert entries(journal_client, "?status=404")["data"][0]["model"] == "nope"
+    assert entries(journal_client, "?method=get")["data"][0]["path"] == "/v1/models"
+    assert entries(journal_client, "?model=gpt-4o")["total"] == 1
+    assert entries(journal_client, "?path=/v1/chat/completions")["total"] == 2
+    assert entries(journal_client, "?q=ALERT(1)")["total"] == 2  # searched in bodies, ignoring case
+    assert entries(journal_client, "?since=2020-01-01T00:00:00Z")["total"] == 3
+    assert entries(journal_client, "?since=4102444800")["total"] == 0
+
+
+def test_pages_by_cursor_and_by_number_newest_first(journal_client):
+    for _ in range(5):
+        chat(journal_client)
+    first = entries(journal_client, "?limit=2")
+    assert first["total"] == 5 and first["has_more"] is True
+    ids = [e["id"] for e in first["data"]]
+    assert ids == sorted(ids, reverse=True)
+    second = entries(journal_client, f"?limit=2&cursor={first['next_cursor']}")
+    third = entries(journal_client, f"?limit=2&cursor={second['next_cursor']}")
+    seen = ids + [e["id"] for e in second["data"]] + [e["id"] for e in third["data"]]
+    assert len(set(seen)) == 5 and third["has_more"] is False and third["next_cursor"] is None
+    assert [e["id"] for e in entries(journal_client, "?limit=2&page=2")["data"]] == [e["id"] for e in second["data"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("?status=abc", "status"),
+        ("?status=700", "status"),
+        ("?limit=0", "limit"),
+        ("?limit=5000", "limit"),
+        ("?cursor=x", "cursor"),
+        ("?page=0", "page"),
+        ("?page=1&cursor=3", "page"),
+        ("?since=yesterday", "since"),
+        ("?stream=maybe", "stream"),
+        ("?colour=red", "colour"),
+    ],
+)
+def test_bad_query_values_get_a_400_that_names_the_parameter(journal_client, query, param):
+    response = journal_client.get("/_mock/requests" + query)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["param"] == param
+
+
+def test_one_entry_or_a_404_and_clearing(journal_client):
+    chat(journal_client)
+    entry_id = entries(journal_client)["data"][0]["id"]
+    assert journal_client.get(f"/_mock/requests/{entry_id}").get_json()["id"] == entry_id
+    assert journal_client.get("/_mock/requests/999999").status_code == 404
+    assert journal_client.delete("/_mock/requests").get_json() == {"deleted": 1}
+    assert entries(journal_client)["total"] == 0
+    assert journal_client.get(f"/_mock/requests/{entry_id}").status_code == 404
+
+
+def test_retention_keeps_the_newest_and_bodies_are_cut_at_the_limit(make_client):
+    client = make_client(
+        {"journal": {"max_entries": 3, "max_body_bytes": 64}, "latency": {"inter_token_latency_ms": 0}}
+    )
+    for n in range(5):
+        chat(client, user=f"user-{n}")
+    page = entries(client)
+    assert page["total"] == 3
+    assert [e["request"]["body"] for e in page["data"]][0].startswith('{"model"')  # cut: no longer JSON
+    assert all(e["request"]["truncated"] and e["response"]["truncated"] for e in page["data"])
+    assert len(page["data"][0]["response"]["body"]) == 64
+
+
+def test_stats_count_by_status_method_path_and_model(journal_client):
+    chat(journal_client)
+    chat(journal_client, stream=True)
+    chat(journal_client, model="nope")
+    stats = journal_client.get("/_mock/stats").get_json()
+    assert stats["total_requests"] == 3 and stats["streams"] == 1
+    assert stats["by_status"] == {"200": 2, "404": 1}
+    assert stats["by_method"] == {"POST": 3} and stats["by_path"] == {"/v1/chat/completions": 3}
+    assert stats["by_model"] == {"gpt-4o": 2, "nope": 1}
+    assert stats["success_rate"] == pytest.approx(2 / 3, abs=1e-3)
+    assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p95"] <= stats["latency_ms"]["p99"]
+    assert stats["ttft_ms"]["p50"] is not None
+    assert stats["tokens"]["completion"] == 10 and stats["tokens"]["prompt"] > 0
+    assert stats["active_streams"] == 0 and sum(stats["timeline"]["requests"]) == 3
+    assert journal_client.get("/_mock/stats?window=1").status_code == 400
+
+
+def test_a_disabled_journal_records_nothing_and_says_so(make_client):
+    client = make_client({"journal": {"enabled": False}})
+    chat(client)
+    response = client.get("/_mock/requests")
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "journal_disabled"
+
+
+def test_percentile_is_nearest_rank():
+    from app.journal.stats import percentile
+
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile([], 50) is None
+    assert percentile([7.0], 95) == 7.0
