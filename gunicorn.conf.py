@@ -5,6 +5,7 @@ Start with ``gunicorn -c gunicorn.conf.py wsgi:app``; ``mock-openai`` runs the s
 
 import os
 import resource
+import time
 import sys
 
 from app import metrics, tls
@@ -27,6 +28,7 @@ except (ConfigError, CorpusError) as exc:
 if os.environ.get(PATH_ENV + "_OWNER") != str(os.getpid()):
     os.environ[PATH_ENV] = shared_path(settings.shared["path"])
     os.environ[PATH_ENV + "_OWNER"] = str(os.getpid())
+    os.environ["MOCK_OPENAI_STARTED_AT"] = str(time.time())  # the web UI's uptime
     if settings.metrics["enabled"]:  # /metrics sums the workers' values from files in this folder
         metrics.prepare_multiprocess_dir()
 

@@ -19,7 +19,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.json.sort_keys = False
     state = app.extensions["mock_openai"] = MockState.build(settings)
 
-    from app import auth, errors, headers, recording
+    from app import auth, errors, headers, recording, ui
     from app.api import admin, completions, journal, meta, models
 
     errors.init_app(app)
@@ -31,6 +31,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(completions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(journal.bp)
+    app.register_blueprint(ui.bp)
     if state.journal is not None:  # outermost: the capture sees every request as the client does
         app.wsgi_app = state.journal.wrap(app.wsgi_app)
     return app

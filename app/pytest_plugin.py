@@ -94,7 +94,8 @@ class LiveServer:
         raise RuntimeError(f"server not ready in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig=signal.SIGTERM):

@@ -8,7 +8,8 @@
 - Under TLS, a client refused in the handshake (no certificate, a wrong or expired one, plain HTTP) costs one
   info line in the log, not a gevent traceback, and a handshake must finish within ``client_request_timeout``.
 - On a graceful stop (SIGTERM), connections idling between requests are closed at once, so the worker
-  does not wait out ``graceful_timeout`` for clients that keep connections alive; streams in flight finish.
+  does not wait out ``graceful_timeout`` for clients that keep connections alive; streams in flight finish,
+  and the web UI's live-update streams end.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class MockOpenAIWorker(GeventWorker):
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
+        from app.ui import Live
+
+        Live.stopping = True  # the web UI's live streams end within a second
         gevent.spawn(self._close_idle_connections)  # not in the signal handler itself
 
     def _close_idle_connections(self):

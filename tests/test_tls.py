@@ -131,6 +131,14 @@ def test_client_with_a_valid_certificate_gets_every_endpoint(mtls_server, pki):
     assert events[-2]["usage"]["completion_tokens"] == 5
 
 
+def test_the_journal_records_the_client_certificate_subject(mtls_server, pki):
+    good = pki["good"]
+    tls = {"verify": good.ca_crt, "cert": good.client, "timeout": 5}
+    requests.post(mtls_server.base_url + "/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 2}, **tls)
+    entry = requests.get(mtls_server.base_url + "/_mock/requests", **tls).json()["data"][0]
+    assert entry["client_cert"] == "CN=mock-openai client,O=mock-openai test"
+
+
 def test_client_without_a_certificate_is_refused_before_the_app(mtls_server, pki):
     refused(lambda: requests.get(mtls_server.base_url + "/v1/models", verify=pki["good"].ca_crt, timeout=5))
 

@@ -8,12 +8,13 @@
 - ``GET /_mock/faults``, ``POST /_mock/faults``, ``DELETE /_mock/faults``: one-shot faults, served first in,
   first out to the next matching requests.
 
-With ``[admin] token`` set these routes need it as a bearer token; otherwise they need ``[auth] token`` when
-that is set. Bad input gets a 400 that names the field.
+With ``[admin] token`` set these routes need it as a bearer token (or the web UI's session cookie);
+otherwise they need ``[auth] token`` when that is set. Bad input gets a 400 that names the field.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from flask import Blueprint, Response, request
@@ -37,10 +38,29 @@ def invalid(message: str, param: str) -> OpenAIError:
     return OpenAIError(400, message, param=param, code="invalid_value")
 
 
-def require_admin_token() -> None:
+UI_COOKIE = "mock_openai_ui"
+
+
+def admin_token() -> str:
+    """The token ``/_mock`` and the web UI need: ``[admin] token``, else ``[auth] token`` ("" for none)."""
     settings = current_state().settings
-    token = settings.admin["token"] or settings.auth["token"]
-    if not token:
+    return settings.admin["token"] or settings.auth["token"]
+
+
+def ui_session(token: str) -> str:
+    """The web UI's cookie value for a token: derived from it, so the cookie never holds the token itself."""
+    return hmac.new(token.encode(), b"mock-openai web UI session", hashlib.sha256).hexdigest()
+
+
+def has_ui_session(token: str) -> bool:
+    cookie = request.cookies.get(UI_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), ui_session(token).encode())
+
+
+def require_admin_token() -> None:
+    """A bearer token, or the web UI's session cookie (SameSite=Strict: another site cannot send it)."""
+    token = admin_token()
+    if not token or has_ui_session(token):
         return
     key = presented_key(request.headers.get("Authorization", ""))
     if not key:

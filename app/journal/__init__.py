@@ -3,8 +3,9 @@
 A WSGI middleware around the app captures each request as it passes: the environ, the status and headers,
 the bytes of the body as they are written (up to ``[journal] max_body_bytes``) and when each write went
 out. The views add what only they know (model, tokens, scenario, fault) with :func:`annotate`. When the
-response is closed the exchange is queued; a greenlet turns the queue into rows and writes them in one
-transaction every ``flush_interval_ms`` (:mod:`app.shared`), so the request path only appends to a list.
+response has ended the exchange becomes a row (a few microseconds: the environ and the response are let go
+at once, as without the journal) and is queued; a greenlet writes the queue in one transaction every
+``flush_interval_ms`` (:mod:`app.shared`).
 
 Not journaled: the server's own pages and control routes (``/_mock/``, ``/ui``, ``/metrics``), so a test's
 "last request" is its client's, not its own read of the journal.
@@ -78,7 +79,7 @@ class Journal:
         self.mtls = settings.tls_enabled and bool(settings.tls["ca_cert_path"])
         self.observers = list(observers)  # called with each finished exchange
         self.stream_observers = list(stream_observers)  # called when a stream starts
-        self.pending: list[Exchange] = []
+        self.pending: list[tuple] = []  # rows, made when the exchange ends (holding the exchange longer costs more)
         self._writer = None
         self._wake = None
         self._lock = threading.Lock()  # flask run serves from threads; gevent workers never contend
@@ -126,7 +127,7 @@ class Journal:
             observe(exchange)
         if self.store is None:
             return
-        self.pending.append(exchange)
+        self.pending.append(row_of(exchange, self.limit))
         self.store.captured()
         if self._wake is None and self.background:
             self._start_writer()
@@ -171,7 +172,7 @@ class Journal:
         with self._lock:
             pending, self.pending = self.pending, []
             if pending:
-                self.store.append([row_of(x, self.limit) for x in pending])
+                self.store.append(pending)
 
     def _flush_at_exit(self):
         if os.getpid() == self._pid or self.pending:
@@ -235,12 +236,17 @@ def _under_gevent() -> bool:
     return monkey.is_module_patched("socket")
 
 
+_SHORT_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+                "localityName": "L", "stateOrProvinceName": "ST", "emailAddress": "E"}  # fmt: skip
+
+
 def _peer_subject(sock) -> str | None:
-    """The client certificate's subject under mutual TLS, as ``CN=...,O=...``."""
+    """The client certificate's subject under mutual TLS, as RFC 4514 writes it (``CN=...,O=...``)."""
     try:
         cert = sock.getpeercert() if sock is not None else None
     except (AttributeError, ValueError, OSError):
         return None
     if not cert:
         return None
-    return ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
+    parts = [f"{_SHORT_NAMES.get(k, k)}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
+    return ",".join(reversed(parts))

@@ -48,13 +48,7 @@ def row_of(exchange, limit: int) -> tuple:
         f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}",
         exchange.client_cert,
         environ.get("HTTP_X_MOCK_TEST_ID"),
-        "\n".join(
-            [
-                f"{k}: {_redacted(k, v) if k in SECRET_ENV else v}"
-                for k, v in environ.items()
-                if k[:5] == "HTTP_" or (k[:8] == "CONTENT_" and v)
-            ]
-        ),
+        _request_headers(environ),
         request_body[:limit],
         request_size,
         response_headers,
@@ -65,6 +59,26 @@ def row_of(exchange, limit: int) -> tuple:
         writes,
         os.getpid(),
     )
+
+
+_HEADER_KEYS: dict[tuple, tuple] = {}  # an environ's keys -> (its header keys, whether any is a secret)
+
+
+def _request_headers(environ) -> str:
+    """``KEY: value`` lines of the request's headers. Which environ keys are headers is worked out once per
+    shape of environ (a client sends the same headers in the same order on every request), so the common
+    case formats a handful of headers instead of scanning thirty keys."""
+    shape = tuple(environ)
+    found = _HEADER_KEYS.get(shape)
+    if found is None:
+        if len(_HEADER_KEYS) > 512:
+            _HEADER_KEYS.clear()
+        keys = tuple(k for k in shape if k.startswith("HTTP_") or k in ("CONTENT_TYPE", "CONTENT_LENGTH"))
+        found = _HEADER_KEYS[shape] = (keys, any(k in SECRET_ENV for k in keys))
+    keys, secret = found
+    if secret:
+        return "\n".join([f"{k}: {_redacted(k, environ[k]) if k in SECRET_ENV else environ[k]}" for k in keys])
+    return "\n".join([f"{k}: {environ[k]}" for k in keys])
 
 
 def _redacted(key: str, value: str) -> str:
