@@ -103,7 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["corpus", "realistic", "echo", "scripted"],
         help="answer requests with no fixture in this mode instead of 404",
     )
-    add("--log-level", choices=["debug", "info", "warning", "error", "critical"], help="[warning]")
+    seen = parser.add_argument_group("observability (see the README's Observability section)")
+    seen.add_argument("--journal", type=Path, metavar="PATH", help="keep the request journal in this SQLite file")
+    seen.add_argument("--no-journal", action="store_true", help="keep no request journal")
+    seen.add_argument("--journal-max-entries", type=int, metavar="N", help="the newest N are kept [10000]")
+    seen.add_argument("--no-metrics", action="store_true", help="no /metrics")
+    seen.add_argument("--log-file", type=Path, metavar="PATH", help="also log to this file, rotated [none]")
+    seen.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [text]")
+    add(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="info shows a line per request [warning]",
+    )
     add("--config", type=Path, metavar="FILE", help="extra TOML config file, above config/*.toml")
     add("--tls-cert", type=Path, metavar="PATH", help="serve HTTPS with this certificate (PEM)")
     add("--tls-key", type=Path, metavar="PATH", help="the certificate's private key (PEM)")
@@ -148,6 +159,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "tls_cert": ("tls", "cert_path"),
         "tls_key": ("tls", "key_path"),
         "tls_ca": ("tls", "ca_cert_path"),
+        "journal": ("journal", "path"),
+        "journal_max_entries": ("journal", "max_entries"),
+        "log_file": ("logging", "file"),
+        "log_format": ("logging", "format"),
     }
     layer: dict[str, dict] = {}
     for name, (section, key) in mapping.items():
@@ -158,6 +173,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
         layer.setdefault("models", {})["allow_unknown"] = True
     if args.require_client_cert:
         layer.setdefault("tls", {})["require_client_cert"] = True
+    if args.no_journal:
+        layer.setdefault("journal", {})["enabled"] = False
+    if args.no_metrics:
+        layer.setdefault("metrics", {})["enabled"] = False
     return layer
 
 

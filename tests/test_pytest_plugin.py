@@ -52,6 +52,19 @@ def test_after_the_fault_test_nothing_is_left(mock_openai):
     assert mock_openai.stats()["total_requests"] >= 1
 """
 
+# The README's example, word for word.
+README_EXAMPLE = """
+def test_summary_retries_a_429(mock_openai):
+    mock_openai.fault("429", count=1)  # the first attempt is refused; the SDK retries
+    reply = mock_openai.client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Summarize: ..."}], max_tokens=20
+    )
+    attempts = mock_openai.requests(path="/v1/chat/completions")
+    assert [a.status for a in attempts] == [200, 429]  # newest first
+    assert attempts[0].body["messages"][0]["content"].startswith("Summarize")
+    assert attempts[0].text == reply.choices[0].message.content
+"""
+
 PARALLEL = """
 import pytest
 
@@ -70,9 +83,9 @@ def test_each_sees_only_its_own(mock_openai, n):
 
 def test_the_fixture_starts_a_server_and_reads_its_journal(pytester):
     pytester.makeini("[pytest]\nmock_openai_args = -w 2 --inter-token-latency 0\n")
-    pytester.makepyfile(test_client=TESTS)
+    pytester.makepyfile(test_client=TESTS, test_readme=README_EXAMPLE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_parallel_tests_against_one_server_do_not_see_each_other(pytester, start_server):
