@@ -1,7 +1,8 @@
 """``/_mock/requests`` and ``/_mock/stats``: the request journal, for test harnesses and the web UI.
 
-- ``GET /_mock/requests``: entries newest first, filtered by ``method``, ``path``, ``status``, ``model``,
-  ``stream``, ``ending``, ``test_id``, ``since`` (Unix seconds or ISO 8601) and text ``q``; a page is
+- ``GET /_mock/requests``: entries newest first (by the time the request came in), filtered by ``method``,
+  ``path``, ``status``, ``model``, ``stream``, ``ending``, ``test_id``, ``since`` (Unix seconds or ISO 8601)
+  and text ``q``; a page is
   ``limit`` entries (50, at most 1000) after a ``cursor`` (the ``next_cursor`` of the page before) or at a
   ``page`` number. ``{"object": "list", "data", "total", "has_more", "next_cursor"}``.
 - ``GET /_mock/requests/<id>``: one entry, with a stream's events and their times; 404 if it is gone.
@@ -53,6 +54,16 @@ def _whole(name: str, low: int, high: int | None = None) -> int:
     return number
 
 
+def _cursor() -> tuple[float, int]:
+    """A ``next_cursor``: the time and id of the last entry of the page before."""
+    value = request.args["cursor"]
+    moment, _, entry_id = value.partition("_")
+    try:
+        return float(moment), int(entry_id)
+    except ValueError:
+        raise invalid(f"Invalid 'cursor': {value!r}. Use the next_cursor of the page before.", "cursor") from None
+
+
 def _since() -> float | None:
     value = request.args.get("since")
     if value is None:
@@ -89,13 +100,13 @@ def list_query() -> dict:
     limit = _whole("limit", 1, MAX_LIMIT) if "limit" in request.args else 50
     if "cursor" in request.args and "page" in request.args:
         raise invalid("Use either 'cursor' or 'page', not both.", "page")
-    cursor = _whole("cursor", 1) if "cursor" in request.args else None
+    cursor = _cursor() if "cursor" in request.args else None
     page = _whole("page", 1) if "page" in request.args else 1
     return {
         "where": where,
         "q": request.args.get("q") or None,
         "since": _since(),
-        "before_id": cursor,
+        "before": cursor,
         "limit": limit,
         "offset": (page - 1) * limit,
     }
@@ -112,7 +123,7 @@ def list_entries(query: dict) -> dict:
         "data": [entry_of(row) for row in rows],
         "total": total,
         "has_more": has_more,
-        "next_cursor": rows[-1]["id"] if has_more else None,
+        "next_cursor": f"{rows[-1]['time']!r}_{rows[-1]['id']}" if has_more else None,
     }
 
 

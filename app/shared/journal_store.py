@@ -56,6 +56,7 @@ _SCHEMA = f"""
 create table if not exists requests (
     id integer primary key autoincrement,
     {", ".join(COLUMNS)});
+create index if not exists requests_time on requests (time);
 """
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
@@ -180,8 +181,10 @@ class JournalStore:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     # --- reading ------------------------------------------------------------------------------------------
-    def query(self, where: dict, q: str | None, since: float | None, before_id: int | None, limit: int, offset: int):
-        """``(rows, total)``: rows as dicts, newest first; ``total`` counts every match, ignoring the page."""
+    def query(self, where: dict, q: str | None, since: float | None, before: tuple | None, limit: int, offset: int):
+        """``(rows, total)``: rows as dicts, newest first by the time each request came in (workers write in
+        batches, so ids alone do not keep that order), after the ``(time, id)`` of ``before``; ``total``
+        counts every match, ignoring the page."""
         clauses, params = [], []
         for column, value in where.items():
             clauses.append(f"{column} = ?")
@@ -196,11 +199,11 @@ class JournalStore:
         db = self._db()
         total = db.execute(f"select count(*) from requests{where_sql}", params).fetchone()[0]  # noqa: S608
         page_sql = where_sql
-        if before_id is not None:
-            page_sql += (" and " if clauses else " where ") + "id < ?"
-            params = [*params, before_id]
+        if before is not None:
+            page_sql += (" and " if clauses else " where ") + "(time < ? or (time = ? and id < ?))"
+            params = [*params, before[0], before[0], before[1]]
         cursor = db.execute(
-            f"select * from requests{page_sql} order by id desc limit ? offset ?",  # noqa: S608
+            f"select * from requests{page_sql} order by time desc, id desc limit ? offset ?",  # noqa: S608
             [*params, limit, offset],
         )
         names = [d[0] for d in cursor.description]

@@ -176,7 +176,7 @@ function requestList() {
   }
 
   form.addEventListener("submit", (event) => { event.preventDefault(); cursors = [null]; load(); });
-  older.addEventListener("click", () => { cursors.push(Number(older.dataset.next)); load(); });
+  older.addEventListener("click", () => { cursors.push(older.dataset.next); load(); });
   newer.addEventListener("click", () => { cursors.pop(); load(); });
   listeners.push((stats) => {
     // Live: the newest page follows the journal; older pages hold still while they are read.
