@@ -8,8 +8,9 @@ the mock. The rest are ours: ``mock_openai_requests_total`` (by endpoint, method
 
 Under gunicorn every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (made by the master
 in ``gunicorn.conf.py``) and a scrape sums them (``prometheus_client``'s multiprocess mode); under the Flask
-test client or ``flask run`` the values live in the process. Updates happen once a request has finished,
-from what the journal's capture saw.
+test client or ``flask run`` the values live in the process. What a finished request adds (from what the
+journal's capture saw) is gathered in the worker and added to the metrics twice a second, and before the
+worker answers a scrape itself: another worker's latest half second may be missing from a scrape.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
                80.0)  # fmt: skip
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
                960.0, 1920.0, 7680.0)  # fmt: skip
+FLUSH_INTERVAL_S = 0.5
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -101,61 +103,102 @@ class Metrics:
             "vllm:generation_tokens", "Generation tokens processed.", model, registry=registry
         )
         self._children: dict = {}
+        # What requests add is gathered here and added to the metrics by a greenlet twice a second: an
+        # update in multiprocess mode takes a lock and writes a mapped file, and a completion makes seven.
+        self._counts: dict = {}  # (counter, labels) -> amount
+        self._histograms: dict = {}  # (histogram, labels) -> [sum, {bucket index: count}]
+        self._open_streams = 0
+        self._flusher = None
+        from gevent import monkey
 
-    def _child(self, metric, *labels):
+        self.background = monkey.is_module_patched("socket")
+        self._pid = os.getpid()
+        atexit.register(lambda: os.getpid() == self._pid and self.flush())
+
+    def _child(self, metric, labels):
         """``metric.labels(...)``, looked up once per label set (the lookup costs more than the update)."""
-        key = (id(metric), labels)
+        key = (metric, labels)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def _add(self, counter, labels: tuple, amount: float = 1) -> None:
+        key = (counter, labels)
+        self._counts[key] = self._counts.get(key, 0) + amount
+
+    def _observe(self, histogram, labels: tuple, values) -> None:
+        key = (histogram, labels)
+        gathered = self._histograms.get(key)
+        if gathered is None:
+            gathered = self._histograms[key] = [0.0, {}]
+        buckets, bounds = gathered[1], histogram._upper_bounds
+        for value in values:
+            i = bisect_left(bounds, value)  # observe() counts a value in the first bucket whose bound >= it
+            buckets[i] = buckets.get(i, 0) + 1
+            gathered[0] += value
+
+    def flush(self) -> None:
+        """Add what was gathered to the metrics (and so, in multiprocess mode, to this worker's files). Uses
+        a histogram's own buckets and sum, as ``observe`` does (prometheus_client is pinned)."""
+        counts, self._counts = self._counts, {}
+        histograms, self._histograms = self._histograms, {}
+        for (counter, labels), amount in counts.items():
+            self._child(counter, labels).inc(amount)
+        for (histogram, labels), (total, buckets) in histograms.items():
+            child = self._child(histogram, labels)
+            child._sum.inc(total)
+            for i, n in buckets.items():
+                child._buckets[i].inc(n)
+        self.active_streams.set(self._open_streams)
+
+    def _flush_forever(self) -> None:
+        from gevent import sleep
+
+        while True:
+            sleep(FLUSH_INTERVAL_S)
+            self.flush()
+
     # --- observers of the capture --------------------------------------------------------------------------
     def stream_opened(self, exchange) -> None:
-        self.active_streams.inc()
+        self._open_streams += 1
 
     def observe(self, exchange) -> None:
+        if self._flusher is None and self.background:
+            import gevent
+
+            self._flusher = gevent.spawn(self._flush_forever)
         environ, note = exchange.environ, exchange.note
         path = environ.get("PATH_INFO", "")
         endpoint = path if path.startswith("/v1/") or path in ("/health", "/echo", "/hello", "/tokens") else "other"
         status = exchange.status[:3]
         model = note.get("model") or ""
-        self._child(self.requests, endpoint, environ.get("REQUEST_METHOD", ""), status, model).inc()
-        self._child(self.duration, endpoint).observe(exchange.latency)
+        latency = exchange.latency
+        self._add(self.requests, (endpoint, environ.get("REQUEST_METHOD", ""), status, model))
+        self._observe(self.duration, (endpoint,), (latency,))
         if exchange.stream:
-            self.active_streams.dec()
+            self._open_streams -= 1
         if path not in COMPLETION_PATHS or status != "200":
             return
-        self._child(self.e2e, model).observe(exchange.latency)
+        labels = (model,)
+        self._observe(self.e2e, labels, (latency,))
         if note.get("prompt_tokens") is not None:
-            self._child(self.prompt_tokens, model).inc(note["prompt_tokens"])
-            self._child(self.generation_tokens, model).inc(note.get("completion_tokens") or 0)
+            self._add(self.prompt_tokens, labels, note["prompt_tokens"])
+            self._add(self.generation_tokens, labels, note.get("completion_tokens") or 0)
         if exchange.first_at is not None:
-            self._child(self.ttft, model).observe(exchange.first_at - exchange.t0)
+            self._observe(self.ttft, labels, (exchange.first_at - exchange.t0,))
             times = exchange.writes[0::2]  # (time, bytes) pairs, flat
             if len(times) > 1:
-                _observe_many(self._child(self.itl, model), [b - a for a, b in zip(times, times[1:], strict=False)])
+                self._observe(self.itl, labels, [b - a for a, b in zip(times, times[1:], strict=False)])
 
     def exposition(self) -> tuple[bytes, str]:
         """The text a scrape gets, and its content type."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+        self.flush()  # this worker's are current; the others' are at most FLUSH_INTERVAL_S behind
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         else:
             registry = self.registry
         return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def _observe_many(histogram, values: list[float]) -> None:
-    """``observe`` for each value, with one update per bucket (a stream has a gap per token). Uses the
-    histogram's own buckets and sum, as ``observe`` does (prometheus_client is pinned)."""
-    counts: dict[int, int] = {}
-    bounds = histogram._upper_bounds
-    for value in values:
-        i = bisect_left(bounds, value)
-        counts[i] = counts.get(i, 0) + 1
-    histogram._sum.inc(sum(values))
-    for i, n in counts.items():
-        histogram._buckets[i].inc(n)

@@ -1,0 +1,69 @@
+"""``/metrics`` through the Flask test client: vLLM's names and buckets, our counters, and gathered updates
+that add up to what ``observe`` would have recorded."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from app.metrics import ITL_BUCKETS
+
+
+def scrape(client) -> str:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.content_type.startswith("text/plain")
+    return response.get_data(as_text=True)
+
+
+def value(text: str, sample: str) -> float:
+    match = re.search(r"^" + re.escape(sample) + r" (\S+)$", text, re.MULTILINE)
+    assert match, f"{sample} not in the scrape"
+    return float(match.group(1))
+
+
+def test_completions_count_under_their_endpoint_status_and_model(make_client):
+    client = make_client({"latency": {"inter_token_latency_ms": 1}})  # paced: a write per token
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 7}
+    for stream in (False, True, True):
+        client.post("/v1/chat/completions", json={**body, "stream": stream}).get_data()
+    client.post("/v1/chat/completions", json={**body, "model": "nope"}).get_data()
+    text = scrape(client)
+    labels = 'endpoint="/v1/chat/completions",method="POST",model="gpt-4o",status="200"'
+    assert value(text, f"mock_openai_requests_total{{{labels}}}") == 3
+    assert (
+        value(
+            text, 'mock_openai_requests_total{endpoint="/v1/chat/completions",method="POST",model="nope",status="404"}'
+        )
+        == 1
+    )
+    assert value(text, 'vllm:generation_tokens_total{model_name="gpt-4o"}') == 21
+    assert value(text, 'vllm:e2e_request_latency_seconds_count{model_name="gpt-4o"}') == 3
+    assert value(text, 'vllm:time_to_first_token_seconds_count{model_name="gpt-4o"}') == 2
+    assert (
+        value(text, 'vllm:inter_token_latency_seconds_count{model_name="gpt-4o"}') >= 2 * 3
+    )  # a gap before each write (due tokens may share one)
+    assert value(text, "mock_openai_active_streams") == 0
+    assert 'le="0.001"' in text and 'vllm:time_to_first_token_seconds_bucket{le="2560.0",model_name="gpt-4o"}' in text
+
+
+def test_gathered_observations_fill_the_same_buckets_as_observe(make_client):
+    client = make_client({})
+    metrics = client.application.extensions["mock_openai"].metrics
+    values = [0.0, 0.01, 0.0100001, 0.3, 7.5, 1e6]
+    metrics._observe(metrics.itl, ("m",), values)
+    metrics.flush()
+    reference = CollectorRegistry()
+    itl = Histogram("vllm:inter_token_latency_seconds", "x", ["model_name"], buckets=ITL_BUCKETS, registry=reference)
+    for v in values:
+        itl.labels("m").observe(v)
+    ours = [line for line in scrape(client).splitlines() if line.startswith("vllm:inter_token_latency_seconds_")]
+    theirs = generate_latest(reference).decode().splitlines()
+    assert sorted(line for line in ours if "created" not in line) == sorted(
+        line for line in theirs if line.startswith("vllm:inter_token_latency_seconds_") and "created" not in line
+    )
+
+
+def test_metrics_can_be_turned_off(make_client):
+    response = make_client({"metrics": {"enabled": False}}).get("/metrics")
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "metrics_disabled"
