@@ -206,3 +206,20 @@ def test_percentile_is_nearest_rank():
     values = list(range(1, 101))
     assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile([], 50) is None
     assert percentile([7.0], 95) == 7.0
+
+
+def test_unread_batches_stay_bounded_and_reads_keep_the_newest(tmp_path):
+    from app.shared.journal_store import COLUMNS, JournalStore
+
+    store = JournalStore(str(tmp_path / "journal.sqlite3"), max_entries=10)
+    try:
+        row = dict.fromkeys(COLUMNS)
+        for n in range(100):  # a long load test that nobody reads: 100 flushes of 3 entries
+            store.append([tuple({**row, "time": n + k / 10, "path": f"/{n}.{k}"}.values()) for k in range(3)])
+            pending = store._db().execute("select sum(count) from batches").fetchone()[0]
+            assert pending <= 2 * 10 + 3
+        rows, total = store.query({}, None, None, None, 50, 0)
+        assert total == 10
+        assert [r["path"] for r in rows][:4] == ["/99.2", "/99.1", "/99.0", "/98.2"]  # newest first, by time
+    finally:
+        store.close()

@@ -1,5 +1,9 @@
 """The request journal on one host: a SQLite file in WAL mode that every worker appends to in batches.
 
+A worker writes each flush as one row of packed entries; the first read after it unpacks them into the
+``requests`` table that queries run on. Writing is then one insert per flush however many requests it
+holds, and the work of indexing entries is done only for entries someone reads.
+
 Readers never lock (WAL lets them read while a worker writes). Writers take an ``flock`` of their own, tried
 without blocking and retried after a short gevent sleep, so a worker waiting for another's batch keeps
 serving its streams. Each worker also keeps three counters in a mapped table beside the file, written only
@@ -11,6 +15,7 @@ the journal that a test reads next.
 from __future__ import annotations
 
 import fcntl
+import marshal
 import os
 import sqlite3
 import time
@@ -57,6 +62,7 @@ create table if not exists requests (
     id integer primary key autoincrement,
     {", ".join(COLUMNS)});
 create index if not exists requests_time on requests (time);
+create table if not exists batches (id integer primary key autoincrement, count integer not null, rows blob not null);
 """
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
@@ -152,17 +158,21 @@ class JournalStore:
 
     # --- writing ------------------------------------------------------------------------------------------
     def append(self, rows: list[tuple]) -> None:
-        """Commit ``rows`` (in :data:`COLUMNS` order) and drop what falls out of the retention limit."""
+        """Commit ``rows`` (in :data:`COLUMNS` order) as one batch: a single row holding them all, so that a
+        worker under load pays for one insert per flush, not one per request. A read unpacks the batches
+        into the ``requests`` table first (:meth:`_unpack`). Unread batches beyond twice the retention
+        limit are dropped, oldest first, so a long load test with nobody reading stays bounded."""
         if not rows:
             return
+        blob = marshal.dumps(rows)
         db = self._db()
         self._wait_for_lock()
         try:
             db.execute("begin immediate")
             try:
-                db.executemany(_INSERT, rows)
-                last = db.execute("select last_insert_rowid()").fetchone()[0]
-                db.execute("delete from requests where id <= ?", (last - self.max_entries,))
+                db.execute("insert into batches (count, rows) values (?, ?)", (len(rows), blob))
+                if db.execute("select coalesce(sum(count), 0) from batches").fetchone()[0] > 2 * self.max_entries:
+                    self._drop_unread(db)
             except BaseException:
                 db.execute("rollback")
                 raise
@@ -172,11 +182,50 @@ class JournalStore:
         self._mine[1] += len(rows)
         self._publish()
 
+    def _drop_unread(self, db) -> None:
+        kept, oldest_kept = 0, None
+        for batch_id, count in db.execute("select id, count from batches order by id desc").fetchall():
+            if kept >= self.max_entries:
+                break
+            kept, oldest_kept = kept + count, batch_id
+        db.execute("delete from batches where id < ?", (oldest_kept,))
+        db.execute("delete from requests")  # all older than any batch, and past the limit now
+
+    def _unpack(self) -> None:
+        """Move the written batches into ``requests``, in the order the requests came in, keeping the newest
+        ``max_entries``. Cheap when there is nothing to move (one indexed look, no lock)."""
+        db = self._db()
+        if db.execute("select not exists (select 1 from batches)").fetchone()[0]:
+            return
+        self._wait_for_lock()
+        try:
+            db.execute("begin immediate")
+            try:
+                batches = db.execute("select id, rows from batches order by id").fetchall()
+                if batches:
+                    rows = [row for _, blob in batches for row in marshal.loads(blob)]
+                    rows.sort(key=lambda row: row[0])  # by time
+                    db.executemany(_INSERT, rows[-self.max_entries :])
+                    last = db.execute("select last_insert_rowid()").fetchone()[0]
+                    db.execute("delete from requests where id <= ?", (last - self.max_entries,))
+                    db.execute("delete from batches where id <= ?", (batches[-1][0],))
+            except BaseException:
+                db.execute("rollback")
+                raise
+            db.execute("commit")
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
     def clear(self) -> int:
         db = self._db()
         self._wait_for_lock()
         try:
-            return db.execute("delete from requests").rowcount
+            db.execute("begin immediate")
+            pending = db.execute("select coalesce(sum(count), 0) from batches").fetchone()[0]
+            deleted = db.execute("delete from requests").rowcount
+            db.execute("delete from batches")
+            db.execute("commit")
+            return deleted + pending
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
 
@@ -196,6 +245,7 @@ class JournalStore:
             clauses.append("(" + " or ".join(f"instr(lower({c}), ?) > 0" for c in SEARCHED) + ")")
             params.extend([q.lower()] * len(SEARCHED))
         where_sql = (" where " + " and ".join(clauses)) if clauses else ""
+        self._unpack()
         db = self._db()
         total = db.execute(f"select count(*) from requests{where_sql}", params).fetchone()[0]  # noqa: S608
         page_sql = where_sql
@@ -210,12 +260,14 @@ class JournalStore:
         return [dict(zip(names, row, strict=True)) for row in cursor], total
 
     def get(self, entry_id: int) -> dict | None:
+        self._unpack()
         cursor = self._db().execute("select * from requests where id = ?", (entry_id,))
         row = cursor.fetchone()
         return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
 
     def columns(self, names: tuple[str, ...], since: float | None = None) -> list[tuple]:
         """Those columns of every entry (since a time), oldest first: what statistics are made of."""
+        self._unpack()
         sql = f"select {', '.join(names)} from requests"  # noqa: S608 (names are ours)
         if since is not None:
             return self._db().execute(sql + " where time >= ? order by id", (since,)).fetchall()
