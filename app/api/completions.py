@@ -48,7 +48,7 @@ def create_completion():
 
 
 def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
-    annotate(model=request.model)
+    annotate(model=request.model)  # for the journal and metrics of a request refused below
     model_id, max_output_tokens = _resolve_model(state.settings, request.model, endpoint)
     if request.max_tokens is not None and request.max_tokens > max_output_tokens:
         raise OpenAIError(

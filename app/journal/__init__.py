@@ -97,7 +97,9 @@ class Journal:
 
             def start(status, headers, exc_info=None):
                 exchange.status, exchange.headers = status, headers
-                for name, value in headers:
+                # werkzeug puts Content-Type first; look further only when it is not there
+                first = headers[:1] if headers and headers[0][0] == "Content-Type" else headers
+                for name, value in first:
                     if name == "Content-Type" and value.startswith("text/event-stream"):
                         exchange.stream, exchange.writes = True, array("d")
                         if self.store is not None:

@@ -109,7 +109,7 @@ class JournalStore:
 
     # --- this worker's counters ---------------------------------------------------------------------------
     def _publish(self) -> None:
-        pid = os.getpid()
+        pid = _PID[0]
         if self._slot_pid != pid:  # first use in this process: claim a slot
             self._wait_for_lock(blocking=True)
             try:
@@ -279,6 +279,12 @@ class JournalStore:
         self._connection, self._pid = None, None
         self._progress.close()
         self._lock.close()
+
+
+# This process's id, kept current across forks: os.getpid() is a system call, and _publish runs for every
+# request.
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 def _alive(pid: int) -> bool:
