@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sqlite3
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -97,6 +98,16 @@ class SharedState(ABC):
     @abstractmethod
     def close(self) -> None:
         """Let go of the backend (gunicorn's master does, before it forks another worker)."""
+
+
+def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
+    """A connection to one of the shared SQLite files: WAL (readers never wait for a writer), autocommit
+    (transactions are begun explicitly), usable from any greenlet. Never carried across a fork."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("pragma journal_mode=wal")
+    connection.execute(f"pragma synchronous={synchronous}")
+    connection.execute("pragma busy_timeout=5000")
+    return connection
 
 
 def shared_path(settings_path: str) -> str:

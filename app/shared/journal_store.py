@@ -19,7 +19,9 @@ import marshal
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 
+from app.shared import connect
 from app.shared.tables import MappedTable, digest
 
 # The stored fields of an entry, in the order rows are given to append().
@@ -86,11 +88,8 @@ class JournalStore:
     # --- plumbing -----------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         if getattr(self, "_pid", None) != os.getpid():  # a connection must not cross a fork
-            self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._connection.execute("pragma journal_mode=wal")
             # No syncs: an OS crash may lose the last entries, a worker's crash cannot (WAL).
-            self._connection.execute("pragma synchronous=off")
-            self._connection.execute("pragma busy_timeout=5000")
+            self._connection = connect(self.path, synchronous="off")
             self._pid = os.getpid()
         return self._connection
 
@@ -106,6 +105,22 @@ class JournalStore:
                 return
             except BlockingIOError:
                 sleep(0.001)  # another worker is writing its batch: serve streams meanwhile
+
+    @contextmanager
+    def _transaction(self):
+        """A write transaction under the journal's lock."""
+        db = self._db()
+        self._wait_for_lock()
+        try:
+            db.execute("begin immediate")
+            try:
+                yield db
+            except BaseException:
+                db.execute("rollback")
+                raise
+            db.execute("commit")
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     # --- this worker's counters ---------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -165,20 +180,10 @@ class JournalStore:
         if not rows:
             return
         blob = marshal.dumps(rows)
-        db = self._db()
-        self._wait_for_lock()
-        try:
-            db.execute("begin immediate")
-            try:
-                db.execute("insert into batches (count, rows) values (?, ?)", (len(rows), blob))
-                if db.execute("select coalesce(sum(count), 0) from batches").fetchone()[0] > 2 * self.max_entries:
-                    self._drop_unread(db)
-            except BaseException:
-                db.execute("rollback")
-                raise
-            db.execute("commit")
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        with self._transaction() as db:
+            db.execute("insert into batches (count, rows) values (?, ?)", (len(rows), blob))
+            if db.execute("select coalesce(sum(count), 0) from batches").fetchone()[0] > 2 * self.max_entries:
+                self._drop_unread(db)
         self._mine[1] += len(rows)
         self._publish()
 
@@ -197,37 +202,23 @@ class JournalStore:
         db = self._db()
         if db.execute("select not exists (select 1 from batches)").fetchone()[0]:
             return
-        self._wait_for_lock()
-        try:
-            db.execute("begin immediate")
-            try:
-                batches = db.execute("select id, rows from batches order by id").fetchall()
-                if batches:
-                    rows = [row for _, blob in batches for row in marshal.loads(blob)]
-                    rows.sort(key=lambda row: row[0])  # by time
-                    db.executemany(_INSERT, rows[-self.max_entries :])
-                    last = db.execute("select last_insert_rowid()").fetchone()[0]
-                    db.execute("delete from requests where id <= ?", (last - self.max_entries,))
-                    db.execute("delete from batches where id <= ?", (batches[-1][0],))
-            except BaseException:
-                db.execute("rollback")
-                raise
-            db.execute("commit")
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        with self._transaction() as db:
+            batches = db.execute("select id, rows from batches order by id").fetchall()
+            if batches:
+                rows = [row for _, blob in batches for row in marshal.loads(blob)]
+                rows.sort(key=lambda row: row[0])  # by time
+                db.executemany(_INSERT, rows[-self.max_entries :])
+                last = db.execute("select last_insert_rowid()").fetchone()[0]
+                db.execute("delete from requests where id <= ?", (last - self.max_entries,))
+                db.execute("delete from batches where id <= ?", (batches[-1][0],))
 
     def clear(self) -> int:
-        db = self._db()
-        self._wait_for_lock()
-        try:
-            db.execute("begin immediate")
+        """Empty the journal; returns how many entries it held."""
+        with self._transaction() as db:
             pending = db.execute("select coalesce(sum(count), 0) from batches").fetchone()[0]
             deleted = db.execute("delete from requests").rowcount
             db.execute("delete from batches")
-            db.execute("commit")
-            return deleted + pending
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        return deleted + pending
 
     # --- reading ------------------------------------------------------------------------------------------
     def query(self, where: dict, q: str | None, since: float | None, before: tuple | None, limit: int, offset: int):

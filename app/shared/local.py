@@ -24,7 +24,7 @@ import struct
 import time
 from contextlib import contextmanager
 
-from app.shared import SharedState
+from app.shared import SharedState, connect
 from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
@@ -72,10 +72,7 @@ class LocalSharedState(SharedState):
     # --- plumbing -----------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         if self._pid != os.getpid():  # a connection must not cross a fork
-            self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._connection.execute("pragma journal_mode=wal")
-            self._connection.execute("pragma synchronous=normal")
-            self._connection.execute("pragma busy_timeout=5000")
+            self._connection = connect(self.path)
             self._pid = os.getpid()
         return self._connection
 
