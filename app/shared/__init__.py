@@ -20,6 +20,7 @@ import sqlite3
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import contextmanager
 
 PATH_ENV = "MOCK_OPENAI_SHARED_PATH"  # also the [shared] path setting, through the one config loader
 
@@ -111,6 +112,23 @@ def connect(path: str, synchronous: str = "normal", page_size: int | None = None
     connection.execute(f"pragma synchronous={synchronous}")
     connection.execute("pragma busy_timeout=5000")
     return connection
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection, lock, unlock):
+    """``begin immediate`` ... ``commit`` (``rollback`` on an error) with ``lock()`` held: writers queue on
+    our own lock, so SQLite's busy handler, which sleeps in whole milliseconds, never runs."""
+    lock()
+    try:
+        db.execute("begin immediate")
+        try:
+            yield db
+        except BaseException:
+            db.execute("rollback")
+            raise
+        db.execute("commit")
+    finally:
+        unlock()
 
 
 def shared_path(settings_path: str) -> str:

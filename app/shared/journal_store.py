@@ -19,9 +19,8 @@ import marshal
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 
-from app.shared import connect
+from app.shared import connect, write_transaction
 from app.shared.tables import MappedTable, digest
 
 # The stored fields of an entry, in the order rows are given to append().
@@ -107,21 +106,9 @@ class JournalStore:
             except BlockingIOError:
                 sleep(0.001)  # another worker is writing its batch: serve streams meanwhile
 
-    @contextmanager
     def _transaction(self):
-        """A write transaction under the journal's lock."""
-        db = self._db()
-        self._wait_for_lock()
-        try:
-            db.execute("begin immediate")
-            try:
-                yield db
-            except BaseException:
-                db.execute("rollback")
-                raise
-            db.execute("commit")
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        """A write transaction under the journal's lock (waited for in gevent)."""
+        return write_transaction(self._db(), self._wait_for_lock, lambda: fcntl.flock(self._lock, fcntl.LOCK_UN))
 
     # --- this worker's counters ---------------------------------------------------------------------------
     def _publish(self) -> None:

@@ -24,7 +24,7 @@ import struct
 import time
 from contextlib import contextmanager
 
-from app.shared import SharedState, connect
+from app.shared import SharedState, connect, write_transaction
 from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
@@ -84,17 +84,12 @@ class LocalSharedState(SharedState):
         finally:
             fcntl.flock(self._control, fcntl.LOCK_UN)
 
-    @contextmanager
     def _write(self):
-        with self._locked():
-            db = self._db()
-            db.execute("begin immediate")
-            try:
-                yield db
-            except BaseException:
-                db.execute("rollback")
-                raise
-            db.execute("commit")
+        return write_transaction(
+            self._db(),
+            lambda: fcntl.flock(self._control, fcntl.LOCK_EX),
+            lambda: fcntl.flock(self._control, fcntl.LOCK_UN),
+        )
 
     def _set_counters(self, version_step: int = 0, pending: int | None = None) -> int:
         """Only under the lock."""
