@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch the Shakespeare sonnets into assets/ and use them",
     )
     add("--any-model", action="store_true", help="answer any model name, echoing it back")
+    add(
+        "--lenient",
+        action="store_true",
+        help="accept minimal bodies (no model or messages) and ignore unknown arguments, for load tests",
+    )
     sim = parser.add_argument_group("simulation (see the README's Simulation section)")
     sim.add_argument("--ttft-jitter", type=float, metavar="MS", help="std-dev of the time to first token [0]")
     sim.add_argument("--itl-jitter", type=float, metavar="MS", help="std-dev of each inter-token gap [0]")
@@ -171,6 +176,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
             layer.setdefault(section, {})[key] = str(value.resolve()) if isinstance(value, Path) else value
     if args.any_model:
         layer.setdefault("models", {})["allow_unknown"] = True
+    if args.lenient:
+        layer.setdefault("server", {})["strict_validation"] = False
     if args.require_client_cert:
         layer.setdefault("tls", {})["require_client_cert"] = True
     if args.no_journal:

@@ -21,7 +21,8 @@ def test_built_in_defaults(tmp_path):
     assert settings.server["port"] == 8079 and settings.server["host"] == "0.0.0.0"
     assert settings.responses["max_tokens"] == 1000 and settings.latency["inter_token_latency_ms"] == 10
     assert settings.server["workers"] >= 1
-    assert [m.id for m in settings.models][:2] == ["gpt-4o-mini", "gpt-4o"]
+    assert [m.id for m in settings.models][:2] == ["gpt-4o-mini", "gpt-5.4"]
+    assert settings.server["strict_validation"] is True
 
 
 def test_repo_default_toml_agrees_with_the_built_in_defaults():

@@ -422,7 +422,11 @@ def test_echo_returns_the_last_user_message(client):
         client, {"X-Mock-Mode": "echo"}, messages=[{"role": "user", "content": "one two three four"}], max_tokens=2
     ).get_json()
     assert cut["choices"][0]["message"]["content"] == "one two" and cut["choices"][0]["finish_reason"] == "length"
-    legacy = client.post("/v1/completions", json={"prompt": "say it back"}, headers={"X-Mock-Mode": "echo"})
+    legacy = client.post(
+        "/v1/completions",
+        json={"model": "gpt-3.5-turbo-instruct", "prompt": "say it back"},
+        headers={"X-Mock-Mode": "echo"},
+    )
     assert legacy.get_json()["choices"][0]["text"] == "say it back"
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from app.api.models import model_not_found
-from app.config import DEFAULT_MAX_OUTPUT_TOKENS, Settings
+from app.api.models import find_model, model_not_found
+from app.config import DEFAULT_MAX_OUTPUT_TOKENS, ModelSpec, Settings
 from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
@@ -49,7 +49,8 @@ def create_completion():
 
 def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
     annotate(model=request.model)  # for the journal and metrics of a request refused below
-    model_id, max_output_tokens = _resolve_model(state.settings, request.model, endpoint)
+    model = resolve_model(state.settings, request.model, endpoint)
+    model_id, max_output_tokens = model.id, model.max_output_tokens
     if request.max_tokens is not None and request.max_tokens > max_output_tokens:
         raise OpenAIError(
             400,
@@ -61,7 +62,7 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
     annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=fate.text.count)
     reply = Reply(
-        model=model_id,
+        model=model.answers_as,
         text=fate.text,
         prompt_tokens=prompt_tokens,
         include_usage=request.include_usage,
@@ -70,27 +71,30 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
     return respond(fate, reply, renderer, request.stream)
 
 
-def _resolve_model(settings: Settings, model_id: str | None, endpoint: str) -> tuple[str, int]:
-    """The model to answer as and its output limit. Without a model (lenient mode), the first configured
-    one for the endpoint, as the original mock answered ``{"max_tokens": 2048}``."""
+def resolve_model(settings: Settings, model_id: str | None, endpoint: str) -> ModelSpec:
+    """The model to answer as. Without a model (lenient mode), the first configured one for the endpoint,
+    as the original mock answered ``{"max_tokens": 2048}``. An unknown name with ``--any-model`` is answered
+    as itself."""
     if model_id is None:
-        model = next((m for m in settings.models if m.endpoint == endpoint), settings.models[0])
-        return model.id, model.max_output_tokens
-    model = settings.model(model_id)
+        return next((m for m in settings.models if m.endpoint == endpoint), settings.models[0])
+    model = find_model(model_id)
     if model is None:
         if settings.allow_unknown_models:
-            return model_id, DEFAULT_MAX_OUTPUT_TOKENS
+            return ModelSpec(id=model_id, endpoint=endpoint, max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS)
         raise model_not_found(model_id)
     if model.endpoint != endpoint:
-        if endpoint == "completions":
-            message = (
-                "This is a chat model and not supported in the v1/completions endpoint. "
-                "Did you mean to use v1/chat/completions?"
-            )
-        else:
-            message = (
-                "This is not a chat model and thus not supported in the v1/chat/completions endpoint. "
-                "Did you mean to use v1/completions?"
-            )
-        raise OpenAIError(404, message, param="model")
-    return model.id, model.max_output_tokens
+        raise OpenAIError(404, WRONG_ENDPOINT[endpoint, model.endpoint], param="model")
+    return model
+
+
+WRONG_ENDPOINT = {
+    ("completions", "chat"): "This is a chat model and not supported in the v1/completions endpoint. "
+    "Did you mean to use v1/chat/completions?",
+    ("chat", "completions"): "This is not a chat model and thus not supported in the v1/chat/completions endpoint. "
+    "Did you mean to use v1/completions?",
+    ("chat", "embeddings"): "This is not a chat model and thus not supported in the v1/chat/completions endpoint.",
+    ("completions", "embeddings"): "This is not a completions model and thus not supported in the "
+    "v1/completions endpoint.",
+    ("embeddings", "chat"): "This model does not support embeddings.",
+    ("embeddings", "completions"): "This model does not support embeddings.",
+}

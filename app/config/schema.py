@@ -70,7 +70,9 @@ class ModelList(fields.Field):
         models = []
         for item in value:
             if isinstance(item, str):
-                name, _, limit = item.partition(":")
+                name, _, limit = item.rpartition(":")  # "name:4096"; a fine-tune's "ft:a:b::c" has colons too
+                if not limit.strip().isdigit():
+                    name, limit = item, ""
                 item = {"id": name.strip()}
                 if limit:
                     item["max_output_tokens"] = limit.strip()
@@ -83,6 +85,8 @@ class ModelList(fields.Field):
 
 
 def _default_endpoint(model_id: str) -> str:
+    if "embedding" in model_id:
+        return "embeddings"
     legacy = ("instruct" in model_id) or model_id in ("davinci-002", "babbage-002")
     return "completions" if legacy else "chat"
 
@@ -159,9 +163,13 @@ class _ModelSchema(Schema):
 
     id = fields.String(required=True, validate=validate.Length(min=1))
     max_output_tokens = fields.Integer(validate=validate.Range(min=1))
-    endpoint = fields.String(validate=validate.OneOf(["chat", "completions"]))
+    endpoint = fields.String(validate=validate.OneOf(["chat", "completions", "embeddings"]))
     owned_by = fields.String()
     created = fields.Integer()
+    snapshot = fields.String()
+    context_window = fields.Integer(validate=validate.Range(min=1))
+    dimensions = fields.Integer(validate=validate.Range(min=1))
+    reasoning = fields.Boolean()
 
 
 class _Strict(Schema):

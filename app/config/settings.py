@@ -22,9 +22,22 @@ class ModelSpec:
     id: str
     max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     # Which endpoint serves it: instruct-style models answer only /v1/completions, as in the real API.
-    endpoint: str = "chat"
+    endpoint: str = "chat"  # "chat", "completions" (legacy) or "embeddings"
     owned_by: str = "system"
     created: int = 1715367049
+    snapshot: str = ""  # the dated name the real API answers with in ``model`` ("" for the id itself)
+    context_window: int = 128000
+    dimensions: int = 1536  # an embeddings model's vector length
+    reasoning: bool = False  # o-series and gpt-5: reasoning tokens, and only the default temperature
+
+    @property
+    def answers_as(self) -> str:
+        return self.snapshot or self.id
+
+    @property
+    def deletable(self) -> bool:
+        """Only a fine-tune (``ft:...``) can be deleted, as in the real API."""
+        return self.id.startswith("ft:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,4 +87,5 @@ class Settings:
         return bool(self.tls["cert_path"])
 
     def model(self, model_id: str) -> ModelSpec | None:
-        return next((m for m in self.models if m.id == model_id), None)
+        """The model named by its id or by its dated snapshot name."""
+        return next((m for m in self.models if m.id == model_id or m.snapshot == model_id), None)

@@ -1,8 +1,8 @@
 """State that every worker of a server shares, behind one interface.
 
 What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-shot faults
-(``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, and the
-request journal (:meth:`SharedState.journal`).
+(``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, stored
+objects (chat completions and responses made with ``store``, deleted fine-tunes) and the request journal (:meth:`SharedState.journal`).
 
 The request path asks two questions on every request, :meth:`SharedState.version` and
 :meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
@@ -22,7 +22,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import contextmanager
 
-PATH_ENV = "MOCK_OPENAI_SHARED_PATH"  # also the [shared] path setting, through the one config loader
+PATH_ENV = "MOCK_OPENAI_SHARED_PATH"
+MAX_OBJECTS = 10000  # per kind of stored object: a load test with store=true must not grow the file forever  # also the [shared] path setting, through the one config loader
 
 
 class SharedState(ABC):
@@ -89,6 +90,26 @@ class SharedState(ABC):
     @abstractmethod
     def forget_process(self, pid: int) -> None:
         """A worker is gone: drop the sequences it held, so they do not leak, and its journal counters."""
+
+    # --- stored objects: chat completions and responses with ``store``, deleted fine-tunes -----------------
+    @abstractmethod
+    def put_object(self, kind: str, object_id: str, body: dict) -> None:
+        """Store (or replace) a JSON object. Each kind keeps its newest ``MAX_OBJECTS``; older ones are dropped."""
+
+    @abstractmethod
+    def get_object(self, kind: str, object_id: str) -> dict | None:
+        """The stored object, or None."""
+
+    @abstractmethod
+    def delete_object(self, kind: str, object_id: str) -> bool:
+        """Drop it; False if there was none."""
+
+    @abstractmethod
+    def list_objects(
+        self, kind: str, *, newest_first: bool, after: str | None, limit: int, where: dict | None = None
+    ) -> tuple[list[dict], bool]:
+        """``(objects, has_more)`` in the order they were stored, starting after the object ``after``;
+        ``where`` maps a dotted path in the body (``model``, ``metadata.user``) to the value it must have."""
 
     # --- the request journal ------------------------------------------------------------------------------
     @abstractmethod

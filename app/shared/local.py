@@ -24,7 +24,7 @@ import struct
 import time
 from contextlib import contextmanager
 
-from app.shared import SharedState, connect, write_transaction
+from app.shared import MAX_OBJECTS, SharedState, connect, write_transaction
 from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
@@ -43,7 +43,11 @@ create table if not exists kv (key text primary key, value text not null);
 create table if not exists faults (
     id integer primary key autoincrement, spec text not null, model text, remaining integer not null,
     used integer not null default 0, created real not null);
+create table if not exists objects (
+    seq integer primary key autoincrement, kind text not null, id text not null, body text not null);
+create unique index if not exists objects_by_id on objects (kind, id);
 """
+_PRUNE_EVERY = 100  # stored objects: drop the oldest past MAX_OBJECTS once in this many writes
 
 
 class LocalSharedState(SharedState):
@@ -249,6 +253,48 @@ class LocalSharedState(SharedState):
                 self._models.put(model_slot, model_key, max(0, total_running - running), max(0, total_queued - queued))
                 self._shares.put(slot, share_key, model_key, owner, 0, 0)
         self.journal().forget_process(pid)
+
+    # --- stored objects -----------------------------------------------------------------------------------
+    def put_object(self, kind, object_id, body):
+        with self._write() as db:
+            # a replaced object keeps its place in the order (the real API lists by creation)
+            cursor = db.execute(
+                "insert into objects (kind, id, body) values (?, ?, ?)"
+                " on conflict(kind, id) do update set body = excluded.body",
+                (kind, object_id, json.dumps(body)),
+            )
+            if cursor.lastrowid and cursor.lastrowid % _PRUNE_EVERY == 0:
+                db.execute(
+                    "delete from objects where kind = ? and seq <= coalesce((select seq from objects where kind = ?"
+                    " order by seq desc limit 1 offset ?), -1)",
+                    (kind, kind, MAX_OBJECTS),
+                )
+
+    def get_object(self, kind, object_id):
+        row = self._db().execute("select body from objects where kind = ? and id = ?", (kind, object_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def delete_object(self, kind, object_id):
+        with self._write() as db:
+            return db.execute("delete from objects where kind = ? and id = ?", (kind, object_id)).rowcount > 0
+
+    def list_objects(self, kind, *, newest_first, after, limit, where=None):
+        clauses, values = ["kind = ?"], [kind]
+        for path, value in (where or {}).items():
+            clauses.append("json_extract(body, ?) = ?")
+            values += ["$." + path, value]
+        if after is not None:
+            row = self._db().execute("select seq from objects where kind = ? and id = ?", (kind, after)).fetchone()
+            if row is not None:
+                clauses.append("seq < ?" if newest_first else "seq > ?")
+                values.append(row[0])
+        order = "desc" if newest_first else "asc"
+        rows = self._db().execute(
+            f"select body from objects where {' and '.join(clauses)} order by seq {order} limit ?",
+            (*values, limit + 1),
+        )
+        bodies = [json.loads(body) for (body,) in rows]
+        return bodies[:limit], len(bodies) > limit
 
     # --- the request journal ------------------------------------------------------------------------------
     def journal(self) -> JournalStore:
