@@ -95,6 +95,7 @@ def test_the_original_load_test_body_is_refused_by_default_and_answered_when_len
 def test_every_spec_parameter_is_accepted(client):
     response = chat(
         client,
+        messages=[{"role": "user", "content": "Answer in JSON."}],
         max_tokens=3,
         temperature=0.5,
         top_p=0.9,
@@ -103,7 +104,7 @@ def test_every_spec_parameter_is_accepted(client):
         presence_penalty=0.1,
         frequency_penalty=0.1,
         logit_bias={"50256": -100},
-        logprobs=False,
+        logprobs=True,
         top_logprobs=2,
         user="u1",
         safety_identifier="s1",
@@ -279,12 +280,18 @@ def test_wrong_types_name_the_field(client, field, value, message):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
-    [("max_tokens", -1), ("n", 0), ("temperature", 2.5), ("top_logprobs", 21), ("reasoning_effort", "max")],
+    ("field", "value", "code"),
+    [
+        ("max_tokens", -1, "integer_below_min_value"),
+        ("n", 0, "integer_below_min_value"),
+        ("temperature", 2.5, "decimal_above_max_value"),
+        ("top_logprobs", 21, "integer_above_max_value"),
+        ("reasoning_effort", "max", "invalid_value"),
+    ],
 )
-def test_bad_values_are_invalid_value(client, field, value):
+def test_bad_values_have_the_real_codes(client, field, value, code):
     error = error_of(chat(client, **{field: value}), 400)
-    assert error["param"] == field and error["code"] == "invalid_value"
+    assert error["param"] == field and error["code"] == code
 
 
 def test_n_of_zero_has_the_real_wording(client):

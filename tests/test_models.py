@@ -33,7 +33,9 @@ def test_a_base_model_cannot_be_deleted_and_a_fine_tune_can(make_client):
     assert deleted.get_json() == {"id": fine_tune, "object": "model", "deleted": True}
     assert client.get(f"/v1/models/{fine_tune}").status_code == 404
     assert fine_tune not in [m["id"] for m in client.get("/v1/models").get_json()["data"]]
-    chat = client.post("/v1/chat/completions", json={"model": fine_tune, "messages": [{"role": "user", "content": "x"}]})
+    chat = client.post(
+        "/v1/chat/completions", json={"model": fine_tune, "messages": [{"role": "user", "content": "x"}]}
+    )
     assert chat.status_code == 404 and chat.get_json()["error"]["code"] == "model_not_found"
     assert client.delete(f"/v1/models/{fine_tune}").status_code == 404
 

@@ -2,7 +2,8 @@
 
 What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-shot faults
 (``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, stored
-objects (chat completions and responses made with ``store``, deleted fine-tunes) and the request journal (:meth:`SharedState.journal`).
+objects (chat completions and responses made with ``store``, deleted fine-tunes) and the request journal
+(:meth:`SharedState.journal`).
 
 The request path asks two questions on every request, :meth:`SharedState.version` and
 :meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
@@ -22,8 +23,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import contextmanager
 
-PATH_ENV = "MOCK_OPENAI_SHARED_PATH"
-MAX_OBJECTS = 10000  # per kind of stored object: a load test with store=true must not grow the file forever  # also the [shared] path setting, through the one config loader
+PATH_ENV = "MOCK_OPENAI_SHARED_PATH"  # also the [shared] path setting, through the one config loader
+MAX_OBJECTS = 10000  # per kind of stored object: a load test with store=true must not grow the file forever
 
 
 class SharedState(ABC):

@@ -1,24 +1,14 @@
-"""What we accept, and what we reject with which ``param``: marshmallow request schemas.
+"""Checks for JSON values that speak the real API's error language, and the marshmallow field that runs them.
 
-Every parameter the OpenAI spec defines for an endpoint is declared here with its type and range, even
-those we do not simulate yet, because the official SDK's own tests send them all. Failures carry the real
-API's wording (``Invalid type for 'max_tokens': expected an integer, but got a string instead.``) and are
-raised as :class:`OpenAIError`, the first one in the request's own key order.
+``Invalid type for 'max_tokens': expected an integer, but got a string instead.``: every failure carries the real
+wording, the dotted path of the parameter (``param``) and the real ``code``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from dataclasses import dataclass
+import re
 
-from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
-
-from app.errors import INVALID_JSON_MESSAGE, OpenAIError
-from app.journal import BODY as JOURNAL_BODY
-
-# --- fields that speak the real API's error language ---------------------------------------------------
 
 
 def kind_of(value) -> str:
@@ -91,9 +81,10 @@ class Bool(Check):
 class Str(Check):
     expected = "a string"
 
-    def __init__(self, choices=None, max_length=None, **kw):
+    def __init__(self, choices=None, max_length=None, pattern: str | None = None, **kw):
         super().__init__(**kw)
         self.choices, self.max_length = choices, max_length
+        self.pattern = re.compile(pattern) if pattern else None
 
     def matches(self, value):
         return isinstance(value, str)
@@ -111,6 +102,13 @@ class Str(Check):
                 f"{self.max_length}, but got a string with length {len(value)} instead.",
                 path,
                 "string_above_max_length",
+            )
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise Invalid(
+                f"Invalid '{path}': string does not match pattern. Expected a string that matches the pattern "
+                f"'{self.pattern.pattern}'.",
+                path,
+                "invalid_value",
             )
 
 
@@ -131,14 +129,14 @@ class Number(Check):
                 f"Invalid '{path}': {self.noun} below minimum value. Expected a value >= {self.minimum}, "
                 f"but got {value} instead.",
                 path,
-                "invalid_value",
+                f"{self.noun}_below_min_value",
             )
         if self.maximum is not None and value > self.maximum:
             raise Invalid(
                 f"Invalid '{path}': {self.noun} above maximum value. Expected a value <= {self.maximum}, "
                 f"but got {value} instead.",
                 path,
-                "invalid_value",
+                f"{self.noun}_above_max_value",
             )
 
 
@@ -224,33 +222,17 @@ class AnyOf(Check):
         next(option for option in self.options if option.matches(value)).check(value, path)
 
 
-class Message(Obj):
-    """A chat message: a known role, and content where that role needs it."""
+class Tagged(Obj):
+    """An object whose ``type`` says its shape (a content part, a tool): ``shapes`` maps each type to an
+    :class:`Obj` for the rest of it."""
 
-    ROLES = ("system", "assistant", "user", "function", "tool", "developer")
-    CONTENT = AnyOf(Str(), Arr(Obj(required=("type",))), expected="one of a string or array of objects")
-
-    def __init__(self):
-        super().__init__(
-            props={
-                "role": Str(choices=self.ROLES, nullable=False),
-                "content": self.CONTENT,
-                "name": Str(),
-                "tool_calls": Arr(Obj()),
-                "tool_call_id": Str(),
-                "function_call": Obj(),
-                "refusal": Str(),
-                "audio": Obj(),
-            },
-            required=("role",),
-            nullable=False,
-        )
+    def __init__(self, shapes: dict[str, Obj], **kw):
+        super().__init__(props={"type": Str(choices=tuple(shapes), nullable=False)}, required=("type",), **kw)
+        self.shapes = shapes
 
     def check_value(self, value, path):
         super().check_value(value, path)
-        if value["role"] != "assistant" and "content" not in value:
-            name = f"{path}.content"
-            raise Invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+        self.shapes[value["type"]].check(value, path)
 
 
 class ApiField(fields.Field):
@@ -274,28 +256,21 @@ class ApiField(fields.Field):
             raise ValidationError({"message": exc.message, "param": exc.param, "code": exc.code}) from None
 
 
-# --- shared shapes --------------------------------------------------------------------------------------
+# --- shapes and parameters every completion endpoint shares -------------------------------------------
 
 STOP = AnyOf(Str(), Arr(Str(), max_items=4), expected="one of a string or array of strings")
 STREAM_OPTIONS = Obj({"include_usage": Bool(), "include_obfuscation": Bool()})
 METADATA = Obj(values=Str(max_length=512))
 LOGIT_BIAS = Obj(values=Int(minimum=-100, maximum=100))
-TOOL = Obj({"type": Str(choices=("function", "custom"), nullable=False)}, required=("type",), nullable=False)
-TOOL_CHOICE = AnyOf(Str(choices=("none", "auto", "required")), Obj(), expected="one of a string or object")
-FUNCTION_CALL = AnyOf(Str(choices=("none", "auto")), Obj(), expected="one of a string or object")
-RESPONSE_FORMAT = Obj({"type": Str(choices=("text", "json_object", "json_schema"), nullable=False)}, required=("type",))
-PROMPT = AnyOf(
-    Str(),
-    Arr(AnyOf(Str(), Int(), Arr(Int()), expected="one of a string, integer or array of integers")),
-    expected="one of a string, array of strings, array of integers or array of arrays of integers",
-)
 
 
-class _RequestSchema(Schema):
+class RequestSchema(Schema):
+    """The parameters chat and legacy completions share."""
+
     class Meta:
         unknown = EXCLUDE
 
-    model = ApiField(Str())
+    model = ApiField(Str(nullable=False))
     stream = ApiField(Bool())
     stream_options = ApiField(STREAM_OPTIONS)
     max_tokens = ApiField(Int(minimum=1))
@@ -308,130 +283,3 @@ class _RequestSchema(Schema):
     logit_bias = ApiField(LOGIT_BIAS)
     seed = ApiField(Int())
     user = ApiField(Str())
-
-
-class ChatCompletionRequestSchema(_RequestSchema):
-    """``POST /v1/chat/completions``: CreateChatCompletionRequest."""
-
-    messages = ApiField(Arr(Message(), min_items=1, nullable=False))
-    max_completion_tokens = ApiField(Int(minimum=1))
-    metadata = ApiField(METADATA)
-    top_logprobs = ApiField(Int(minimum=0, maximum=20))
-    logprobs = ApiField(Bool())
-    safety_identifier = ApiField(Str(max_length=64))
-    prompt_cache_key = ApiField(Str())
-    prompt_cache_retention = ApiField(Str(choices=("in_memory", "24h")))
-    prompt_cache_options = ApiField(Obj())
-    service_tier = ApiField(Str(choices=("auto", "default", "flex", "scale", "priority", "fast")))
-    modalities = ApiField(Arr(Str(choices=("text", "audio"))))
-    verbosity = ApiField(Str(choices=("low", "medium", "high")))
-    reasoning_effort = ApiField(Str(choices=("none", "minimal", "low", "medium", "high", "xhigh")))
-    web_search_options = ApiField(Obj())
-    response_format = ApiField(RESPONSE_FORMAT)
-    audio = ApiField(Obj(required=("voice", "format")))
-    store = ApiField(Bool())
-    moderation = ApiField(Obj())
-    prediction = ApiField(Obj(required=("type", "content")))
-    tools = ApiField(Arr(TOOL))
-    tool_choice = ApiField(TOOL_CHOICE)
-    parallel_tool_calls = ApiField(Bool())
-    function_call = ApiField(FUNCTION_CALL)
-    functions = ApiField(Arr(Obj(required=("name",)), min_items=1, max_items=128))
-
-
-class CompletionRequestSchema(_RequestSchema):
-    """``POST /v1/completions`` (legacy): CreateCompletionRequest."""
-
-    prompt = ApiField(PROMPT)
-    max_tokens = ApiField(Int(minimum=0))
-    best_of = ApiField(Int(minimum=0, maximum=20))
-    echo = ApiField(Bool())
-    logprobs = ApiField(Int(minimum=0, maximum=5))
-    suffix = ApiField(Str())
-
-
-# --- the parsed request ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CompletionRequest:
-    """A validated request, as a plain object: what the simulation and the views act on."""
-
-    model: str | None
-    stream: bool
-    include_usage: bool
-    include_obfuscation: bool
-    max_tokens: int | None  # the limit the client named, from whichever parameter it used
-    max_tokens_param: str
-    temperature: float | None
-    body: dict
-
-
-REQUIRED = {ChatCompletionRequestSchema: ("model", "messages"), CompletionRequestSchema: ("model", "prompt")}
-_SCHEMAS = {cls: cls() for cls in REQUIRED}
-
-
-@functools.lru_cache(maxsize=512)
-def _schema_for(schema_class: type[Schema], present: frozenset) -> Schema:
-    """A schema limited to the parameters a request sent: marshmallow otherwise visits every declared field
-    on every request. Clients send the same few sets of keys, so these are built once each."""
-    return schema_class(only=present)
-
-
-def parse_request(schema_class: type[Schema], body, strict: bool) -> CompletionRequest:
-    """Validate a decoded JSON body; raise the OpenAIError the real API would send for the first problem."""
-    if not isinstance(body, dict):
-        raise OpenAIError(400, f"Invalid type for 'body': expected an object, but got {kind_of(body)} instead.")
-    schema = _SCHEMAS[schema_class]
-    if strict:
-        for name in REQUIRED[schema_class]:
-            if name not in body:
-                raise OpenAIError(
-                    400,
-                    f"Missing required parameter: '{name}'.",
-                    param=name,
-                    code="missing_required_parameter",
-                )
-        unknown = [key for key in body if key not in schema.fields]
-        if unknown:
-            raise OpenAIError(400, f"Unrecognized request argument supplied: {unknown[0]}")
-    try:
-        data = _schema_for(schema_class, frozenset(key for key in body if key in schema.fields)).load(body)
-    except ValidationError as exc:
-        raise _first_error(exc, body) from None
-    if data.get("stream_options") is not None and not data.get("stream"):
-        raise OpenAIError(
-            400,
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-            code="invalid_value",
-        )
-    stream_options = data.get("stream_options") or {}
-    limit_param = "max_completion_tokens" if data.get("max_completion_tokens") is not None else "max_tokens"
-    return CompletionRequest(
-        model=data.get("model"),
-        stream=bool(data.get("stream")),
-        include_usage=bool(stream_options.get("include_usage")),
-        include_obfuscation=stream_options.get("include_obfuscation", True) is not False,
-        max_tokens=data.get(limit_param),
-        max_tokens_param=limit_param,
-        temperature=data.get("temperature"),
-        body=body,
-    )
-
-
-def _first_error(exc: ValidationError, body: dict) -> OpenAIError:
-    """Marshmallow collects every error; the client hears about the first, in its own key order."""
-    failed = exc.messages
-    error = failed[next(key for key in body if key in failed)]
-    return OpenAIError(400, error["message"], param=error["param"], code=error["code"])
-
-
-def json_body():
-    """The request's JSON, whatever its Content-Type (the real API does not insist), or the real 400."""
-    raw = request.get_data(cache=False)
-    request.environ[JOURNAL_BODY] = raw  # what the journal shows as the request body
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
-        raise OpenAIError(400, INVALID_JSON_MESSAGE) from None
