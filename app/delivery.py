@@ -62,7 +62,7 @@ class _Releasing:
 
 
 def _stream(fate: Fate, reply: Reply, renderer) -> Response:
-    head, event_at, tail = renderer.stream(reply)
+    head, event_at, count, tail = renderer.stream(reply)
     timing = fate.timing
     error_event = b""
     if any(f.kind == "stream_error" for f in fate.stream_faults):
@@ -71,7 +71,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     events = paced_events(
         head,
         event_at,
-        reply.text.count,
+        count,
         tail,
         monotonic() + timing.ttft_s,
         timing.inter_token_latency_s,

@@ -11,7 +11,9 @@ from app.journal import Journal
 from app.logs import configure as configure_logging
 from app.logs import request_logger
 from app.metrics import Metrics
-from app.render import ChatRenderer, LegacyRenderer, TokenChunks
+from app.render import TokenChunks
+from app.render.chat import ChatRenderer
+from app.render.legacy import LegacyRenderer
 from app.replies import Replies
 from app.replies.scripted import load_rules
 from app.shared import SharedState, open_shared

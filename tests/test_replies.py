@@ -52,7 +52,11 @@ def write(tmp_path, name, text):
             "r.toml, line 6: unknown key 'usr'",
         ),
         ("r.toml", '[[rules]]\ncontent = "a"\nuser = "(x"\n', "r.toml, line 3: user: bad regular expression"),
-        ("r.toml", '[[rules]]\nuser = "x"\n', "r.toml, line 1: a rule needs exactly one of content or error"),
+        (
+            "r.toml",
+            '[[rules]]\nuser = "x"\n',
+            "r.toml, line 1: a rule needs exactly one of content, error or tool_calls",
+        ),
         ("r.toml", '[[rules]]\nerror = "418"\n', "r.toml, line 2: error: expected one of 429"),
         ("r.yaml", "rules:\n  - user: x\n    content: [a\n", "r.yaml, line 4"),
         (

@@ -13,7 +13,7 @@ from app.config import DEFAULT_MAX_OUTPUT_TOKENS, ModelSpec, Settings
 from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
-from app.render import Reply
+from app.render import Reply, answered_tier
 from app.schemas import (
     ChatCompletionRequestSchema,
     CompletionRequest,
@@ -60,13 +60,15 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
             code="invalid_value",
         )
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
-    annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=fate.text.count)
+    answer = fate.answer
+    annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
     reply = Reply(
         model=model.answers_as,
-        text=fate.text,
+        answer=answer,
         prompt_tokens=prompt_tokens,
         include_usage=request.include_usage,
         include_obfuscation=request.include_obfuscation,
+        service_tier=answered_tier(request.body.get("service_tier")),
     )
     return respond(fate, reply, renderer, request.stream)
 

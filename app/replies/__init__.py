@@ -1,10 +1,13 @@
-"""Where a reply's text comes from, by mode: ``corpus``, ``realistic``, ``echo`` or ``scripted``.
+"""What a reply says: its choices, each text (by mode: ``corpus``, ``realistic``, ``echo`` or ``scripted``)
+or tool calls, shaped by what the request asked for.
 
-:func:`compose` is the one entry point. Every mode gives a :class:`ReplyText`: tokens (cut with the same
-function that counts usage, so ``completion_tokens`` is exact) and a ``finish_reason``. The corpus mode serves
-exactly the length asked for, as load tests expect; the other modes have a natural length, which a named
-``max_tokens`` caps (then ``"length"``). A request's ``seed`` makes every mode deterministic: the same request
-and seed give the same text.
+:meth:`Replies.compose` is the one entry point and gives an :class:`Answer`. A choice's text is a
+:class:`ReplyText`: tokens (cut with the same function that counts usage, so ``completion_tokens`` is exact)
+and a ``finish_reason``. The corpus mode serves exactly the length asked for, as load tests expect; the other
+modes have a natural length, which a named ``max_tokens`` caps (then ``"length"``). On top of the mode:
+``response_format`` JSON (:mod:`.structured`), tool calls (:mod:`.tools`), ``n`` choices (legacy: per
+prompt, and ``best_of``), ``stop`` sequences and legacy ``echo``. A request's ``seed`` makes all of it
+deterministic: the same request and seed give the same answer.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.replies.realistic import answer as realistic_answer
-from app.replies.scripted import Rules
+from app.replies.scripted import Rule, Rules
+from app.replies.structured import instance_text, json_object_text
+from app.replies.tools import ToolCall, make_calls, wanted_calls
 from app.textgen import Corpus
 from app.tokens import split_tokens
 
@@ -34,6 +39,61 @@ class ReplyText:
         if self.corpus is not None:
             return self.corpus.text(self.start, self.count)
         return "".join(self.tokens[: self.count])
+
+    def token(self, k: int) -> str:
+        if self.corpus is not None:
+            tokens = self.corpus.tokens
+            return tokens[(self.start + k) % len(tokens)]
+        return self.tokens[k]
+
+
+EMPTY = ReplyText((), 0, 0, "stop", tokens=[])
+
+
+@dataclass(slots=True)
+class Choice:
+    text: ReplyText
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    echo: str = ""  # legacy ``echo``: the prompt, sent before the completion
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else self.text.finish_reason
+
+    @property
+    def steps(self) -> int:
+        """Tokens this choice streams: its text, and per tool call one for its name and its arguments'."""
+        return self.text.count + sum(1 + len(call.tokens) for call in self.tool_calls)
+
+
+@dataclass(slots=True)
+class Answer:
+    choices: list[Choice]
+    logprobs: int | None = None  # alternatives per token asked for (``top_logprobs``, legacy ``logprobs``)
+    extra_tokens: int = 0  # generated but not returned (legacy ``best_of``), still billed
+
+    @property
+    def text(self) -> ReplyText:
+        return self.choices[0].text
+
+    @property
+    def simple(self) -> bool:
+        """One text choice and nothing else: the precomputed fast path renders it."""
+        return (
+            len(self.choices) == 1
+            and self.logprobs is None
+            and not self.choices[0].tool_calls
+            and not (self.choices[0].echo)
+        )
+
+    @property
+    def count(self) -> int:
+        """The stream's length in tokens (choices stream side by side): what the timing paces."""
+        return max(c.steps for c in self.choices)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.steps for c in self.choices) + self.extra_tokens
 
 
 @dataclass(slots=True)
@@ -113,23 +173,82 @@ class Replies:
         self.corpus = corpus
         self.rules: dict[str, Rules] = {}
 
-    def compose(self, mode: str, ask: Ask, rules_path: str) -> ReplyText:
-        """The reply text; a scripted rule that answers with an error raises it (an OpenAIError)."""
-        rng = seeded_rng(ask.body)
-        if mode == "echo":
-            return from_text(last_user_text(ask.body, ask.endpoint), ask.max_tokens)
-        if mode == "realistic":
-            return from_text(realistic_answer(last_user_text(ask.body, ask.endpoint), rng), ask.max_tokens)
-        if mode == "scripted":
-            rule = self._rules(rules_path).match(
-                ask.model, last_user_text(ask.body, ask.endpoint), system_text(ask.body), bool(ask.body.get("tools"))
-            )
-            if rule is not None:
-                return from_text(rule.reply(rng), ask.max_tokens)
-        return from_corpus(self.corpus, ask, rng)
+    def compose(self, mode: str, ask: Ask, rules_path: str) -> Answer:
+        """The answer; a scripted rule that answers with an error raises it (an OpenAIError)."""
+        body = ask.body
+        rng = seeded_rng(body)
+        rule = self._rule(ask, rules_path) if mode == "scripted" else None
+        if rule is not None:
+            rule.check_error()
+        n = body.get("n") or 1
+        if ask.endpoint == "completions":
+            return self._legacy(mode, ask, rule, rng, n)
+        wanted = wanted_calls(body, last_user_text(body, "chat"), rule.tool_calls if rule else None)
+        choices = []
+        for _ in range(n):
+            if wanted:
+                choices.append(Choice(EMPTY, make_calls(wanted, rng, self._words(rng))))
+            else:
+                choices.append(Choice(self._text(mode, ask, rule, rng)))
+        logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
+        return Answer(choices, logprobs)
 
-    def _rules(self, path: str) -> Rules:
-        rules = self.rules.get(path)
+    def _legacy(self, mode: str, ask: Ask, rule, rng, n: int) -> Answer:
+        body = ask.body
+        prompts = body.get("prompt")
+        if not isinstance(prompts, list) or not prompts or all(isinstance(p, int) for p in prompts):
+            prompts = [prompts]  # one prompt: a string, or one array of token ids
+        best_of = max(n, body.get("best_of") or 1)
+        choices, extra = [], 0
+        for prompt in prompts:
+            echo = (prompt if isinstance(prompt, str) else "") if body.get("echo") else ""
+            prompt_ask = Ask(
+                ask.model, {**body, "prompt": prompt}, ask.endpoint, ask.max_tokens, ask.default_count, ask.temperature
+            )
+            drawn = [Choice(self._text(mode, prompt_ask, rule, rng), echo=echo) for _ in range(best_of)]
+            choices += drawn[:n]
+            extra += sum(c.steps for c in drawn[n:])
+        logprobs = body.get("logprobs")
+        return Answer(choices, logprobs, extra)
+
+    def _text(self, mode: str, ask: Ask, rule: Rule | None, rng) -> ReplyText:
+        body = ask.body
+        response_format = body.get("response_format") if ask.endpoint == "chat" else None
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind == "json_schema":
+            spec = response_format.get("json_schema") or {}
+            text = from_text(
+                instance_text(spec.get("schema") or {"type": "object"}, rng, self._words(rng)), ask.max_tokens
+            )
+        elif kind == "json_object":
+            text = from_text(json_object_text(rng, self._words(rng)), ask.max_tokens)
+        elif mode == "echo":
+            text = from_text(last_user_text(body, ask.endpoint), ask.max_tokens)
+        elif mode == "realistic":
+            text = from_text(realistic_answer(last_user_text(body, ask.endpoint), rng), ask.max_tokens)
+        elif rule is not None and rule.content is not None:
+            text = from_text(rule.reply(rng), ask.max_tokens)
+        else:
+            text = from_corpus(self.corpus, ask, rng)
+        stop = body.get("stop")
+        return cut_at_stop(text, [stop] if isinstance(stop, str) else stop) if stop else text
+
+    def _words(self, rng) -> list[str]:
+        """A dozen words of the corpus, for the strings inside generated JSON."""
+        return self.corpus.text(rng.choice(self.corpus.sentence_starts), 24).split()
+
+    def _rule(self, ask: Ask, rules_path: str) -> Rule | None:
+        rules = self.rules.get(rules_path)
         if rules is None:
-            rules = self.rules[path] = Rules(path)
-        return rules
+            rules = self.rules[rules_path] = Rules(rules_path)
+        body = ask.body
+        return rules.match(ask.model, last_user_text(body, ask.endpoint), system_text(body), bool(body.get("tools")))
+
+
+def cut_at_stop(text: ReplyText, stops: list[str]) -> ReplyText:
+    """The text up to the first stop sequence (which is not sent), finishing with ``"stop"``."""
+    full = text.text()
+    found = [i for i in (full.find(s) for s in stops if s) if i >= 0]
+    if not found:
+        return text
+    return from_text(full[: min(found)], None)

@@ -8,6 +8,7 @@ system = "(?i)pirate"           # optional: a regex searched in the system (or d
 tools = true                    # optional: only requests with (true) or without (false) tools
 content = "It is sunny."        # the answer; a list gives variations, one picked per request
 # error = "429"                 # or answer with a fault kind, or {status, message, type, param, code}
+# tool_calls = [{ name = "get_weather", arguments = { city = "Paris" } }]   # or call the request's tools
 ```
 
 The first rule that matches wins; a request no rule matches gets corpus text. The file is read again when it
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from app.config import ERROR_KINDS, ConfigError
 
-KEYS = {"user", "model", "system", "tools", "content", "error"}
+KEYS = {"user", "model", "system", "tools", "content", "error", "tool_calls"}
 
 
 class RulesError(ConfigError):
@@ -47,6 +48,7 @@ class Rule:
     tools: bool | None
     content: list[str] | None
     error: str | dict | None
+    tool_calls: list[dict] | None = None  # [{name, arguments}]: called when the request offers those tools
 
     def matches(self, model: str, user_text: str, system_text: str, has_tools: bool) -> bool:
         return (
@@ -56,9 +58,11 @@ class Rule:
             and (self.tools is None or self.tools == has_tools)
         )
 
-    def reply(self, rng) -> str:
+    def check_error(self) -> None:
         if self.error is not None:
             raise RuleError(self.error)
+
+    def reply(self, rng) -> str:
         return self.content[0] if len(self.content) == 1 else rng.choice(self.content)
 
 
@@ -139,8 +143,16 @@ def _rule(path, table, index, lines) -> Rule:
         fail("model", "expected a model name")
     if "tools" in table and not isinstance(table["tools"], bool):
         fail("tools", "expected true or false")
-    if ("content" in table) == ("error" in table):
-        raise RulesError(f"{path}, line {lines(index, None)}: a rule needs exactly one of content or error")
+    if sum(key in table for key in ("content", "error", "tool_calls")) != 1:
+        raise RulesError(f"{path}, line {lines(index, None)}: a rule needs exactly one of content, error or tool_calls")
+    tool_calls = table.get("tool_calls")
+    if tool_calls is not None and (
+        not isinstance(tool_calls, list)
+        or not tool_calls
+        or not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in tool_calls)
+        or not all(isinstance(c.get("arguments", {}), dict | str) for c in tool_calls)
+    ):
+        fail("tool_calls", "expected a list of tables {name, arguments}")
     content = table.get("content")
     if content is not None:
         content = [content] if isinstance(content, str) else content
@@ -156,7 +168,9 @@ def _rule(path, table, index, lines) -> Rule:
                 fail("error", "a table needs status (400-599) and message")
         else:
             fail("error", f"expected one of {', '.join(ERROR_KINDS)} or a table {{status, message, type, code}}")
-    return Rule(patterns.get("user"), table.get("model"), patterns.get("system"), table.get("tools"), content, error)
+    return Rule(
+        patterns.get("user"), table.get("model"), patterns.get("system"), table.get("tools"), content, error, tool_calls
+    )
 
 
 def _parse_toml(path, text):

@@ -27,7 +27,7 @@ from app.config import ERROR_KINDS, Settings
 from app.errors import OpenAIError
 from app.headers import request_id
 from app.journal import annotate
-from app.replies import Ask, Replies, ReplyText
+from app.replies import Answer, Ask, Replies
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import StreamFault, draw, error_for, read_controls, stream_faults_of
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
@@ -38,7 +38,7 @@ from app.simulation.scenarios import Layers
 @dataclass(slots=True)
 class Fate:
     settings: Settings  # what this request runs under
-    text: ReplyText
+    answer: Answer
     timing: Timing
     stream_faults: list[StreamFault] = field(default_factory=list)
     trickle_bytes_per_s: int = 0
@@ -50,7 +50,7 @@ class Fate:
         """A body is sent when its stream would have ended (``[latency] non_stream = "total"``)."""
         if self.settings.latency["non_stream"] == "ttft":
             return self.timing.ttft_s
-        return self.timing.ttft_s + self.timing.generation_s(self.text.count)
+        return self.timing.ttft_s + self.timing.generation_s(self.answer.count)
 
 
 class Simulation:
@@ -108,7 +108,7 @@ class Simulation:
 
         mode = (controls.mode if controls else None) or self.replay_fallback() or responses["mode"]
         try:
-            text = self.replies.compose(mode, ask, responses["rules_path"])
+            answer = self.replies.compose(mode, ask, responses["rules_path"])
         except RuleError as exc:
             raise self._rule_error(exc.spec, model, settings) from None
         except RulesError as exc:
@@ -116,7 +116,7 @@ class Simulation:
                 500, f"mock-openai scripted mode: {exc}", "server_error", code="invalid_rules_file"
             ) from None
 
-        reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else text.count)
+        reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
         per_model = self.layers.per_model(settings, model)
         if per_model.rate_limited:
             headers = self._limits(settings, model).admit(reserved)
@@ -126,7 +126,7 @@ class Simulation:
         if per_model.fixed_timing is not None and controls is None:  # no jitter, prefill or load: constant
             return Fate(
                 settings,
-                text,
+                answer,
                 per_model.fixed_timing,
                 [] if kind is None else stream_faults_of(None, kind, after, faults),
                 faults["trickle_bytes_per_s"],
@@ -147,7 +147,7 @@ class Simulation:
         timing = plan(
             latency,
             prompt_tokens,
-            text.count,
+            answer.count,
             load_factor,
             random,
             controls.ttft_ms if controls else None,
@@ -155,7 +155,7 @@ class Simulation:
         )
         stream_faults = stream_faults_of(controls, kind, after, faults) if (controls or kind) else []
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
-        return Fate(settings, text, timing, stream_faults, trickle, headers, release)
+        return Fate(settings, answer, timing, stream_faults, trickle, headers, release)
 
     def _limits(self, settings: Settings, model: str) -> RateLimits:
         """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""

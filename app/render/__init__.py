@@ -1,0 +1,136 @@
+"""The bodies and SSE chunks a client receives, in the real API's field order and formatting: one module
+per wire format (:mod:`.chat`, :mod:`.legacy`, :mod:`.responses`, :mod:`.embeddings`) on these helpers.
+
+Non-streaming bodies are indented by two spaces and stream chunks are compact, as the real API sends them.
+The per-token part of every stream chunk is built once per corpus (:class:`TokenChunks`); a request only
+adds its own prefix (id, created, model), so the per-token path is one concatenation. An answer that is more
+than one plain text (several choices, tool calls, log probabilities, an echo) is rendered whole instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import re
+import string
+from dataclasses import dataclass
+
+from app.replies import Answer, ReplyText
+from app.textgen import Corpus
+
+SERVICE_TIER = "default"
+_ID_ALPHABET = string.ascii_letters + string.digits
+_COMPACT = (",", ":")
+
+
+def answered_tier(asked: str | None) -> str:
+    """The ``service_tier`` a response reports: ``auto`` (or none) is served at ``default``."""
+    return SERVICE_TIER if asked in (None, "auto") else asked
+
+
+def new_id(prefix: str) -> str:
+    """``chatcmpl-`` or ``cmpl-`` and 29 letters and digits, like the real ids."""
+    return prefix + "".join(random.choices(_ID_ALPHABET, k=29))
+
+
+@functools.lru_cache(maxsize=1024)
+def system_fingerprint(model: str) -> str:
+    """A stable ``fp_`` and ten hex digits per model, as a real backend configuration would have."""
+    return "fp_" + hashlib.sha1(model.encode()).hexdigest()[:10]
+
+
+def chat_usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def legacy_usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def pretty(body: dict) -> str:
+    return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+class PrettyTemplate:
+    """A body of fixed shape, indented exactly as :func:`pretty` would, built once; a request only fills in
+    its values. (``json.dumps`` with ``indent`` runs in pure Python and is the costliest step otherwise.)"""
+
+    def __init__(self, shape: dict):
+        text = pretty(shape).replace("%", "%%")
+        self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", text)
+
+    def render(self, **values) -> str:
+        """Strings are JSON-encoded here; numbers are written as they are."""
+        return self.text % {
+            key: json.dumps(value, ensure_ascii=False) if isinstance(value, str) else value
+            for key, value in values.items()
+        }
+
+
+def compact(body: dict) -> bytes:
+    return json.dumps(body, separators=_COMPACT, ensure_ascii=False).encode()
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a completion says (its answer, see :mod:`app.replies`), as which model, and what to add."""
+
+    model: str
+    answer: Answer
+    prompt_tokens: int
+    include_usage: bool = False
+    include_obfuscation: bool = True
+    service_tier: str = SERVICE_TIER
+
+    @property
+    def text(self) -> ReplyText:
+        return self.answer.text
+
+
+class TokenChunks:
+    """Per corpus token, the bytes that follow the request's prefix in its stream chunk.
+
+    The real API pads every chat chunk with an ``obfuscation`` string of random length (a side-channel
+    defence, on unless ``stream_options.include_obfuscation`` is false). The pads are drawn once here,
+    one per token, so streaming does no random work.
+    """
+
+    def __init__(self, corpus: Corpus, seed: int = 0x5EED):
+        rng = random.Random(seed)
+        pads = ["".join(rng.choices(_ID_ALPHABET, k=rng.randint(1, 16))) for _ in corpus.tokens]
+        close = b'},"logprobs":null,"finish_reason":null}]'
+        # What follows a token in its chunk, one per pad: for text that is not the corpus's (other modes).
+        self.suffixes = {}
+        self.chat = {}  # the corpus's tokens with their suffixes, whole
+        for include_usage in (False, True):
+            for include_obfuscation in (False, True):
+                options = include_usage, include_obfuscation
+                self.suffixes[options] = [
+                    close
+                    + (b',"usage":null' if include_usage else b"")
+                    + (b',"obfuscation":"' + pad.encode() + b'"' if include_obfuscation else b"")
+                    + b"}\n\n"
+                    for pad in pads
+                ]
+                self.chat[options] = [
+                    token + suffix for token, suffix in zip(corpus.json_tokens, self.suffixes[options], strict=True)
+                ]
+        self.pads = pads
+        self.json_tokens = corpus.json_tokens

@@ -1,0 +1,200 @@
+"""``chat.completion`` bodies and ``chat.completion.chunk`` streams."""
+
+from __future__ import annotations
+
+import time
+
+from app.render import (
+    PrettyTemplate,
+    Reply,
+    TokenChunks,
+    chat_usage,
+    compact,
+    new_id,
+    pretty,
+    system_fingerprint,
+)
+from app.render.logprobs import chat_entry, chat_logprobs
+from app.streaming import DONE, sse_event
+from app.textgen import Corpus
+
+
+class ChatRenderer:
+    """``chat.completion`` bodies and ``chat.completion.chunk`` streams."""
+
+    def __init__(self, corpus: Corpus, chunks: TokenChunks):
+        self.corpus, self.chunks = corpus, chunks
+
+    BODY = PrettyTemplate(
+        {
+            "id": "@id@",
+            "object": "chat.completion",
+            "created": "@created@",
+            "model": "@model@",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "@content@",
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "@finish_reason@",
+                }
+            ],
+            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@") | {"total_tokens": "@total_tokens@"},
+            "service_tier": "@service_tier@",
+            "system_fingerprint": "@system_fingerprint@",
+        }
+    )
+
+    def body(self, reply: Reply) -> str:
+        if not reply.answer.simple:
+            return self._rich_body(reply)
+        text = reply.text
+        return self.BODY.render(
+            id=new_id("chatcmpl-"),
+            created=int(time.time()),
+            model=reply.model,
+            content=text.text(),
+            finish_reason=text.finish_reason,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=text.count,
+            total_tokens=reply.prompt_tokens + text.count,
+            system_fingerprint=system_fingerprint(reply.model),
+            service_tier=reply.service_tier,
+        )
+
+    def _rich_body(self, reply: Reply) -> str:
+        answer = reply.answer
+        choices = []
+        for index, choice in enumerate(answer.choices):
+            message = {"role": "assistant", "content": None if choice.tool_calls else choice.text.text()}
+            if choice.tool_calls:
+                message["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in choice.tool_calls
+                ]
+            message |= {"refusal": None, "annotations": []}
+            logprobs = None
+            if answer.logprobs is not None:
+                tokens = [choice.text.token(k) for k in range(choice.text.count)]
+                logprobs = chat_logprobs(tokens, answer.logprobs) if not choice.tool_calls else None
+            choices.append(
+                {"index": index, "message": message, "logprobs": logprobs, "finish_reason": choice.finish_reason}
+            )
+        return pretty(
+            {
+                "id": new_id("chatcmpl-"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": reply.model,
+                "choices": choices,
+                "usage": chat_usage(reply.prompt_tokens, answer.completion_tokens),
+                "service_tier": reply.service_tier,
+                "system_fingerprint": system_fingerprint(reply.model),
+            }
+        )
+
+    def stream(self, reply: Reply):
+        """``(head, event_at, count, tail)`` for :func:`app.streaming.paced_events`."""
+        envelope = {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": reply.model,
+            "service_tier": reply.service_tier,
+            "system_fingerprint": system_fingerprint(reply.model),
+        }
+        if not reply.answer.simple:
+            return self._rich_stream(reply, envelope)
+        prefix = b"data: " + compact(envelope)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+        text = reply.text
+        options = reply.include_usage, reply.include_obfuscation
+        start, count = text.start, text.count
+        if text.corpus is not None:
+            tails = self.chunks.chat[options]
+            size = len(tails)
+
+            def event_at(k: int) -> bytes:
+                return prefix + tails[(start + k) % size]
+
+        else:
+            tokens, suffixes = text.json_tokens, self.chunks.suffixes[options]
+            size = len(suffixes)
+
+            def event_at(k: int) -> bytes:
+                return prefix + tokens[k] + suffixes[k % size]
+
+        def chunk(choices: list, usage=None, pad: str = "") -> bytes:
+            body = dict(envelope, choices=choices)
+            if reply.include_usage:
+                body["usage"] = usage
+            if reply.include_obfuscation:
+                body["obfuscation"] = pad
+            return sse_event(compact(body))
+
+        def choice(delta: dict, finish_reason=None) -> list:
+            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+
+        pads = self.chunks.pads
+        head = chunk(choice({"role": "assistant", "content": "", "refusal": None}), pad=pads[start - 1])
+        tail = chunk(choice({}, text.finish_reason), pad=pads[(start + count) % size])
+        if reply.include_usage:
+            usage = chat_usage(reply.prompt_tokens, count)
+            tail += chunk([], usage, pad=pads[(start + count + 1) % size])
+        return head, event_at, count, tail + DONE
+
+    def _rich_stream(self, reply: Reply, envelope: dict):
+        """Every choice's chunks, side by side: step ``k`` sends the ``k``-th chunk of each choice that has
+        one, each chunk with its choice's ``index``, as the real API interleaves ``n`` choices."""
+        answer, pads = reply.answer, self.chunks.pads
+        drawn = iter(range(1 << 62))
+
+        def chunk(choices: list, usage=None) -> bytes:
+            body = dict(envelope, choices=choices)
+            if reply.include_usage:
+                body["usage"] = usage
+            if reply.include_obfuscation:
+                body["obfuscation"] = pads[next(drawn) % len(pads)]
+            return sse_event(compact(body))
+
+        def choice(index: int, delta: dict, logprobs=None, finish_reason=None) -> list:
+            return [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
+
+        heads, lanes, finishes = [], [], []
+        for index, c in enumerate(answer.choices):
+            lane = []
+            if c.tool_calls:
+                for number, call in enumerate(c.tool_calls):
+                    opening = {
+                        "index": number,
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    }
+                    if number == 0:  # the first call opens in the role chunk, as the real API sends it
+                        delta = {"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None}
+                        heads.append(chunk(choice(index, delta)))
+                    else:
+                        lane.append(chunk(choice(index, {"tool_calls": [opening]})))
+                    for token in call.tokens:
+                        part = {"index": number, "function": {"arguments": token}}
+                        lane.append(chunk(choice(index, {"tool_calls": [part]})))
+            else:
+                heads.append(chunk(choice(index, {"role": "assistant", "content": "", "refusal": None})))
+                for k in range(c.text.count):
+                    token = c.text.token(k)
+                    logprobs = None
+                    if answer.logprobs is not None:
+                        logprobs = {"content": [chat_entry(token, k, answer.logprobs)], "refusal": None}
+                    lane.append(chunk(choice(index, {"content": token}, logprobs)))
+            lanes.append(lane)
+            finishes.append(chunk(choice(index, {}, finish_reason=c.finish_reason)))
+        steps = [b"".join(lane[k] for lane in lanes if k < len(lane)) for k in range(max(map(len, lanes)))]
+        tail = b"".join(finishes)
+        if reply.include_usage:
+            tail += chunk([], chat_usage(reply.prompt_tokens, answer.completion_tokens))
+        return b"".join(heads), steps.__getitem__, len(steps), tail + DONE
