@@ -228,7 +228,7 @@ def fresh(server, body, headers=None):
     """One request on a new connection, so that either worker may take it."""
     return requests.post(
         server.base_url + "/v1/chat/completions",
-        json=body,
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, **body},
         headers={"Connection": "close", **(headers or {})},
         timeout=30,
     )
@@ -240,15 +240,20 @@ def test_patch_config_changes_every_worker_at_once(server):
     try:
         with ThreadPoolExecutor(8) as pool:
             replies = list(
-                pool.map(lambda i: fresh(server, {"messages": [{"role": "user", "content": f"n{i}"}]}), range(16))
+                pool.map(
+                    lambda i: fresh(
+                        server, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"n{i}"}]}
+                    ),
+                    range(16),
+                )
             )
         assert [r.json()["choices"][0]["message"]["content"] for r in replies] == [f"n{i}" for i in range(16)]
     finally:
         requests.patch(server.base_url + "/_mock/config", json={"responses": None}, timeout=5)
     assert (
-        fresh(server, {"messages": [{"role": "user", "content": "n"}], "max_tokens": 3}).json()["usage"][
-            "completion_tokens"
-        ]
+        fresh(server, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "n"}], "max_tokens": 3}).json()[
+            "usage"
+        ]["completion_tokens"]
         == 3
     )
 
@@ -387,7 +392,7 @@ def test_scripted_rules_answer_and_reload_when_the_file_changes(start_server, tm
         client.chat.completions.create(model="gpt-4o", messages=ask)
     assert caught.value.code == "insufficient_quota"
     rules.write_text('[[rules]]\nuser = "(unclosed"\ncontent = "x"\n')
-    broken = fresh(live, {"messages": ask})
+    broken = fresh(live, {"model": "gpt-4o-mini", "messages": ask})
     assert broken.status_code == 500 and "line 2" in broken.json()["error"]["message"]
 
 
@@ -458,7 +463,10 @@ def test_a_killed_worker_gives_its_sequences_back(start_server):
 
     live = start_server("-w", "1", "--inter-token-latency", "50", "--max-concurrent-sequences", "1")
     with requests.post(
-        live.base_url + "/v1/chat/completions", json={"max_tokens": 200, "stream": True}, stream=True, timeout=10
+        live.base_url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 200, "stream": True},
+        stream=True,
+        timeout=10,
     ) as held:
         next(held.iter_content(64))
         assert fresh(live, {"max_tokens": 1}).status_code == 503  # the one sequence is taken, no queue

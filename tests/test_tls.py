@@ -124,9 +124,17 @@ def test_client_with_a_valid_certificate_gets_every_endpoint(mtls_server, pki):
     tls = {"verify": good.ca_crt, "cert": good.client, "timeout": 5}
     assert requests.get(base + "/health", **tls).json()["status"] == "healthy"
     assert requests.get(base + "/v1/models", **tls).ok
-    reply = requests.post(base + "/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 3}, **tls)
+    reply = requests.post(
+        base + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 3}, **tls
+    )
     assert reply.json()["usage"]["completion_tokens"] == 3
-    body = {"messages": MESSAGES, "max_tokens": 5, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "max_tokens": 5,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     events = parse_sse(requests.post(base + "/v1/chat/completions", json=body, **tls).content)
     assert events[-2]["usage"]["completion_tokens"] == 5
 
@@ -134,7 +142,11 @@ def test_client_with_a_valid_certificate_gets_every_endpoint(mtls_server, pki):
 def test_the_journal_records_the_client_certificate_subject(mtls_server, pki):
     good = pki["good"]
     tls = {"verify": good.ca_crt, "cert": good.client, "timeout": 5}
-    requests.post(mtls_server.base_url + "/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 2}, **tls)
+    requests.post(
+        mtls_server.base_url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 2},
+        **tls,
+    )
     entry = requests.get(mtls_server.base_url + "/_mock/requests", **tls).json()["data"][0]
     assert entry["client_cert"] == "CN=mock-openai client,O=mock-openai test"
 
