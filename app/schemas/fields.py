@@ -264,11 +264,15 @@ METADATA = Obj(values=Str(max_length=512))
 LOGIT_BIAS = Obj(values=Int(minimum=-100, maximum=100))
 
 
-class RequestSchema(Schema):
-    """The parameters chat and legacy completions share."""
+class ApiSchema(Schema):
+    """A request body: unknown keys are the caller's to refuse (strict mode), not marshmallow's."""
 
     class Meta:
         unknown = EXCLUDE
+
+
+class RequestSchema(ApiSchema):
+    """The parameters chat and legacy completions share."""
 
     model = ApiField(Str(nullable=False))
     stream = ApiField(Bool())

@@ -27,12 +27,14 @@ from app.config import ERROR_KINDS, Settings
 from app.errors import OpenAIError
 from app.headers import request_id
 from app.journal import annotate
-from app.replies import Answer, Ask, Replies
+from app.replies import EMPTY, Answer, Ask, Choice, Replies
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import StreamFault, draw, error_for, read_controls, stream_faults_of
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
 from app.simulation.limits import RateLimits, static_headers
 from app.simulation.scenarios import Layers
+
+NOTHING = Answer([Choice(EMPTY)])  # what an embeddings request generates: no tokens, only the time to the first
 
 
 @dataclass(slots=True)
@@ -108,7 +110,7 @@ class Simulation:
 
         mode = (controls.mode if controls else None) or self.replay_fallback() or responses["mode"]
         try:
-            answer = self.replies.compose(mode, ask, responses["rules_path"])
+            answer = NOTHING if endpoint == "embeddings" else self.replies.compose(mode, ask, responses["rules_path"])
         except RuleError as exc:
             raise self._rule_error(exc.spec, model, settings) from None
         except RulesError as exc:
