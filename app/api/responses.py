@@ -1,0 +1,216 @@
+"""``/v1/responses``: create (streamed or not, in the background or not), retrieve, delete, cancel, and
+list a response's input items. Stored responses (``store``, the default) are shared by every worker."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response
+from flask import request as http_request
+
+from app.api.completions import resolve_model
+from app.delivery import respond
+from app.errors import OpenAIError
+from app.journal import annotate
+from app.render import Reply, answered_tier, pretty
+from app.render.responses import ResponseReply, ResponsesRenderer, item_id, output_items, response_object
+from app.schemas import CompletionRequest, json_body, register, validate
+from app.schemas.responses import CreateResponseSchema, as_chat, check_response_request, input_items
+from app.state import current_state
+from app.tokens import count_message_tokens
+
+bp = Blueprint("responses", __name__, url_prefix="/v1")
+register(CreateResponseSchema, ("model",), check_response_request)
+KIND = "response"  # stored: {"response", "input", "ready_at", "cancelled"}
+_RENDERERS: dict[int, ResponsesRenderer] = {}
+
+
+def _renderer(state) -> ResponsesRenderer:
+    renderer = _RENDERERS.get(id(state))
+    if renderer is None:
+        renderer = _RENDERERS[id(state)] = ResponsesRenderer(state.chat.chunks.pads)
+    return renderer
+
+
+def not_found(response_id: str) -> OpenAIError:
+    return OpenAIError(404, f"Response with id '{response_id}' not found.", param="response_id")
+
+
+@bp.post("/responses")
+def create_response():
+    """200 ``response`` JSON, or with ``"stream": true`` the typed event stream; with ``background`` a
+    ``queued`` response at once, which completes when its generation time has passed (poll it with GET)."""
+    state = current_state()
+    body = validate(CreateResponseSchema, json_body(), state.settings.server["strict_validation"])
+    annotate(model=body.get("model"))
+    model = resolve_model(state.settings, body.get("model"), "chat")
+    history = _history(state, body.get("previous_response_id"))
+    chat = as_chat(body, history)
+    prompt_tokens = count_message_tokens(chat["messages"], chat.get("tools"))
+    stream = bool(body.get("stream"))
+    parsed = CompletionRequest(
+        model.id,
+        stream,
+        False,
+        (body.get("stream_options") or {}).get("include_obfuscation", True) is not False,
+        body.get("max_output_tokens"),
+        "max_output_tokens",
+        body.get("temperature"),
+        chat,
+    )
+    background = bool(body.get("background"))
+    fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
+    answer = fate.answer
+    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
+    reply = ResponseReply(
+        Reply(
+            model.answers_as,
+            answer,
+            prompt_tokens,
+            False,
+            parsed.include_obfuscation,
+            answered_tier(body.get("service_tier")),
+        ),
+        body,
+    )
+    items = [dict(item, id=item.get("id") or item_id("msg_")) for item in input_items(body.get("input"))]
+    store = body.get("store", True) is not False
+    if background:
+        return _start_in_background(state, reply, fate, items, stream)
+    if store:
+        reply.on_done = lambda completed: _store(state, completed, items, history)
+    return respond(fate, reply, _renderer(state), stream)
+
+
+def _start_in_background(state, reply: ResponseReply, fate, items: list, stream: bool):
+    """Answer ``queued`` now; the stored response completes when its stream would have ended."""
+    completed = response_object(reply, output_items(reply), "completed")
+    ready_at = time.time() + fate.timing.ttft_s + fate.timing.generation_s(fate.answer.count)
+    state.shared.put_object(KIND, reply.response_id, {"response": completed, "input": items, "ready_at": ready_at})
+    if fate.release is not None:
+        fate.release()
+    queued = dict(completed, status="queued", completed_at=None, output=[], usage=None)
+    response = Response(pretty(queued), mimetype="application/json")
+    response.headers.extend(fate.rate_limit_headers)
+    return response
+
+
+def _store(state, completed: dict, items: list, history: list) -> None:
+    state.shared.put_object(KIND, completed["id"], {"response": completed, "input": items, "history": history})
+
+
+def _history(state, previous_id: str | None) -> list[dict]:
+    """The conversation so far: the previous response's history, its input and its output."""
+    if not previous_id:
+        return []
+    stored = state.shared.get_object(KIND, previous_id)
+    if stored is None:
+        raise OpenAIError(
+            404,
+            f"Previous response with id '{previous_id}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return [*stored.get("history", []), *stored["input"], *stored["response"]["output"]]
+
+
+def _load(response_id: str) -> dict:
+    stored = current_state().shared.get_object(KIND, response_id)
+    if stored is None:
+        raise not_found(response_id)
+    return stored
+
+
+def _current(stored: dict) -> dict:
+    """A background response as it stands now: queued, in progress, completed or cancelled."""
+    response = stored["response"]
+    ready_at = stored.get("ready_at")
+    if stored.get("cancelled"):
+        return dict(response, status="cancelled", completed_at=None, output=[], usage=None)
+    if ready_at is not None and time.time() < ready_at:
+        return dict(response, status="in_progress", completed_at=None, output=[], usage=None)
+    return response
+
+
+@bp.get("/responses/<response_id>")
+def retrieve_response(response_id: str):
+    """200 the stored response (a background one as it stands now); 404 for an unknown id."""
+    return Response(pretty(_current(_load(response_id))), mimetype="application/json")
+
+
+@bp.delete("/responses/<response_id>")
+def delete_response(response_id: str):
+    """200 ``{"id", "object": "response", "deleted": true}``; 404 for an unknown id."""
+    if not current_state().shared.delete_object(KIND, response_id):
+        raise not_found(response_id)
+    return Response(pretty({"id": response_id, "object": "response", "deleted": True}), mimetype="application/json")
+
+
+@bp.post("/responses/<response_id>/cancel")
+def cancel_response(response_id: str):
+    """200 the cancelled response; 400 for one not made with ``background`` or already finished."""
+    stored = _load(response_id)
+    if stored.get("ready_at") is None:
+        raise OpenAIError(400, "Only responses created with background=true can be cancelled.", param="response_id")
+    status = _current(stored)["status"]
+    if status == "completed":
+        raise OpenAIError(400, "Cannot cancel a completed response.", param="response_id")
+    stored["cancelled"] = True
+    current_state().shared.put_object(KIND, response_id, stored)
+    return Response(pretty(_current(stored)), mimetype="application/json")
+
+
+@bp.get("/responses/<response_id>/input_items")
+def list_input_items(response_id: str):
+    """200 ``ResponseItemList`` of the items the response was made from, ``order`` desc by default, with
+    ``limit`` (1-100) and ``after``."""
+    items = [_as_resource(item) for item in _load(response_id)["input"]]
+    args = http_request.args
+    limit = _int_arg(args.get("limit", "20"), "limit", 1, 100)
+    order = args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise OpenAIError(400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order")
+    if order == "desc":
+        items.reverse()
+    after = args.get("after")
+    if after:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    body = {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    }
+    return Response(pretty(body), mimetype="application/json")
+
+
+def _as_resource(item: dict) -> dict:
+    if item.get("type") != "message":
+        return dict(item, status=item.get("status", "completed"))
+    content = item["content"]
+    if isinstance(content, str):
+        content = [{"type": "input_text" if item["role"] != "assistant" else "output_text", "text": content}]
+    return {"id": item["id"], "type": "message", "status": "completed", "content": content, "role": item["role"]}
+
+
+def _int_arg(value: str, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise OpenAIError(
+            400,
+            f"Invalid type for '{name}': expected an integer, but got a string instead.",
+            param=name,
+            code="invalid_type",
+        ) from None
+    if not low <= number <= high:
+        raise OpenAIError(
+            400,
+            f"Invalid '{name}': integer out of range. Expected a value between {low} and {high}, but got {number}.",
+            param=name,
+            code="integer_above_max_value" if number > high else "integer_below_min_value",
+        )
+    return number

@@ -1,0 +1,197 @@
+"""The Responses API's ``response`` object and its stream of typed events.
+
+A stream is the real sequence, each event with ``event:`` and ``data:`` lines and an increasing
+``sequence_number``: ``response.created``, ``response.in_progress``, then per output item
+``response.output_item.added``, for a message ``response.content_part.added``, ``response.output_text.delta``
+(one per token), ``response.output_text.done``, ``response.content_part.done``, for a function call
+``response.function_call_arguments.delta`` and ``.done``, then ``response.output_item.done``, and last
+``response.completed`` with the whole response. There is no ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from app.render import Reply, compact, pretty
+
+
+def item_id(prefix: str) -> str:
+    """``resp_``, ``msg_`` or ``fc_`` and 48 hex digits, like the real ids."""
+    return prefix + secrets.token_hex(24)
+
+
+@dataclass(slots=True)
+class ResponseReply:
+    """A completion (:class:`Reply`) dressed as a Response: the request's echoed settings and the ids."""
+
+    reply: Reply
+    request: dict  # the CreateResponse body
+    response_id: str = field(default_factory=lambda: item_id("resp_"))
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    on_done: object = None  # called with the completed response object (to store it)
+    status: str = "completed"
+
+
+def output_items(reply: ResponseReply) -> list[dict]:
+    choice = reply.reply.answer.choices[0]
+    if choice.tool_calls:
+        return [
+            {
+                "id": item_id("fc_"),
+                "type": "function_call",
+                "status": "completed",
+                "arguments": call.arguments,
+                "call_id": call.id,
+                "name": call.name,
+            }
+            for call in choice.tool_calls
+        ]
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": choice.text.text()}
+    return [{"id": item_id("msg_"), "type": "message", "status": "completed", "content": [part], "role": "assistant"}]
+
+
+def response_object(reply: ResponseReply, output: list, status: str) -> dict:
+    """The ``response`` object in the real API's field order, echoing the request's settings."""
+    body, inner = reply.request, reply.reply
+    answer = inner.answer
+    done = status == "completed"
+    cut = answer.choices[0].finish_reason == "length" and done
+    text = {"format": (body.get("text") or {}).get("format") or {"type": "text"}}
+    text["verbosity"] = (body.get("text") or {}).get("verbosity") or "medium"
+    return {
+        "id": reply.response_id,
+        "object": "response",
+        "created_at": reply.created_at,
+        "status": "incomplete" if cut else status,
+        "background": bool(body.get("background")),
+        "completed_at": int(time.time()) if done else None,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": inner.model,
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
+        "safety_identifier": body.get("safety_identifier"),
+        "service_tier": inner.service_tier,
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": text,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": [_tool(t) for t in body.get("tools") or []],
+        "top_logprobs": body.get("top_logprobs", 0),
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": _usage(inner.prompt_tokens, answer.completion_tokens) if done or cut else None,
+        # "user" (deprecated) only when sent: the spec does not allow the null the real API writes
+        **({"user": body["user"]} if body.get("user") is not None else {}),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def _tool(tool: dict) -> dict:
+    if tool.get("type") != "function":
+        return tool
+    return {
+        "type": "function",
+        "description": tool.get("description"),
+        "name": tool["name"],
+        "parameters": tool.get("parameters"),
+        "strict": tool.get("strict", True),
+    }
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict:
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+class ResponsesRenderer:
+    def __init__(self, pads: list[str]):
+        self.pads = pads  # obfuscation pads, drawn once (see app.render.TokenChunks)
+
+    def body(self, reply: ResponseReply) -> str:
+        completed = response_object(reply, output_items(reply), reply.status)
+        if reply.on_done is not None:
+            reply.on_done(completed)
+        return pretty(completed)
+
+    def stream(self, reply: ResponseReply):
+        """``(head, event_at, count, tail)``: step ``k`` is the ``k``-th token's delta (with the events
+        that open or close an output item around it)."""
+        final_items = output_items(reply)
+        counter = iter(range(1 << 62))
+        obfuscate = reply.reply.include_obfuscation
+        pads = self.pads
+
+        def event(kind: str, **data) -> bytes:
+            payload = {"type": kind, "sequence_number": next(counter), **data}
+            return b"event: " + kind.encode() + b"\ndata: " + compact(payload) + b"\n\n"
+
+        def in_progress(item: dict) -> dict:
+            if item["type"] == "message":
+                return dict(item, status="in_progress", content=[])
+            return dict(item, status="in_progress", arguments="")
+
+        head = event("response.created", response=response_object(reply, [], "in_progress"))
+        head += event("response.in_progress", response=response_object(reply, [], "in_progress"))
+        steps: list[bytes] = []
+        pending = b""  # events that go out with the next token (an item's opening)
+        choice = reply.reply.answer.choices[0]
+        for index, item in enumerate(final_items):
+            opening = event("response.output_item.added", output_index=index, item=in_progress(item))
+            if item["type"] == "message":
+                part = dict(item["content"][0], text="")
+                opening += event(
+                    "response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=part
+                )
+                tokens = [choice.text.token(k) for k in range(choice.text.count)]
+                kind, extra = "response.output_text.delta", {"content_index": 0}
+            else:
+                tokens = choice.tool_calls[index].tokens
+                kind, extra = "response.function_call_arguments.delta", {}
+            pending += opening
+            for k, token in enumerate(tokens):
+                data = {"item_id": item["id"], "output_index": index, **extra, "delta": token}
+                if item["type"] == "message":
+                    data["logprobs"] = []
+                if obfuscate:
+                    data["obfuscation"] = pads[k % len(pads)]
+                steps.append(pending + event(kind, **data))
+                pending = b""
+            closing = b""
+            if item["type"] == "message":
+                text_done = {"item_id": item["id"], "output_index": index, "content_index": 0}
+                closing += event("response.output_text.done", **text_done, text=item["content"][0]["text"], logprobs=[])
+                closing += event("response.content_part.done", **text_done, part=item["content"][0])
+            else:
+                closing += event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    name=item["name"],
+                    arguments=item["arguments"],
+                )
+            closing += event("response.output_item.done", output_index=index, item=item)
+            if steps:
+                steps[-1] += pending + closing
+            else:
+                head += pending + closing
+            pending = b""
+        completed = response_object(reply, final_items, "completed")
+        if reply.on_done is not None:
+            reply.on_done(completed)
+        kind = "response.incomplete" if completed["status"] == "incomplete" else "response.completed"
+        tail = event(kind, response=completed)
+        return head, steps.__getitem__, len(steps), tail
