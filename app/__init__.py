@@ -20,7 +20,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     state = app.extensions["mock_openai"] = MockState.build(settings)
 
     from app import auth, errors, headers, recording, ui
-    from app.api import admin, completions, embeddings, journal, meta, models, responses
+    from app.api import admin, completions, embeddings, journal, meta, models, responses, stored_completions
 
     errors.init_app(app)
     headers.init_app(app)
@@ -31,6 +31,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(completions.bp)
     app.register_blueprint(embeddings.bp)
     app.register_blueprint(responses.bp)
+    app.register_blueprint(stored_completions.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(journal.bp)
     app.register_blueprint(ui.bp)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from app.api.models import find_model, model_not_found
+from app.api.stored_completions import store_completion
 from app.config import DEFAULT_MAX_OUTPUT_TOKENS, ModelSpec, Settings
 from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
-from app.render import Reply, answered_tier
+from app.render import Reply, answered_tier, new_id
 from app.schemas import (
     ChatCompletionRequestSchema,
     CompletionRequest,
@@ -70,6 +71,9 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
         include_obfuscation=request.include_obfuscation,
         service_tier=answered_tier(request.body.get("service_tier")),
     )
+    if endpoint == "chat" and request.body.get("store"):
+        reply.completion_id = new_id("chatcmpl-")
+        store_completion(renderer.body(reply), model_id, request.body)
     return respond(fate, reply, renderer, request.stream)
 
 

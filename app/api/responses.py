@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response
-from flask import request as http_request
 
 from app.api.completions import resolve_model
+from app.api.listing import list_body, list_params, paged
 from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
@@ -164,27 +164,9 @@ def cancel_response(response_id: str):
 def list_input_items(response_id: str):
     """200 ``ResponseItemList`` of the items the response was made from, ``order`` desc by default, with
     ``limit`` (1-100) and ``after``."""
-    items = [_as_resource(item) for item in _load(response_id)["input"]]
-    args = http_request.args
-    limit = _int_arg(args.get("limit", "20"), "limit", 1, 100)
-    order = args.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise OpenAIError(400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order")
-    if order == "desc":
-        items.reverse()
-    after = args.get("after")
-    if after:
-        ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    page = items[:limit]
-    body = {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(items) > limit,
-    }
-    return Response(pretty(body), mimetype="application/json")
+    params = list_params(default_order="desc")
+    page, has_more = paged([_as_resource(item) for item in _load(response_id)["input"]], params)
+    return Response(pretty(list_body(page, has_more)), mimetype="application/json")
 
 
 def _as_resource(item: dict) -> dict:
@@ -194,23 +176,3 @@ def _as_resource(item: dict) -> dict:
     if isinstance(content, str):
         content = [{"type": "input_text" if item["role"] != "assistant" else "output_text", "text": content}]
     return {"id": item["id"], "type": "message", "status": "completed", "content": content, "role": item["role"]}
-
-
-def _int_arg(value: str, name: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise OpenAIError(
-            400,
-            f"Invalid type for '{name}': expected an integer, but got a string instead.",
-            param=name,
-            code="invalid_type",
-        ) from None
-    if not low <= number <= high:
-        raise OpenAIError(
-            400,
-            f"Invalid '{name}': integer out of range. Expected a value between {low} and {high}, but got {number}.",
-            param=name,
-            code="integer_above_max_value" if number > high else "integer_below_min_value",
-        )
-    return number

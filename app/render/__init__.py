@@ -98,6 +98,7 @@ class Reply:
     include_usage: bool = False
     include_obfuscation: bool = True
     service_tier: str = SERVICE_TIER
+    completion_id: str | None = None  # fixed beforehand when the completion is stored
 
     @property
     def text(self) -> ReplyText:

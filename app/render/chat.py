@@ -55,7 +55,7 @@ class ChatRenderer:
             return self._rich_body(reply)
         text = reply.text
         return self.BODY.render(
-            id=new_id("chatcmpl-"),
+            id=reply.completion_id or new_id("chatcmpl-"),
             created=int(time.time()),
             model=reply.model,
             content=text.text(),
@@ -87,7 +87,7 @@ class ChatRenderer:
             )
         return pretty(
             {
-                "id": new_id("chatcmpl-"),
+                "id": reply.completion_id or new_id("chatcmpl-"),
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": reply.model,
@@ -101,7 +101,7 @@ class ChatRenderer:
     def stream(self, reply: Reply):
         """``(head, event_at, count, tail)`` for :func:`app.streaming.paced_events`."""
         envelope = {
-            "id": new_id("chatcmpl-"),
+            "id": reply.completion_id or new_id("chatcmpl-"),
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": reply.model,

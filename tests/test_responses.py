@@ -1,0 +1,179 @@
+"""/v1/responses: the Response object, its typed event stream, conversation state and stored objects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.openapi import assert_valid, assert_valid_response_event
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client({"latency": {"inter_token_latency_ms": 0}})
+
+
+def create(client, **body):
+    body.setdefault("model", "gpt-4.1")
+    body.setdefault("input", "Tell me about harbours")
+    response = client.post("/v1/responses", json=body)
+    assert response.status_code == 200, response.get_json()
+    return response
+
+
+def events_of(response) -> list[dict]:
+    events = []
+    for block in response.get_data(as_text=True).strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        event = json.loads(fields["data"])
+        assert fields["event"] == event["type"]
+        assert_valid_response_event(event)
+        events.append(event)
+    return events
+
+
+def test_a_response_matches_the_spec_and_echoes_the_request(client):
+    body = create(client, instructions="Be brief", metadata={"k": "v"}, temperature=0.5).get_json()
+    assert_valid("Response", body)
+    assert body["object"] == "response" and body["id"].startswith("resp_") and body["status"] == "completed"
+    assert body["model"] == "gpt-4.1-2025-04-14" and body["instructions"] == "Be brief"
+    assert body["metadata"] == {"k": "v"} and body["temperature"] == 0.5
+    (message,) = body["output"]
+    assert message["type"] == "message" and message["role"] == "assistant" and message["id"].startswith("msg_")
+    text = message["content"][0]["text"]
+    assert message["content"][0]["type"] == "output_text" and text
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] and usage["output_tokens"] > 0
+
+
+def test_max_output_tokens_makes_it_incomplete(client):
+    body = create(client, max_output_tokens=16).get_json()
+    assert body["status"] == "incomplete" and body["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert body["usage"]["output_tokens"] == 16
+
+
+def test_the_stream_is_the_real_event_sequence(client):
+    events = events_of(create(client, stream=True, max_output_tokens=20))
+    kinds = [e["type"] for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert len(deltas) == 20
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    done = next(e for e in events if e["type"] == "response.output_text.done")
+    assert done["text"] == "".join(deltas) == events[-1]["response"]["output"][0]["content"][0]["text"]
+    assert all("obfuscation" in e for e in events if e["type"] == "response.output_text.delta")
+    quiet = events_of(create(client, stream=True, stream_options={"include_obfuscation": False}))
+    assert not any("obfuscation" in e for e in quiet)
+
+
+def test_function_calls_as_items_and_in_the_stream(client):
+    body = create(client, input="What is the weather in Paris?", tools=[WEATHER]).get_json()
+    (call,) = body["output"]
+    assert call["type"] == "function_call" and call["name"] == "get_weather" and call["call_id"].startswith("call_")
+    assert isinstance(json.loads(call["arguments"])["city"], str)
+    events = events_of(create(client, input="weather in Oslo?", tools=[WEATHER], stream=True))
+    deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
+    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert "".join(deltas) == done["arguments"] and done["name"] == "get_weather"
+    assert events[-1]["type"] == "response.completed"
+    follow_up = create(
+        client,
+        input=[
+            {
+                "type": "function_call",
+                "call_id": call["call_id"],
+                "name": "get_weather",
+                "arguments": call["arguments"],
+            },
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "22 C"},
+        ],
+        tools=[WEATHER],
+        previous_response_id=body["id"],
+    ).get_json()
+    assert follow_up["output"][0]["type"] == "message"
+
+
+def test_structured_output_via_text_format(client):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}}},
+        "required": ["name", "tags"],
+        "additionalProperties": False,
+    }
+    text_format = {"type": "json_schema", "name": "thing", "schema": schema, "strict": True}
+    body = create(client, text={"format": text_format}).get_json()
+    value = json.loads(body["output"][0]["content"][0]["text"])
+    assert set(value) == {"name", "tags"} and set(value["tags"]) <= {"a", "b"}
+    assert body["text"]["format"] == text_format
+
+
+def test_conversation_state_retrieve_input_items_and_delete(client):
+    first = create(client, input="My name is Ada.").get_json()
+    second = create(client, input="What is my name?", previous_response_id=first["id"]).get_json()
+    assert second["previous_response_id"] == first["id"]
+    assert second["usage"]["input_tokens"] > first["usage"]["input_tokens"]
+    assert client.get(f"/v1/responses/{first['id']}").get_json() == first
+    items = client.get(f"/v1/responses/{second['id']}/input_items").get_json()
+    assert_valid("ResponseItemList", items)
+    assert items["data"][0]["content"][0]["text"] == "What is my name?"
+    deleted = client.delete(f"/v1/responses/{first['id']}")
+    assert deleted.get_json() == {"id": first["id"], "object": "response", "deleted": True}
+    missing = client.get(f"/v1/responses/{first['id']}")
+    assert missing.status_code == 404 and missing.get_json()["error"]["message"].startswith("Response with id")
+    gone = client.post("/v1/responses", json={"model": "gpt-4.1", "input": "x", "previous_response_id": "resp_nope"})
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "previous_response_not_found"
+
+
+def test_store_false_is_not_kept(client):
+    body = create(client, store=False).get_json()
+    assert body["store"] is False and client.get(f"/v1/responses/{body['id']}").status_code == 404
+
+
+def test_background_responses_complete_later_and_can_be_cancelled(make_client):
+    slow = make_client({"latency": {"ttft_ms": 3000}})
+    queued = slow.post("/v1/responses", json={"model": "gpt-4.1", "input": "x", "background": True}).get_json()
+    assert queued["status"] == "queued" and queued["background"] is True and queued["output"] == []
+    assert slow.get(f"/v1/responses/{queued['id']}").get_json()["status"] == "in_progress"
+    cancelled = slow.post(f"/v1/responses/{queued['id']}/cancel").get_json()
+    assert cancelled["status"] == "cancelled"
+    fast = make_client({"latency": {"ttft_ms": 0, "inter_token_latency_ms": 0}})
+    done = fast.post("/v1/responses", json={"model": "gpt-4.1", "input": "x", "background": True}).get_json()
+    assert fast.get(f"/v1/responses/{done['id']}").get_json()["status"] == "completed"
+    refused = fast.post(f"/v1/responses/{done['id']}/cancel")
+    assert refused.status_code == 400
+    plain = create(fast).get_json()
+    assert fast.post(f"/v1/responses/{plain['id']}/cancel").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "gpt-4.1", "input": 5}, "input"),
+        ({"model": "gpt-4.1", "input": [{"role": "user", "content": [{"type": "bogus"}]}]}, "input[0].content[0].type"),
+        ({"model": "gpt-4.1", "input": "x", "max_output_tokens": 5}, "max_output_tokens"),
+        ({"model": "gpt-4.1", "input": "x", "background": True, "store": False}, "background"),
+        ({"model": "gpt-4.1", "input": "x", "tools": [{"type": "function"}]}, "tools[0].name"),
+    ],
+)
+def test_bad_requests(client, body, param):
+    response = client.post("/v1/responses", json=body)
+    assert response.status_code == 400 and response.get_json()["error"]["param"] == param
