@@ -128,12 +128,32 @@ def from_corpus(corpus: Corpus, ask: Ask, rng) -> ReplyText:
     return ReplyText(corpus.json_tokens, start, count, finish_reason, corpus=corpus)
 
 
+# What does not change what a model samples: the same seed with or without these gives the same tokens (a
+# stop sequence only cuts them short).
+NOT_SAMPLED = frozenset(
+    (
+        "stop",
+        "stream",
+        "stream_options",
+        "store",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "service_tier",
+        "logprobs",
+        "top_logprobs",
+    )
+)
+
+
 def seeded_rng(body: dict):
     """With a ``seed``, a generator drawn from the seed and the request itself; else the shared one."""
     seed = body.get("seed")
     if seed is None:
         return random
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    sampled = {k: v for k, v in body.items() if k not in NOT_SAMPLED}
+    canonical = json.dumps(sampled, sort_keys=True, separators=(",", ":"), default=str)
     return random.Random(hashlib.sha256(canonical.encode()).digest())
 
 
