@@ -339,8 +339,8 @@ def test_stream_options_without_stream_is_rejected(client):
 def test_unknown_route_and_wrong_method(client):
     error = error_of(client.post("/v1/nope"), 404)
     assert error["message"] == "Invalid URL (POST /v1/nope)"
-    error = error_of(client.get("/v1/chat/completions"), 405)
-    assert error["message"] == "Invalid method for URL (GET /v1/chat/completions)"
+    error = error_of(client.get("/v1/completions"), 405)
+    assert error["message"] == "Invalid method for URL (GET /v1/completions)"
 
 
 def test_oversized_body_is_413(make_client):

@@ -147,3 +147,8 @@ def test_legacy_best_of_must_cover_n(client):
         "/v1/completions", json={"model": "gpt-3.5-turbo-instruct", "prompt": "x", "n": 3, "best_of": 2}
     )
     assert response.status_code == 400 and response.get_json()["error"]["param"] == "best_of"
+
+
+def test_audio_output_is_refused_not_answered_with_text(client):
+    error = error_of(client, modalities=["text", "audio"], audio={"voice": "alloy", "format": "mp3"})
+    assert error["param"] == "modalities" and error["code"] == "unsupported_value"

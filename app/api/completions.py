@@ -60,6 +60,13 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
             param=request.max_tokens_param,
             code="invalid_value",
         )
+    if "audio" in (request.body.get("modalities") or ()):
+        raise OpenAIError(
+            400,
+            f"This model does not support the 'audio' modality: {model_id} answers with text only.",
+            param="modalities",
+            code="unsupported_value",
+        )
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
     answer = fate.answer
     annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
