@@ -19,6 +19,7 @@ from app.replies.scripted import load_rules
 from app.shared import SharedState, open_shared
 from app.simulation import Simulation
 from app.textgen import Corpus
+from app.tokens import load_vocabularies
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class MockState:
 
     @classmethod
     def build(cls, settings: Settings) -> MockState:
+        load_vocabularies()  # exact prompt token counts, where bpe-openai is installed
         corpus = Corpus.from_file(settings.corpus_path)
         chunks = TokenChunks(corpus)
         if settings.responses["mode"] == "scripted":

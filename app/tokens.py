@@ -1,6 +1,9 @@
-"""Token counting, close to OpenAI's without shipping its vocabulary.
+"""Token counting: exact where OpenAI's vocabulary is installed, a close approximation where it is not.
 
-The method, documented in the README:
+With the optional ``bpe-openai`` package (``pip install -e ".[tokenizer]"``: 42 MB, 75 MB installed, about
+0.6 s more start-up per worker, which loads both vocabularies at once), prompt tokens are counted with the
+model's own encoding: ``o200k_base`` for the gpt-4o, gpt-4.1, gpt-5 and o-series families, ``cl100k_base``
+for gpt-3.5, gpt-4 and the embeddings models. Without it, the approximation below, documented in the README:
 
 1. Text is cut into pieces by a pattern shaped like the one in front of OpenAI's BPE encoders
    (``o200k_base``): a word with its leading space, English contractions, runs of up to three digits,
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 PIECE = re.compile(
     r"""'(?:[sdmt]|ll|ve|re)(?![^\W\d_])"""  # contractions
@@ -36,6 +40,35 @@ REPLY_PRIMING_TOKENS = 3
 IMAGE_TOKENS = 85  # a low-detail image; the real count depends on its size
 
 
+O200K_MODELS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|codex)")
+_encodings: dict[str, object] = {}
+
+
+def load_vocabularies() -> bool:
+    """Load both encodings now (a worker does, at start-up), if ``bpe-openai`` is installed."""
+    if _encodings:
+        return True
+    try:
+        import bpe_openai
+    except ImportError:
+        return False
+    for name in ("o200k_base", "cl100k_base"):
+        _encodings[name] = bpe_openai.get_encoding(name)
+    return True
+
+
+@lru_cache(maxsize=256)
+def _encoding_for(model: str):
+    return _encodings.get("o200k_base" if O200K_MODELS.match(model) else "cl100k_base")
+
+
+def exact_counter(model: str | None):
+    """The model's encoding when the vocabularies are loaded, else None (then the approximation counts)."""
+    if not _encodings or not isinstance(model, str):
+        return None
+    return _encoding_for(model)
+
+
 def split_tokens(text: str) -> list[str]:
     """The text as tokens; joined back they give the text unchanged."""
     tokens = []
@@ -47,37 +80,40 @@ def split_tokens(text: str) -> list[str]:
     return tokens
 
 
-def count_tokens(text: str) -> int:
+def count_tokens(text: str, model: str | None = None) -> int:
+    encoding = exact_counter(model)
+    if encoding is not None:
+        return len(encoding.encode_ordinary(text))
     count = 0
     for piece in PIECE.findall(text):
         count += -(-len(piece) // MAX_TOKEN_CHARS)
     return count
 
 
-def count_message_tokens(messages: list, tools: list | None = None) -> int:
+def count_message_tokens(messages: list, tools: list | None = None, model: str | None = None) -> int:
     """Prompt tokens of a chat request, by the cookbook's recipe."""
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
-            total += _count_value(value)
+            total += _count_value(value, model)
             if key == "name":
                 total += TOKENS_PER_NAME
     if tools:
-        total += count_tokens(json.dumps(tools, separators=(",", ":")))
+        total += count_tokens(json.dumps(tools, separators=(",", ":")), model)
     return total
 
 
-def count_prompt_tokens(prompt) -> int:
+def count_prompt_tokens(prompt, model: str | None = None) -> int:
     """Prompt tokens of a legacy completion: text, a list of texts, or token ids."""
     if prompt is None:
         return 1  # the real API's default prompt, <|endoftext|>
     if isinstance(prompt, str):
-        return count_tokens(prompt)
+        return count_tokens(prompt, model)
     total = 0
     for item in prompt:
         if isinstance(item, str):
-            total += count_tokens(item)
+            total += count_tokens(item, model)
         elif isinstance(item, int):
             total += 1
         elif isinstance(item, list):
@@ -85,19 +121,19 @@ def count_prompt_tokens(prompt) -> int:
     return total
 
 
-def _count_value(value) -> int:
+def _count_value(value, model: str | None = None) -> int:
     if isinstance(value, str):
-        return count_tokens(value)
+        return count_tokens(value, model)
     if isinstance(value, list):  # content parts, tool calls
         total = 0
         for part in value:
             if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
                 total += IMAGE_TOKENS
             elif isinstance(part, dict) and "text" in part and isinstance(part["text"], str):
-                total += count_tokens(part["text"])
+                total += count_tokens(part["text"], model)
             else:
-                total += count_tokens(json.dumps(part, separators=(",", ":")))
+                total += count_tokens(json.dumps(part, separators=(",", ":")), model)
         return total
     if isinstance(value, dict):
-        return count_tokens(json.dumps(value, separators=(",", ":")))
+        return count_tokens(json.dumps(value, separators=(",", ":")), model)
     return 0

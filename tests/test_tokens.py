@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from app.tokens import count_message_tokens, count_tokens, split_tokens
 
 
@@ -31,3 +33,19 @@ def test_english_prose_is_about_four_characters_a_token():
 def test_message_recipe():
     messages = [{"role": "user", "content": "Hi", "name": "bob"}]
     assert count_message_tokens(messages) == 3 + 1 + 1 + 1 + 1 + 3
+
+
+def test_exact_counts_with_the_bundled_vocabularies():
+    """With bpe-openai installed (the test extras have it), prompts are counted with the model's encoding."""
+    from app.tokens import count_message_tokens, count_tokens, load_vocabularies
+
+    if not load_vocabularies():
+        pytest.skip("bpe-openai is not installed: counts are the approximation")
+    text = "Hello there! How are you today? Tokenization isn't trivial: 12345 ünïcödé 日本語"
+    import bpe_openai
+
+    assert count_tokens(text, "gpt-4o") == len(bpe_openai.get_encoding("o200k_base").encode(text))
+    assert count_tokens(text, "gpt-3.5-turbo") == len(bpe_openai.get_encoding("cl100k_base").encode(text))
+    assert count_tokens("Hello there! How are you today?", "gpt-5.4") == 8
+    # the cookbook's recipe around the exact counts: 3 per message, 3 to prime the reply
+    assert count_message_tokens([{"role": "user", "content": "Hello there!"}], None, "gpt-4o") == 3 + 1 + 3 + 3

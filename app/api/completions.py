@@ -10,7 +10,7 @@ from flask import Blueprint, Response
 
 from app.api.models import find_model, model_not_found
 from app.api.stored_completions import store_completion
-from app.config import DEFAULT_MAX_OUTPUT_TOKENS, ModelSpec, Settings
+from app.config import DEFAULT_MAX_OUTPUT_TOKENS, ModelSpec
 from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
@@ -35,7 +35,7 @@ def create_chat_completion():
     state = current_state()
     request = parse_request(ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
     body = request.body
-    prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"))
+    prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"), request.model)
     return _complete(state, request, "chat", prompt_tokens, state.chat)
 
 
@@ -45,12 +45,14 @@ def create_completion():
     carries the ``finish_reason``. 400/404 with an OpenAI error body for a bad request or model."""
     state = current_state()
     request = parse_request(CompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
-    return _complete(state, request, "completions", count_prompt_tokens(request.body.get("prompt")), state.legacy)
+    return _complete(
+        state, request, "completions", count_prompt_tokens(request.body.get("prompt"), request.model), state.legacy
+    )
 
 
 def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
     annotate(model=request.model)  # for the journal and metrics of a request refused below
-    model = resolve_model(state.settings, request.model, endpoint)
+    model = resolve_model(state, request.model, endpoint)
     model_id, max_output_tokens = model.id, model.max_output_tokens
     if request.max_tokens is not None and request.max_tokens > max_output_tokens:
         raise OpenAIError(
@@ -84,13 +86,14 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
     return respond(fate, reply, renderer, request.stream)
 
 
-def resolve_model(settings: Settings, model_id: str | None, endpoint: str) -> ModelSpec:
+def resolve_model(state: MockState, model_id: str | None, endpoint: str) -> ModelSpec:
     """The model to answer as. Without a model (lenient mode), the first configured one for the endpoint,
     as the original mock answered ``{"max_tokens": 2048}``. An unknown name with ``--any-model`` is answered
     as itself."""
+    settings = state.settings
     if model_id is None:
         return next((m for m in settings.models if m.endpoint == endpoint), settings.models[0])
-    model = find_model(model_id)
+    model = find_model(model_id, state)
     if model is None:
         if settings.allow_unknown_models:
             return ModelSpec(id=model_id, endpoint=endpoint, max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS)

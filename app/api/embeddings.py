@@ -27,9 +27,9 @@ def create_embeddings():
     state = current_state()
     body = validate(EmbeddingsRequestSchema, json_body(), state.settings.server["strict_validation"])
     annotate(model=body.get("model"))
-    model = resolve_model(state.settings, body.get("model"), "embeddings")
+    model = resolve_model(state, body.get("model"), "embeddings")
     inputs = inputs_of(body.get("input", ""))
-    counts = [count_tokens(i) if isinstance(i, str) else len(i) if isinstance(i, list) else 1 for i in inputs]
+    counts = [count_tokens(i, model.id) if isinstance(i, str) else len(i) if isinstance(i, list) else 1 for i in inputs]
     limit = model.context_window
     for count in counts:
         if count > limit:

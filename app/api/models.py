@@ -24,9 +24,9 @@ def model_not_found(model_id: str) -> OpenAIError:
     )
 
 
-def find_model(model_id: str) -> ModelSpec | None:
+def find_model(model_id: str, state=None) -> ModelSpec | None:
     """The configured model by id or snapshot name; None when unknown or (a fine-tune) deleted."""
-    state = current_state()
+    state = state or current_state()
     model = state.settings.model(model_id)
     if model is not None and model.deletable and state.shared.get_object(DELETED_KIND, model.id) is not None:
         return None

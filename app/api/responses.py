@@ -43,10 +43,10 @@ def create_response():
     state = current_state()
     body = validate(CreateResponseSchema, json_body(), state.settings.server["strict_validation"])
     annotate(model=body.get("model"))
-    model = resolve_model(state.settings, body.get("model"), "chat")
+    model = resolve_model(state, body.get("model"), "chat")
     history = _history(state, body.get("previous_response_id"))
     chat = as_chat(body, history)
-    prompt_tokens = count_message_tokens(chat["messages"], chat.get("tools"))
+    prompt_tokens = count_message_tokens(chat["messages"], chat.get("tools"), model.id)
     stream = bool(body.get("stream"))
     parsed = CompletionRequest(
         model.id,

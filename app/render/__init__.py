@@ -30,6 +30,28 @@ def answered_tier(asked: str | None) -> str:
     return SERVICE_TIER if asked in (None, "auto") else asked
 
 
+class Encoded:
+    """A value already written as JSON, for :meth:`PrettyTemplate.render`."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, value):
+        self.json = json.dumps(value, ensure_ascii=False)
+
+    def __str__(self) -> str:
+        return self.json
+
+
+_TIERS: dict[str, Encoded] = {}
+
+
+def encoded_tier(tier: str) -> Encoded:
+    found = _TIERS.get(tier)
+    if found is None:
+        found = _TIERS[tier] = Encoded(tier)
+    return found
+
+
 def new_id(prefix: str) -> str:
     """``chatcmpl-`` or ``cmpl-`` and 29 letters and digits, like the real ids."""
     return prefix + "".join(random.choices(_ID_ALPHABET, k=29))
@@ -77,7 +99,7 @@ class PrettyTemplate:
         self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", text)
 
     def render(self, **values) -> str:
-        """Strings are JSON-encoded here; numbers are written as they are."""
+        """Strings are JSON-encoded here; numbers (and :class:`Encoded` values) are written as they are."""
         return self.text % {
             key: json.dumps(value, ensure_ascii=False) if isinstance(value, str) else value
             for key, value in values.items()

@@ -10,6 +10,7 @@ from app.render import (
     TokenChunks,
     chat_usage,
     compact,
+    encoded_tier,
     new_id,
     pretty,
     system_fingerprint,
@@ -64,7 +65,7 @@ class ChatRenderer:
             completion_tokens=text.count,
             total_tokens=reply.prompt_tokens + text.count,
             system_fingerprint=system_fingerprint(reply.model),
-            service_tier=reply.service_tier,
+            service_tier=encoded_tier(reply.service_tier),
         )
 
     def _rich_body(self, reply: Reply) -> str:

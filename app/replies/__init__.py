@@ -53,7 +53,7 @@ EMPTY = ReplyText((), 0, 0, "stop", tokens=[])
 @dataclass(slots=True)
 class Choice:
     text: ReplyText
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_calls: list[ToolCall] | tuple = ()
     echo: str = ""  # legacy ``echo``: the prompt, sent before the completion
 
     @property
@@ -68,32 +68,28 @@ class Choice:
 
 @dataclass(slots=True)
 class Answer:
+    """A reply's choices, and what they add up to (worked out once: every later step reads them)."""
+
     choices: list[Choice]
     logprobs: int | None = None  # alternatives per token asked for (``top_logprobs``, legacy ``logprobs``)
     extra_tokens: int = 0  # generated but not returned (legacy ``best_of``), still billed
+    text: ReplyText = field(init=False)  # the first choice's
+    simple: bool = field(init=False)  # one text choice and nothing else: the precomputed fast path renders it
+    count: int = field(init=False)  # the stream's length in tokens (choices go side by side): what is paced
+    completion_tokens: int = field(init=False)
 
-    @property
-    def text(self) -> ReplyText:
-        return self.choices[0].text
-
-    @property
-    def simple(self) -> bool:
-        """One text choice and nothing else: the precomputed fast path renders it."""
-        return (
-            len(self.choices) == 1
-            and self.logprobs is None
-            and not self.choices[0].tool_calls
-            and not (self.choices[0].echo)
-        )
-
-    @property
-    def count(self) -> int:
-        """The stream's length in tokens (choices stream side by side): what the timing paces."""
-        return max(c.steps for c in self.choices)
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(c.steps for c in self.choices) + self.extra_tokens
+    def __post_init__(self):
+        first = self.choices[0]
+        self.text = first.text
+        if len(self.choices) == 1 and not first.tool_calls:
+            self.simple = self.logprobs is None and not first.echo
+            self.count = first.text.count
+            self.completion_tokens = self.count + self.extra_tokens
+        else:
+            self.simple = False
+            steps = [c.steps for c in self.choices]
+            self.count = max(steps)
+            self.completion_tokens = sum(steps) + self.extra_tokens
 
 
 @dataclass(slots=True)
@@ -203,7 +199,11 @@ class Replies:
         n = body.get("n") or 1
         if ask.endpoint == "completions":
             return self._legacy(mode, ask, rule, rng, n)
-        wanted = wanted_calls(body, last_user_text(body, "chat"), rule.tool_calls if rule else None)
+        wanted = (
+            wanted_calls(body, last_user_text(body, "chat"), rule.tool_calls if rule else None)
+            if (body.get("tools"))
+            else []
+        )
         choices = []
         for _ in range(n):
             if wanted:
