@@ -152,3 +152,25 @@ def test_legacy_best_of_must_cover_n(client):
 def test_audio_output_is_refused_not_answered_with_text(client):
     error = error_of(client, modalities=["text", "audio"], audio={"voice": "alloy", "format": "mp3"})
     assert error["param"] == "modalities" and error["code"] == "unsupported_value"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"max_tokens": 10}, "max_tokens", "unsupported_parameter"),
+        ({"temperature": 0.2}, "temperature", "unsupported_value"),
+        ({"logprobs": True}, "logprobs", "unsupported_parameter"),
+    ],
+)
+def test_reasoning_models_refuse_what_they_cannot_do(client, make_client, body, param, code):
+    error = error_of(client, model="o3", **body)
+    assert error["param"] == param and error["code"] == code
+    assert (
+        client.post(
+            "/v1/chat/completions",
+            json={"model": "o3", "messages": [USER], "max_completion_tokens": 10, "temperature": 1},
+        ).status_code
+        == 200
+    )
+    lenient = make_client({"server": {"strict_validation": False}})
+    assert lenient.post("/v1/chat/completions", json={"model": "o3", "messages": [USER], **body}).status_code == 200

@@ -62,13 +62,7 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
             param=request.max_tokens_param,
             code="invalid_value",
         )
-    if "audio" in (request.body.get("modalities") or ()):
-        raise OpenAIError(
-            400,
-            f"This model does not support the 'audio' modality: {model_id} answers with text only.",
-            param="modalities",
-            code="unsupported_value",
-        )
+    refuse_unsupported(model, request.body, state.settings.server["strict_validation"])
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
     answer = fate.answer
     annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
@@ -84,6 +78,50 @@ def _complete(state: MockState, request: CompletionRequest, endpoint: str, promp
         reply.completion_id = new_id("chatcmpl-")
         store_completion(renderer.body(reply), model_id, request.body)
     return respond(fate, reply, renderer, request.stream)
+
+
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def refuse_unsupported(model: ModelSpec, body: dict, strict: bool) -> None:
+    """What the model cannot do is a 400, never a wrong success: audio output (no model here speaks), and for a
+    reasoning model (o-series, gpt-5) ``max_tokens``, sampling settings other than the default, and logprobs,
+    as the real API refuses them. ``--lenient`` lets a reasoning model take them."""
+    if "audio" in (body.get("modalities") or ()):
+        raise OpenAIError(
+            400,
+            f"This model does not support the 'audio' modality: {model.id} answers with text only.",
+            param="modalities",
+            code="unsupported_value",
+        )
+    if not (model.reasoning and strict):
+        return
+    if body.get("max_tokens") is not None:
+        raise OpenAIError(
+            400,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+            "instead.",
+            param="max_tokens",
+            code="unsupported_parameter",
+        )
+    for name in SAMPLING:
+        value = body.get(name)
+        default = 1 if name in ("temperature", "top_p") else 0
+        if value is not None and value != default:
+            raise OpenAIError(
+                400,
+                f"Unsupported value: '{name}' does not support {value} with this model. Only the default "
+                f"({default}) value is supported.",
+                param=name,
+                code="unsupported_value",
+            )
+    if body.get("logprobs"):
+        raise OpenAIError(
+            400,
+            "Unsupported parameter: 'logprobs' is not supported with this model.",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
 
 
 def resolve_model(state: MockState, model_id: str | None, endpoint: str) -> ModelSpec:

@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, Response
 
-from app.api.completions import resolve_model
+from app.api.completions import refuse_unsupported, resolve_model
 from app.api.listing import list_body, list_params, paged
 from app.delivery import respond
 from app.errors import OpenAIError
@@ -44,6 +44,7 @@ def create_response():
     body = validate(CreateResponseSchema, json_body(), state.settings.server["strict_validation"])
     annotate(model=body.get("model"))
     model = resolve_model(state, body.get("model"), "chat")
+    refuse_unsupported(model, body, state.settings.server["strict_validation"])
     history = _history(state, body.get("previous_response_id"))
     chat = as_chat(body, history)
     prompt_tokens = count_message_tokens(chat["messages"], chat.get("tools"), model.id)
