@@ -20,8 +20,11 @@ function, so the ``usage`` a client receives always matches, exactly, the tokens
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
+
+from app.imagesize import data_url_size
 
 PIECE = re.compile(
     r"""'(?:[sdmt]|ll|ve|re)(?![^\W\d_])"""  # contractions
@@ -37,7 +40,9 @@ MAX_TOKEN_CHARS = 10
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
-IMAGE_TOKENS = 85  # a low-detail image; the real count depends on its size
+IMAGE_BASE_TOKENS = 85  # a low-detail image, and the base of every other
+IMAGE_TILE_TOKENS = 170  # per 512-pixel tile at high detail
+UNKNOWN_IMAGE_SIZE = (1024, 1024)  # an image behind a URL, whose size is not fetched
 
 
 O200K_MODELS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|codex)")
@@ -128,7 +133,7 @@ def _count_value(value, model: str | None = None) -> int:
         total = 0
         for part in value:
             if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
-                total += IMAGE_TOKENS
+                total += image_tokens(part)
             elif isinstance(part, dict) and "text" in part and isinstance(part["text"], str):
                 total += count_tokens(part["text"], model)
             else:
@@ -137,3 +142,27 @@ def _count_value(value, model: str | None = None) -> int:
     if isinstance(value, dict):
         return count_tokens(json.dumps(value, separators=(",", ":")), model)
     return 0
+
+
+def image_tokens(part: dict) -> int:
+    """The gpt-4o family's published image cost: 85 at low detail; otherwise the image is fitted in
+    2048 x 2048, its shorter side scaled to 768, and each 512-pixel tile costs 170 more. An inline image's
+    size is read from its header; an image behind a URL is taken as 1024 x 1024."""
+    image = part.get("image_url") if part.get("type") == "image_url" else part
+    if isinstance(image, str):
+        url, detail = image, part.get("detail")
+    elif isinstance(image, dict):
+        url, detail = image.get("url") or image.get("image_url") or "", image.get("detail")
+    else:
+        url, detail = "", None
+    if detail == "low":
+        return IMAGE_BASE_TOKENS
+    width, height = (isinstance(url, str) and data_url_size(url)) or UNKNOWN_IMAGE_SIZE
+    if max(width, height) > 2048:
+        scale = 2048 / max(width, height)
+        width, height = width * scale, height * scale
+    if min(width, height) > 768:
+        scale = 768 / min(width, height)
+        width, height = width * scale, height * scale
+    tiles = math.ceil(width / 512) * math.ceil(height / 512)
+    return IMAGE_BASE_TOKENS + IMAGE_TILE_TOKENS * tiles

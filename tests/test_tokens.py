@@ -49,3 +49,27 @@ def test_exact_counts_with_the_bundled_vocabularies():
     assert count_tokens("Hello there! How are you today?", "gpt-5.4") == 8
     # the cookbook's recipe around the exact counts: 3 per message, 3 to prime the reply
     assert count_message_tokens([{"role": "user", "content": "Hello there!"}], None, "gpt-4o") == 3 + 1 + 3 + 3
+
+
+def test_images_are_counted_by_size_and_detail():
+    import base64
+    import struct
+    import zlib
+
+    from app.tokens import image_tokens
+
+    def png(width, height):
+        header = struct.pack(">II", width, height) + b"\x08\x02\x00\x00\x00"
+        chunk = b"IHDR" + header
+        raw = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+        return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+    def part(url, detail=None):
+        return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
+
+    assert image_tokens(part(png(4096, 4096), "low")) == 85
+    assert image_tokens(part(png(512, 512))) == 85 + 170  # one tile
+    assert image_tokens(part(png(1024, 1024))) == 85 + 170 * 4  # scaled to 768 x 768: four tiles
+    assert image_tokens(part(png(2048, 4096))) == 85 + 170 * 6  # 1024 x 2048, then 768 x 1536
+    assert image_tokens(part("https://example.com/cat.jpg")) == 85 + 170 * 4  # taken as 1024 x 1024
+    assert image_tokens({"type": "input_image", "image_url": png(512, 512), "detail": "high"}) == 255

@@ -161,7 +161,7 @@ def as_chat(body: dict, history: list[dict]) -> dict:
     for item in [*history, *input_items(body.get("input"))]:
         kind = item.get("type")
         if kind == "message":
-            messages.append({"role": item["role"], "content": _text_of(item["content"])})
+            messages.append({"role": item["role"], "content": _chat_content(item["content"])})
         elif kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -196,6 +196,22 @@ def as_chat(body: dict, history: list[dict]) -> dict:
         if key in body:
             chat[key] = body[key]
     return chat
+
+
+def _chat_content(content):
+    """Input parts as chat parts: text stays text, an ``input_image`` becomes an ``image_url`` part (so it is
+    counted as an image)."""
+    if not isinstance(content, list):
+        return content
+    parts = []
+    for part in content:
+        if part.get("type") == "input_image":
+            parts.append(
+                {"type": "image_url", "image_url": {"url": part.get("image_url") or "", "detail": part.get("detail")}}
+            )
+        elif isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+    return parts
 
 
 def _text_of(content) -> str:
