@@ -14,6 +14,7 @@ from app.metrics import Metrics
 from app.render import TokenChunks
 from app.render.chat import ChatRenderer
 from app.render.legacy import LegacyRenderer
+from app.render.responses import ResponsesRenderer
 from app.replies import Replies
 from app.replies.scripted import load_rules
 from app.shared import SharedState, open_shared
@@ -28,6 +29,7 @@ class MockState:
     corpus: Corpus
     chat: ChatRenderer
     legacy: LegacyRenderer
+    responses: ResponsesRenderer
     shared: SharedState
     simulation: Simulation
     journal: Journal | None  # the capture: None when the journal, metrics and request log are all off
@@ -48,6 +50,7 @@ class MockState:
             corpus,
             ChatRenderer(corpus, chunks),
             LegacyRenderer(corpus, chunks),
+            ResponsesRenderer(chunks.pads),
             shared,
             simulation,
             *_capture(settings, shared),

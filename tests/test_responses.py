@@ -177,3 +177,10 @@ def test_background_responses_complete_later_and_can_be_cancelled(make_client):
 def test_bad_requests(client, body, param):
     response = client.post("/v1/responses", json=body)
     assert response.status_code == 400 and response.get_json()["error"]["param"] == param
+
+
+def test_a_streamed_background_response_streams_and_is_stored(client):
+    events = events_of(create(client, background=True, stream=True))
+    response_id = events[0]["response"]["id"]
+    assert events[0]["response"]["background"] is True and events[-1]["type"] == "response.completed"
+    assert client.get(f"/v1/responses/{response_id}").get_json()["status"] == "completed"

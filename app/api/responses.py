@@ -13,7 +13,7 @@ from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
 from app.render import Reply, answered_tier, pretty
-from app.render.responses import ResponseReply, ResponsesRenderer, item_id, output_items, response_object
+from app.render.responses import ResponseReply, item_id, output_items, response_object
 from app.schemas import CompletionRequest, json_body, register, validate
 from app.schemas.responses import CreateResponseSchema, as_chat, check_response_request, input_items
 from app.state import current_state
@@ -22,14 +22,6 @@ from app.tokens import count_message_tokens
 bp = Blueprint("responses", __name__, url_prefix="/v1")
 register(CreateResponseSchema, ("model",), check_response_request)
 KIND = "response"  # stored: {"response", "input", "ready_at", "cancelled"}
-_RENDERERS: dict[int, ResponsesRenderer] = {}
-
-
-def _renderer(state) -> ResponsesRenderer:
-    renderer = _RENDERERS.get(id(state))
-    if renderer is None:
-        renderer = _RENDERERS[id(state)] = ResponsesRenderer(state.chat.chunks.pads)
-    return renderer
 
 
 def not_found(response_id: str) -> OpenAIError:
@@ -59,7 +51,6 @@ def create_response():
         body.get("temperature"),
         chat,
     )
-    background = bool(body.get("background"))
     fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
     answer = fate.answer
     annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
@@ -75,19 +66,20 @@ def create_response():
         body,
     )
     items = [dict(item, id=item.get("id") or item_id("msg_")) for item in input_items(body.get("input"))]
-    store = body.get("store", True) is not False
-    if background:
-        return _start_in_background(state, reply, fate, items, stream)
-    if store:
-        reply.on_done = lambda completed: _store(state, completed, items, history)
-    return respond(fate, reply, _renderer(state), stream)
+    background = bool(body.get("background"))
+    if background and not stream:
+        return _start_in_background(state, reply, fate, items, history)
+    if body.get("store", True) is not False:  # a streamed background response is stored as it ends
+        ready_at = time.time() if background else None
+        reply.on_done = lambda completed: _store(state, completed, items, history, ready_at)
+    return respond(fate, reply, state.responses, stream)
 
 
-def _start_in_background(state, reply: ResponseReply, fate, items: list, stream: bool):
+def _start_in_background(state, reply: ResponseReply, fate, items: list, history: list):
     """Answer ``queued`` now; the stored response completes when its stream would have ended."""
     completed = response_object(reply, output_items(reply), "completed")
     ready_at = time.time() + fate.timing.ttft_s + fate.timing.generation_s(fate.answer.count)
-    state.shared.put_object(KIND, reply.response_id, {"response": completed, "input": items, "ready_at": ready_at})
+    _store(state, completed, items, history, ready_at)
     if fate.release is not None:
         fate.release()
     queued = dict(completed, status="queued", completed_at=None, output=[], usage=None)
@@ -96,8 +88,10 @@ def _start_in_background(state, reply: ResponseReply, fate, items: list, stream:
     return response
 
 
-def _store(state, completed: dict, items: list, history: list) -> None:
-    state.shared.put_object(KIND, completed["id"], {"response": completed, "input": items, "history": history})
+def _store(state, completed: dict, items: list, history: list, ready_at: float | None = None) -> None:
+    """``ready_at``: when a background response is done (None: not made in the background)."""
+    record = {"response": completed, "input": items, "history": history, "ready_at": ready_at}
+    state.shared.put_object(KIND, completed["id"], record)
 
 
 def _history(state, previous_id: str | None) -> list[dict]:

@@ -106,6 +106,12 @@ class PrettyTemplate:
         }
 
 
+def interleaved(lanes: list[list[bytes]]) -> list[bytes]:
+    """Several choices' events side by side: step ``k`` is the ``k``-th event of every choice that has one,
+    in choice order, as the real API interleaves ``n`` choices."""
+    return [b"".join(lane[k] for lane in lanes if k < len(lane)) for k in range(max(map(len, lanes)))]
+
+
 def compact(body: dict) -> bytes:
     return json.dumps(body, separators=_COMPACT, ensure_ascii=False).encode()
 

@@ -11,6 +11,7 @@ from app.render import (
     chat_usage,
     compact,
     encoded_tier,
+    interleaved,
     new_id,
     pretty,
     system_fingerprint,
@@ -194,7 +195,7 @@ class ChatRenderer:
                     lane.append(chunk(choice(index, {"content": token}, logprobs)))
             lanes.append(lane)
             finishes.append(chunk(choice(index, {}, finish_reason=c.finish_reason)))
-        steps = [b"".join(lane[k] for lane in lanes if k < len(lane)) for k in range(max(map(len, lanes)))]
+        steps = interleaved(lanes)
         tail = b"".join(finishes)
         if reply.include_usage:
             tail += chunk([], chat_usage(reply.prompt_tokens, answer.completion_tokens))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from app.render import PrettyTemplate, Reply, TokenChunks, compact, legacy_usage, new_id, pretty
+from app.render import PrettyTemplate, Reply, TokenChunks, compact, interleaved, legacy_usage, new_id, pretty
 from app.render.logprobs import legacy_logprobs
 from app.streaming import DONE, sse_event
 from app.textgen import Corpus
@@ -112,18 +112,8 @@ class LegacyRenderer:
                 offset += len(piece)
                 position += len(tokens)
             lanes.append(lane)
-        steps = [b"".join(lane[k] for lane in lanes if k < len(lane)) for k in range(max(map(len, lanes)))]
-        tail = b""
-        if reply.include_usage:
-            usage = {
-                "id": completion_id,
-                "object": "text_completion",
-                "created": created,
-                "model": reply.model,
-                "choices": [],
-                "usage": legacy_usage(reply.prompt_tokens, answer.completion_tokens),
-            }
-            tail = sse_event(compact(usage))
+        steps = interleaved(lanes)
+        tail = _usage_event(reply, completion_id, created, answer.completion_tokens) if reply.include_usage else b""
         return b"", steps.__getitem__, len(steps), tail + DONE
 
     def stream(self, reply: Reply):
@@ -151,13 +141,18 @@ class LegacyRenderer:
         if text.count == 0:  # nothing to say still ends the choice
             tail = prefix + b'""' + last_middle
         if reply.include_usage:
-            usage = {
-                "id": completion_id,
-                "object": "text_completion",
-                "created": created,
-                "model": reply.model,
-                "choices": [],
-                "usage": legacy_usage(reply.prompt_tokens, text.count),
-            }
-            tail += sse_event(compact(usage))
+            tail += _usage_event(reply, completion_id, created, text.count)
         return head, event_at, text.count, tail + DONE
+
+
+def _usage_event(reply: Reply, completion_id: str, created: int, completion_tokens: int) -> bytes:
+    """The last chunk of a stream with ``include_usage``: no choices, the usage."""
+    usage = {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": reply.model,
+        "choices": [],
+        "usage": legacy_usage(reply.prompt_tokens, completion_tokens),
+    }
+    return sse_event(compact(usage))

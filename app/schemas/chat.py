@@ -113,21 +113,17 @@ class Message(Obj):
             CONTENT_BY_ROLE[role].check(value["content"], f"{path}.content")
 
 
+# A function tool's definition: chat nests it under "function", the Responses API has it flat.
+FUNCTION_DEFINITION = {
+    "name": Str(pattern=NAME_PATTERN, max_length=64, nullable=False),
+    "description": Str(),
+    "parameters": Obj(),
+    "strict": Bool(),
+}
 TOOL = Tagged(
     {
         "function": Obj(
-            {
-                "function": Obj(
-                    {
-                        "name": Str(pattern=NAME_PATTERN, max_length=64, nullable=False),
-                        "description": Str(),
-                        "parameters": Obj(),
-                        "strict": Bool(),
-                    },
-                    required=("name",),
-                    nullable=False,
-                )
-            },
+            {"function": Obj(FUNCTION_DEFINITION, required=("name",), nullable=False)},
             required=("function",),
         ),
         "custom": Obj({"custom": Obj({"name": Str(nullable=False)}, required=("name",))}, required=("custom",)),

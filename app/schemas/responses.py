@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from app.schemas.chat import NAME_PATTERN
+from app.schemas.chat import FUNCTION_DEFINITION, NAME_PATTERN
 from app.schemas.fields import (
     METADATA,
     AnyOf,
@@ -74,15 +74,7 @@ class _Item(Obj):
 INPUT = AnyOf(Str(), Arr(_Item()), expected="one of a string or array of objects")
 TOOL = Tagged(
     {
-        "function": Obj(
-            {
-                "name": Str(pattern=NAME_PATTERN, max_length=64, nullable=False),
-                "description": Str(),
-                "parameters": Obj(),
-                "strict": Bool(),
-            },
-            required=("name",),
-        ),
+        "function": Obj(FUNCTION_DEFINITION, required=("name",)),
         # built-in tools are accepted and never called (see the README)
         **{name: Obj() for name in ("web_search", "web_search_preview", "file_search", "code_interpreter", "mcp")},
     },
