@@ -3,6 +3,8 @@ the statistics over it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.sse import parse_sse
@@ -61,6 +63,17 @@ def test_a_stream_entry_has_its_events_their_times_and_the_text_it_assembled(jou
     assert [e["data"] for e in stream_events] == events
     times = [e["t_ms"] for e in stream_events]
     assert times == sorted(times) and times[0] >= 0
+
+
+def test_a_responses_stream_entry_has_its_output_text(journal_client):
+    sent = journal_client.post(
+        "/v1/responses", json={"model": "gpt-4.1", "input": "Hi", "stream": True, "max_output_tokens": 20}
+    )
+    blocks = [b for b in sent.get_data(as_text=True).strip().split("\n\n")]
+    deltas = [json.loads(b.split("data: ", 1)[1]) for b in blocks]
+    text = "".join(e["delta"] for e in deltas if e["type"] == "response.output_text.delta")
+    entry = next(e for e in entries(journal_client)["data"] if e["path"] == "/v1/responses")
+    assert entry["stream"] is True and text and entry["response"]["text"] == text
 
 
 def test_an_injected_fault_and_a_scenario_are_recorded(journal_client):

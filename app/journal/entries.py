@@ -227,11 +227,15 @@ def stream_events(body: str, writes: list) -> list[dict]:
 
 
 def assembled_text(events: list[dict]) -> str:
-    """What a client reading the stream put together: the content of choice 0 (chat) or its text."""
+    """What a client reading the stream put together: the content of choice 0 (chat), its text (legacy), or
+    the output text (the Responses API's ``response.output_text.delta`` events)."""
     parts = []
     for event in events:
         data = event["data"]
         if not isinstance(data, dict):
+            continue
+        if data.get("type") == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            parts.append(data["delta"])
             continue
         for choice in data.get("choices") or ():
             if choice.get("index", 0) != 0:
