@@ -5,8 +5,8 @@ Start with ``gunicorn -c gunicorn.conf.py wsgi:app``; ``mock-openai`` runs the s
 
 import os
 import resource
-import time
 import sys
+import time
 
 from app import metrics, tls
 from app.config import ConfigError, load_settings
@@ -78,6 +78,18 @@ def on_starting(arbiter):
         wanted = hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def worker_exit(arbiter, worker):
+    """In the worker, as it stops: write the journal entries it still holds now, and say so if that fails
+    (the flush at interpreter exit is the fallback, and it cannot log)."""
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("mock_openai") if app is not None else None
+    if state is not None and state.journal is not None:
+        try:
+            state.journal.flush()
+        except Exception as exc:  # noqa: BLE001 (a stopping worker must still stop)
+            worker.log.warning("mock-openai: could not write the journal's last entries: %r", exc)
 
 
 def child_exit(arbiter, worker):

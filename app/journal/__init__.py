@@ -174,7 +174,11 @@ class Journal:
         with self._lock:
             pending, self.pending = self.pending, []
             if pending:
-                self.store.append(pending)
+                try:
+                    self.store.append(pending)
+                except BaseException:
+                    self.pending[:0] = pending  # kept for the next try (the flush at exit)
+                    raise
 
     def _flush_at_exit(self):
         if os.getpid() == self._pid or self.pending:
