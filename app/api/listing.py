@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import request
 
 from app.errors import OpenAIError
+from app.schemas.fields import Int, Invalid, Str
 
 
 @dataclass(slots=True)
@@ -17,40 +18,18 @@ class ListParams:
 
 
 def list_params(default_order: str = "asc", max_limit: int = 100) -> ListParams:
+    """The query's list parameters, checked by the same checks (and wording) as request bodies."""
     args = request.args
     raw = args.get("limit", "20")
     try:
-        limit = int(raw)
+        number = int(raw)
     except ValueError:
-        raise OpenAIError(
-            400,
-            "Invalid type for 'limit': expected an integer, but got a string instead.",
-            "invalid_request_error",
-            "limit",
-            "invalid_type",
-        ) from None
-    if limit < 1:
-        raise OpenAIError(
-            400,
-            f"Invalid 'limit': integer below minimum value. Expected a value >= 1, but got {limit} instead.",
-            param="limit",
-            code="integer_below_min_value",
-        )
-    if limit > max_limit:
-        raise OpenAIError(
-            400,
-            f"Invalid 'limit': integer above maximum value. Expected a value <= {max_limit}, but got {limit} instead.",
-            param="limit",
-            code="integer_above_max_value",
-        )
-    order = args.get("order", default_order)
-    if order not in ("asc", "desc"):
-        raise OpenAIError(
-            400,
-            f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
-            param="order",
-            code="invalid_value",
-        )
+        number = raw  # reported as the string it is
+    try:
+        limit = Int(minimum=1, maximum=max_limit).check(number, "limit")
+        order = Str(choices=("asc", "desc")).check(args.get("order", default_order), "order")
+    except Invalid as exc:
+        raise OpenAIError(400, exc.message, param=exc.param, code=exc.code) from None
     return ListParams(limit, order == "desc", args.get("after") or None)
 
 
