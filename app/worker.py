@@ -22,9 +22,11 @@ from contextlib import contextmanager
 from time import monotonic
 
 import gevent
+from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
 from app.config import load_settings
+from app.http1 import Http1Server, NeedsGeneralPath
 
 
 class ConnectionRate:
@@ -54,7 +56,24 @@ class MockOpenAIWorker(GeventWorker):
         rate = server["max_connection_rate"]
         self.connection_rate = ConnectionRate(rate) if rate else None
         self.awaiting_request: set = set()
+        self.max_body_bytes = server["max_body_bytes"]
         super().init_process()
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        self.http1 = Http1Server(self, self.max_body_bytes) if self._lean_loop_serves_all() else None
+
+    def _lean_loop_serves_all(self) -> bool:
+        """app/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
+        request hooks) keeps every connection on gunicorn's own loop."""
+        cfg = self.cfg
+        return (
+            not cfg.accesslog
+            and cfg.proxy_protocol in (None, False, "off")
+            and list(cfg.http_protocols) == ["h1"]
+            and cfg.http2_cleartext in (None, False, "off")
+            and cfg.pre_request is cfg.settings["pre_request"].default
+        )
 
     def run(self):
         if self.cfg.is_ssl:
@@ -105,7 +124,22 @@ class MockOpenAIWorker(GeventWorker):
     def handle(self, listener, client, addr):
         if self.connection_rate is not None:
             self.connection_rate.wait_turn()
-        super().handle(listener, client, addr)
+        if self.http1 is None:
+            return super().handle(listener, client, addr)
+        handed_over = False
+        try:
+            self.http1.serve(client, addr, listener.getsockname(), "https" if self.cfg.is_ssl else "http")
+        except NeedsGeneralPath as general:
+            handed_over = True
+            super().handle(listener, _Replaying(client, general.pending), addr)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                self.log.exception("Socket error processing request.")
+        except Exception as exc:  # the app failed before its response began: gunicorn's 500
+            self.handle_error(None, client, addr, exc)
+        finally:
+            if not handed_over:
+                util.close(client)
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
@@ -119,3 +153,19 @@ class MockOpenAIWorker(GeventWorker):
         gone = OSError(errno.ENOTCONN, "closed: the worker is stopping")
         for connection in list(self.awaiting_request):
             connection.kill(gone, block=False)
+
+
+class _Replaying:
+    """A client socket that gives back, first, the bytes the lean loop read but did not serve."""
+
+    def __init__(self, sock, pending: bytes):
+        self._sock, self._pending = sock, pending
+
+    def recv(self, size, *flags):
+        if self._pending:
+            data, self._pending = self._pending[:size], self._pending[size:]
+            return data
+        return self._sock.recv(size, *flags)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)

@@ -1,0 +1,203 @@
+"""The worker's own HTTP/1.1 loop (app/http1.py) over raw sockets: keep-alive, pipelining, HTTP/1.0, the
+requests it hands to gunicorn's loop, and fairness between connections."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
+
+
+def chat_request(version="1.1", extra="", body=BODY) -> bytes:
+    return (
+        f"POST /v1/chat/completions HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n{body}"
+    ).encode()
+
+
+def read_response(sock, pending=b""):
+    """(status line, headers as a lowercase dict, body, bytes after the response) for one whole response."""
+    while b"\r\n\r\n" not in pending:
+        data = sock.recv(65536)
+        assert data, f"closed before a whole head: {pending!r}"
+        pending += data
+    head, _, rest = pending.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                rest += sock.recv(65536)
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            while len(rest) < size + 2:
+                rest += sock.recv(65536)
+            body, rest = body + rest[:size], rest[size + 2 :]
+            if size == 0:
+                return status, headers, body, rest
+    else:
+        length = None
+    if length is None:  # ends with the connection
+        while data := sock.recv(65536):
+            rest += data
+        return status, headers, rest, b""
+    while len(rest) < length:
+        data = sock.recv(65536)
+        assert data, "closed mid-body"
+        rest += data
+    return status, headers, rest[:length], rest[length:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from app.pytest_plugin import LiveServer
+
+    live = LiveServer(["-w", "1", "--inter-token-latency", "0"], None, tmp_path_factory.mktemp("http1"))
+    yield live
+    live.stop()
+
+
+def connect(server):
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.settimeout(10)
+    return sock
+
+
+def test_kept_alive_and_pipelined_requests_are_answered_in_order(server):
+    with connect(server) as sock:
+        sock.sendall(chat_request() + chat_request() + b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        pending = b""
+        ids = []
+        for _ in range(2):
+            status, headers, body, pending = read_response(sock, pending)
+            assert status == "HTTP/1.1 200 OK" and headers["connection"] == "keep-alive"
+            assert headers["content-type"] == "application/json" and headers["date"].endswith(" GMT")
+            ids.append(json.loads(body)["id"])
+        status, headers, body, pending = read_response(sock, pending)
+        assert json.loads(body)["object"] == "list"
+        assert len(set(ids)) == 2 and pending == b""
+        sock.sendall(chat_request())  # and the connection still serves
+        assert read_response(sock)[0] == "HTTP/1.1 200 OK"
+
+
+def test_http_1_0_closes_unless_asked_to_keep_alive(server):
+    with connect(server) as sock:
+        sock.sendall(chat_request("1.0"))
+        status, headers, body, _ = read_response(sock)
+        assert status == "HTTP/1.0 200 OK" and headers["connection"] == "close"
+        assert json.loads(body)["object"] == "chat.completion"
+        assert sock.recv(1) == b""
+    with connect(server) as sock:
+        sock.sendall(chat_request("1.0", "Connection: keep-alive\r\n"))
+        assert read_response(sock)[1]["connection"] == "keep-alive"
+        sock.sendall(chat_request("1.0", "Connection: keep-alive\r\n"))
+        assert read_response(sock)[0] == "HTTP/1.0 200 OK"
+
+
+def test_connection_close_is_honoured(server):
+    with connect(server) as sock:
+        sock.sendall(chat_request(extra="Connection: close\r\n"))
+        assert read_response(sock)[1]["connection"] == "close"
+        assert sock.recv(1) == b""
+
+
+def test_an_http_1_0_stream_ends_with_the_connection(server):
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True})
+    with connect(server) as sock:
+        sock.sendall(chat_request("1.0", body=body))
+        status, headers, events, _ = read_response(sock)
+        assert "transfer-encoding" not in headers and headers["connection"] == "close"
+        assert events.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_stream_is_chunked_and_the_connection_serves_on(server):
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True})
+    with connect(server) as sock:
+        sock.sendall(chat_request(body=body))
+        status, headers, events, pending = read_response(sock)
+        assert headers["transfer-encoding"] == "chunked" and headers["content-type"].startswith("text/event-stream")
+        assert events.endswith(b"data: [DONE]\n\n") and pending == b""
+        sock.sendall(chat_request())
+        assert read_response(sock)[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_chunked_request_body_is_served_by_gunicorns_loop(server):
+    chunked = f"{len(BODY):x}\r\n{BODY}\r\n0\r\n\r\n"
+    raw = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Transfer-Encoding: chunked\r\n\r\n{chunked}"
+    ).encode()
+    with connect(server) as sock:
+        sock.sendall(chat_request() + raw + chat_request())  # lean, handed over, and on in gunicorn's loop
+        pending = b""
+        for _ in range(3):
+            status, _, body, pending = read_response(sock, pending)
+            assert status == "HTTP/1.1 200 OK" and json.loads(body)["usage"]["completion_tokens"] == 3
+
+
+def test_expect_100_continue_gets_its_interim_response(server):
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    with connect(server) as sock:
+        sock.sendall(head)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(BODY.encode())
+        assert read_response(sock)[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_malformed_request_gets_400_and_the_worker_serves_on(server):
+    with connect(server) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    with connect(server) as sock:
+        sock.sendall(chat_request())
+        assert read_response(sock)[0] == "HTTP/1.1 200 OK"
+
+
+def test_a_percent_encoded_path_and_a_query_reach_the_app_decoded(server):
+    with connect(server) as sock:
+        sock.sendall(b"GET /v1/models/gpt%2D4o%2Dmini?x=%20y HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body, _ = read_response(sock)
+        assert status == "HTTP/1.1 200 OK" and json.loads(body)["id"] == "gpt-4o-mini"
+
+
+def test_head_gets_headers_and_no_body(server):
+    with connect(server) as sock:
+        sock.sendall(b"HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+            data += sock.recv(65536)
+        first, _, second = data.partition(b"\r\n\r\n")
+        assert b"Content-Length:" in first and second.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_a_connection_with_many_requests_queued_does_not_starve_another(server):
+    """One client pipelines 300 requests; a second client's one request is answered long before they are."""
+    with connect(server) as busy, connect(server) as other:
+        busy.sendall(chat_request() * 300)
+        time.sleep(0.05)  # the busy connection is being served
+        other.sendall(chat_request())
+        assert read_response(other)[0] == "HTTP/1.1 200 OK"
+        answered = b""
+        busy.setblocking(False)
+        try:
+            while True:
+                answered += busy.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        assert answered.count(b"HTTP/1.1 200 OK") < 200  # the other client did not wait for all 300
