@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Flask
-
 from app.config import Settings, load_settings
+from app.flask_app import MockOpenAIFlask
 from app.state import MockState
 
 __version__ = "0.1.0"
 
 
-def create_app(config: Settings | dict | None = None) -> Flask:
+def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:
     """Build the app. ``config`` is a loaded :class:`Settings`, or a dict of overrides for
     :func:`load_settings` (``{"responses": {"inter_token_latency_ms": 0}}``), or None for the usual layers."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
-    app = Flask(__name__)
+    app = MockOpenAIFlask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"])
     app.json.sort_keys = False
     state = app.extensions["mock_openai"] = MockState.build(settings)
