@@ -230,10 +230,7 @@ class Http1Server:
         body = self.app(environ, start_response)
         try:
             chunks = iter(body)
-            first = b""
-            for first in chunks:
-                if first:
-                    break
+            first = next(chunks, b"")  # an empty first chunk asks for the head to go out now, alone
             status, headers = started
             code = int(status[:3])
             length = None

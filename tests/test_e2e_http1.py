@@ -201,3 +201,19 @@ def test_a_connection_with_many_requests_queued_does_not_starve_another(server):
         except BlockingIOError:
             pass
         assert answered.count(b"HTTP/1.1 200 OK") < 200  # the other client did not wait for all 300
+
+
+def test_a_streams_head_goes_out_before_its_first_token(start_server):
+    """The real API answers with its status and headers at once and sends the first token later."""
+    slow = start_server("-w", "1", "--time-to-first-token", "600", "--inter-token-latency", "0")
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True})
+    with connect(slow) as sock:
+        start = time.monotonic()
+        sock.sendall(chat_request(body=body))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+        head_at = time.monotonic() - start
+        _, _, events, _ = read_response(sock, head)
+        assert head_at < 0.4 and time.monotonic() - start >= 0.6
+        assert events.endswith(b"data: [DONE]\n\n")
