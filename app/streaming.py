@@ -1,4 +1,4 @@
-"""The one SSE writer: events paced on absolute deadlines with ``gevent.sleep``, then ``[DONE]``.
+"""The one SSE writer: events paced on absolute deadlines (one timer for all, app/deadlines.py), then ``[DONE]``.
 
 Token ``k`` is due at ``first_token_at + k * inter_token_latency`` (or ``+ offsets[k]`` when the gaps are
 jittered). The writer never sleeps "one interval after each write": a late wake-up is absorbed by the next
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import monotonic
 
 from gevent import sleep
+
+from app.deadlines import sleep_until
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"  # a comment line; a bare "event:" line would crash the SDK's decoder
@@ -92,16 +94,15 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix):
     with the last; returns the number sent."""
     if sent >= stop:
         if prefix or suffix:
-            wait = schedule.first - monotonic()
-            if prefix and wait > 0:
-                sleep(wait)
+            if prefix:
+                sleep_until(schedule.first)
             yield prefix + suffix
         return sent
     while True:
         due = schedule.due(sent)
         now = monotonic()
         if due > now:
-            sleep(due - now)
+            sleep_until(due)
             continue
         # max(): float rounding must never leave a due token unsent
         upto = min(stop, max(sent + 1, schedule.due_by(now, count)))
