@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connection-rate",
         type=int,
         metavar="N",
-        help="new connections each worker starts serving per second, 0 for no limit [512]",
+        help="connections each worker may have being established at once (TLS handshake or first request head "
+        "not yet read); more wait for a slot. 0 for no limit [512]",
     )
     add("--token", help="require this API key as 'Authorization: Bearer <token>'")
     add(

@@ -122,12 +122,16 @@ class Http1Server:
             base["REMOTE_ADDR"] = str(addr or "")
         timeout = worker.client_request_timeout
         connection = gevent.getcurrent()
+        established = False
         while True:
             pending, head, consumed = self._read_head(client, connection, pending, timeout)
             if head is None:
                 return
-            timeout = worker.cfg.keepalive
-            connection.served_first_request = True  # gunicorn's loop, if it takes over, times the rest likewise
+            if not established:  # the first request head of this connection
+                established = True
+                timeout = worker.cfg.keepalive
+                connection.served_first_request = True  # gunicorn's loop, if it takes over, times the rest so
+                worker.first_request_read()
             environ, keep_alive, length = self._environ(base, head, pending)
             body_end = consumed + length
             while len(pending) < body_end:

@@ -3,13 +3,17 @@
 - ``[server] client_request_timeout`` (``--client-request-timeout``): how long a new connection may take to
   send its first request head; a connection that sends none in time is closed. Between two requests on a
   kept-alive connection the limit is ``[server] keepalive``.
-- ``[server] max_connection_rate`` (``--max-connection-rate``): new connections each worker starts serving per
-  second; a burst of that many is served at once and later ones wait for their turn. 0 turns it off.
+- ``[server] max_connection_rate`` (``--max-connection-rate``): as in the original (actix-web's setting of the
+  name), the most connections each worker has *in the middle of being established* at once: under TLS, from
+  accept to the end of the handshake and the first request head; without TLS, accepted connections whose first
+  request head has not been read yet. A connection past the limit waits, unread, for a slot (it is a bound on
+  handshake CPU and on clients that connect and send nothing, not a count per second). 0 turns it off.
 - Under TLS, a client refused in the handshake (no certificate, a wrong or expired one, plain HTTP) costs one
   info line in the log, not a gevent traceback, and a handshake must finish within ``client_request_timeout``.
-- On a graceful stop (SIGTERM), connections idling between requests are closed at once, so the worker
-  does not wait out ``graceful_timeout`` for clients that keep connections alive; streams in flight finish,
-  and the web UI's live-update streams end.
+- On a graceful stop (SIGTERM, and the old workers of a SIGHUP), connections idling between requests are
+  closed at once, and a response in flight says ``Connection: close`` if its head is still to go, and ends its
+  connection when its body is out: the worker does not wait out ``graceful_timeout`` for pooled clients that
+  keep connections alive. Streams in flight finish, and the web UI's live-update streams end.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import signal
 import socket
 import ssl
 from contextlib import contextmanager
-from time import monotonic
 
 import gevent
+from gevent.lock import BoundedSemaphore
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -29,20 +33,44 @@ from app.config import load_settings
 from app.http1 import Http1Server, NeedsGeneralPath
 
 
-class ConnectionRate:
-    """A token bucket: ``rate`` connections a second, bursts of up to ``rate``."""
+class Establishing:
+    """At most ``limit`` connections of this worker being established at once; the others wait for a slot.
+    A connection holds its slot from accept (before a TLS handshake) until its first request head is read,
+    or until it ends."""
 
-    def __init__(self, rate: float):
-        self.rate = rate
-        self.tokens = rate
-        self.updated = monotonic()
+    def __init__(self, limit: int):
+        self.slots = BoundedSemaphore(limit)
 
-    def wait_turn(self) -> None:
-        now = monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate) - 1
-        self.updated = now
-        if self.tokens < 0:  # the turn is reserved; sleep until it comes
-            gevent.sleep(-self.tokens / self.rate)
+    def enter(self) -> None:
+        connection = gevent.getcurrent()
+        if not getattr(connection, "establishing", False):
+            self.slots.acquire()
+            connection.establishing = True
+
+    def done(self) -> None:
+        connection = gevent.getcurrent()
+        if getattr(connection, "establishing", False):
+            connection.establishing = False
+            self.slots.release()
+
+
+class _HandshakesCounted:
+    """The worker's TLS context, whose handshakes (done by gevent before the worker's handler runs) wait for
+    a slot of :class:`Establishing` first."""
+
+    def __init__(self, context, establishing: Establishing):
+        self._context, self._establishing = context, establishing
+
+    def wrap_socket(self, sock, *args, **kwargs):
+        self._establishing.enter()
+        try:
+            return self._context.wrap_socket(sock, *args, **kwargs)
+        except BaseException:
+            self._establishing.done()
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
 
 
 class MockOpenAIWorker(GeventWorker):
@@ -53,8 +81,14 @@ class MockOpenAIWorker(GeventWorker):
             signal.signal(stop, self._stop_while_booting)
         server = load_settings().server
         self.client_request_timeout = server["client_request_timeout"]
-        rate = server["max_connection_rate"]
-        self.connection_rate = ConnectionRate(rate) if rate else None
+        limit = server["max_connection_rate"]
+        self.establishing = Establishing(limit) if limit else None
+        if self.establishing is not None and self.cfg.is_ssl:
+            make_context = self.cfg.ssl_context
+            establishing = self.establishing
+            self.cfg.settings["ssl_context"].set(
+                lambda config, factory: _HandshakesCounted(make_context(config, factory), establishing)
+            )
         self.awaiting_request: set = set()
         self.max_body_bytes = server["max_body_bytes"]
         super().init_process()
@@ -122,8 +156,24 @@ class MockOpenAIWorker(GeventWorker):
             self.awaiting_request.discard(connection)
 
     def handle(self, listener, client, addr):
-        if self.connection_rate is not None:
-            self.connection_rate.wait_turn()
+        try:
+            if self.establishing is not None:
+                self.establishing.enter()  # under TLS, entered before the handshake already
+            self._handle(listener, client, addr)
+        finally:
+            if self.establishing is not None:
+                self.establishing.done()
+
+    def first_request_read(self) -> None:
+        """The connection is established: its slot goes to the next one."""
+        if self.establishing is not None:
+            self.establishing.done()
+
+    def handle_request(self, listener_name, req, sock, addr):
+        self.first_request_read()  # gunicorn's loop: a request has been read
+        return super().handle_request(listener_name, req, sock, addr)
+
+    def _handle(self, listener, client, addr):
         if self.http1 is None:
             return super().handle(listener, client, addr)
         handed_over = False

@@ -309,13 +309,35 @@ def test_client_request_timeout_closes_silent_connections(start_server):
         assert 0.9 <= time.monotonic() - start < 3
 
 
-def test_max_connection_rate_spaces_out_new_connections(start_server):
-    server = start_server("-w", "1", "--max-connection-rate", "10")
+def test_max_connection_rate_bounds_connections_being_established(start_server):
+    """The original's limit: at most N connections per worker whose first request is not read yet. Two silent
+    connections hold both slots; a third is served only once one of them has sent its request."""
+    server = start_server("-w", "1", "--max-connection-rate", "2")
+    request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    time.sleep(0.2)  # both accepted, each holding a slot
+    with socket.create_connection(("127.0.0.1", server.port)) as third:
+        third.settimeout(0.5)
+        third.sendall(request)
+        with pytest.raises(TimeoutError):
+            third.recv(100)  # waits, unread, for a slot
+        silent[0].sendall(request)  # established: its slot goes to the third connection
+        third.settimeout(5)
+        assert third.recv(100).startswith(b"HTTP/1.1 200 OK")
+    for sock in silent:
+        sock.close()
+
+
+def test_max_connection_rate_does_not_limit_connections_per_second(start_server):
+    """N is not a count per second: with a limit of 5, a hundred short connections one after the other do not
+    take twenty seconds."""
+    server = start_server("-w", "1", "--max-connection-rate", "5")
     start = time.monotonic()
-    for _ in range(25):  # a burst of 10, then 15 more at 10 a second
-        with requests.Session() as session:
-            session.get(server.base_url + "/hello", timeout=10)
-    assert time.monotonic() - start >= 1.2
+    for _ in range(100):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
+    assert time.monotonic() - start < 8
 
 
 def test_the_procfile_command_serves_on_port(start_server):

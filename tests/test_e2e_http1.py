@@ -4,13 +4,18 @@ requests it hands to gunicorn's loop, and fairness between connections."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.e2e
 
+MESSAGES = [{"role": "user", "content": "Hi"}]
 BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
 
 
@@ -217,3 +222,34 @@ def test_a_streams_head_goes_out_before_its_first_token(start_server):
         _, _, events, _ = read_response(sock, head)
         assert head_at < 0.4 and time.monotonic() - start >= 0.6
         assert events.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_graceful_stop_does_not_wait_for_pooled_clients(start_server):
+    """Pooled clients (requests.Session, as httpx and nginx's upstream keep-alive do) keep their connections
+    after each response. On SIGTERM the streams in flight finish whole, and then their connections close, as
+    do idle pooled ones: the server is gone in about a second, not after graceful_timeout (30 s)."""
+    server = start_server("-w", "1", "--inter-token-latency", "20")
+    url = server.base_url + "/v1/chat/completions"
+    idle = [requests.Session() for _ in range(5)]
+    for session in idle:  # answered, then idle in its pool
+        assert session.post(url, json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 2}).ok
+    streaming = [requests.Session() for _ in range(20)]
+    finished = []
+
+    def stream(session):
+        body = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 40, "stream": True}
+        with session.post(url, json=body, stream=True, timeout=30) as reply:
+            finished.append(reply.content.endswith(b"data: [DONE]\n\n"))
+
+    threads = [threading.Thread(target=stream, args=(session,)) for session in streaming]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # every stream under way (40 tokens at 20 ms: 0.8 s each)
+    stopped_at = time.monotonic()
+    os.killpg(server.process.pid, signal.SIGTERM)
+    for thread in threads:
+        thread.join(30)
+    server.process.wait(timeout=30)
+    took = time.monotonic() - stopped_at
+    assert finished == [True] * 20
+    assert took < 5, f"the stop took {took:.1f} s"

@@ -21,7 +21,7 @@ DEFAULTS: dict[str, dict] = {
         "port": 8079,
         "workers": 0,  # 0: one per CPU
         "max_connections": 10000,  # per worker: gunicorn's worker_connections
-        "max_connection_rate": 512,  # new connections per second, per worker (0: unlimited)
+        "max_connection_rate": 512,  # connections being established at once, per worker (0: unlimited)
         "client_request_timeout": "600s",
         "keepalive": 75,
         "timeout": 30,
