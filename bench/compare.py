@@ -1,23 +1,24 @@
 """This commit against an earlier one, or against itself with other settings: many short interleaved rounds,
 per-round ratios.
 
-    python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 100] [--pin]
+    python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 64] [--pin]
     python bench/compare.py --setting journal.enabled=false [--pin]   # what the journal costs
 
 The machine is shared and noisy; the median of per-round ratios (each round loads both servers back to back,
 in alternating order) is steadier than a ratio of medians taken over minutes. ``--pin`` runs one worker per
-server on CPU 0 and the load (wrk and the stream reader) on CPU 1.
+server on CPU 0 and the load (wrk, with ``wrk/stream.lua`` checking every stream) on CPU 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
 
-from run import remove_worktree, run_wrk, start_checkout, start_mock, stream_wave, worktree
+sys.path.insert(0, os.path.dirname(__file__))
+import loads  # noqa: E402
+from servers import remove_worktree, start_checkout, start_ours, worktree  # noqa: E402
 
 
 def main() -> int:
@@ -33,33 +34,34 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
     args = parser.parse_args()
+    cpus = None
     if args.pin:
-        args.workers = 1
-        os.sched_setaffinity(0, {0})  # the servers started now inherit CPU 0
+        args.workers, cpus = 1, "0"
     if bool(args.ref) == bool(args.setting):
         parser.error("give either REF or --setting")
     checkout = worktree(args.ref) if args.ref else None
     if checkout:
-        baseline = start_checkout(checkout, args.workers)
+        baseline = start_checkout(checkout, args.workers, cpus)
     else:
-        baseline = start_mock(args.workers, 0, env=_env(args.setting))
-    servers = {"now": start_mock(args.workers, 0), "before": baseline}
+        baseline = start_ours(0, args.workers, cpus, env=_env(args.setting))
+    servers = {"now": start_ours(0, args.workers, cpus), "before": baseline}
     label = args.ref or ", ".join(args.setting)
-    if args.pin:
-        os.sched_setaffinity(0, {1})  # wrk and the reader, started from here, run on CPU 1
     rps = {"now": [], "before": []}
     chunks = {"now": [], "before": []}
     try:
         for round_number in range(args.rounds):
             order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
             for who in order:
-                rps[who].append(run_wrk(servers[who].port, args.duration)[0])
+                rps[who].append(loads.wrk_bodies(servers[who], 16, 64, args.duration)["rps"])
             for who in order:
-                chunks[who].append(asyncio.run(stream_wave(servers[who].port, args.streams, args.tokens))[0])
+                streamed = loads.wrk_streams(servers[who], args.tokens, args.streams, args.duration)
+                if streamed["bad"]:
+                    raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")
+                chunks[who].append(streamed["chunks_per_s"])
             print(
                 f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}, "
                 f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}",

@@ -1,0 +1,200 @@
+"""The loads, each measured with what both sides spent: the server's CPU (its processes' CPU time over the
+wall time, 1.0 = one core), the load client's, and the machine's steal (the hypervisor's share of the CPUs).
+
+- :func:`wrk_bodies`: non-streaming chat completions with wrk (kept alive, or ``Connection: close``);
+- :func:`wrk_streams`: streaming chat completions with wrk and ``wrk/stream.lua``, which checks every
+  response (its content events, the usage chunk, ``[DONE]``) and counts the content events of whole ones;
+- :func:`hey_bodies`: the first original's own load test, ``hey`` with keep-alive off at an offered rate;
+- :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+WRK = Path(__file__).resolve().parent / "wrk"
+CONTENT = b'"delta":{"content"'
+
+
+def chat_body(tokens: int, stream: bool) -> str:
+    """The same request for every server; aimock picks its answer by the user message ``n<tokens>``."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"n{tokens}"}], "max_tokens": tokens}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _steal() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields)
+
+
+def measured(server, command: list[str], env=None) -> tuple[str, dict]:
+    """Run a load client (on CPU 1) against ``server``; its output, and the CPU both sides used."""
+    cpu, steal = server.cpu_seconds(), _steal()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["taskset", "-c", "1", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    out, _ = process.communicate()
+    wall = time.monotonic() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # cumulative; the caller's deltas are per run
+    stolen, total = (b - a for a, b in zip(steal, _steal(), strict=True))
+    return out, {
+        "wall": wall,
+        "server_cpu": (server.cpu_seconds() - cpu) / wall,
+        "client_cpu_total": usage.ru_utime + usage.ru_stime,
+        "steal": stolen / total if total else 0.0,
+    }
+
+
+class ClientCpu:
+    """The load client's CPU per run, from the cumulative usage of this process's children."""
+
+    def __init__(self):
+        self.last = 0.0
+
+    def start(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last = usage.ru_utime + usage.ru_stime
+
+    def __call__(self, figures: dict) -> dict:
+        total = figures.pop("client_cpu_total")
+        figures["client_cpu"], self.last = (total - self.last) / figures["wall"], total
+        return figures
+
+
+client_cpu = ClientCpu()
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dict]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency", "-s"]
+    command += [str(WRK / script), f"http://127.0.0.1:{server.port}{url_path}"]
+    out, figures = measured(server, command, env)
+    figures = client_cpu(figures)
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed against {server.name}:\n{out}")
+    figures["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    for q in ("50", "99"):
+        figures[f"p{q}"] = _ms(*re.search(rf"\s{q}%\s+([\d.]+)(us|ms|s)", out).groups())
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    figures["errors"] = sum(int(n) for n in errors.groups()) if errors else 0
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["errors"] += int(bad.group(1)) if bad else 0
+    return out, figures
+
+
+def wrk_bodies(server, tokens: int, connections: int, duration: int, close: bool = False) -> dict:
+    env = {"WRK_BODY": chat_body(tokens, False), **({"WRK_CLOSE": "1"} if close else {})}
+    return _wrk(server, "/v1/chat/completions", "post.lua", connections, duration, env)[1]
+
+
+def wrk_streams(server, tokens: int, connections: int, duration: int) -> dict:
+    env = {"WRK_BODY": chat_body(tokens, True), "WRK_CHUNKS": str(tokens)}
+    out, figures = _wrk(server, "/v1/chat/completions", "stream.lua", connections, duration, env)
+    good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
+    figures.update(good=good, bad=bad, chunks_per_s=content / duration)
+    return figures
+
+
+def hey_bodies(server, tokens: int, connections: int, offered_rps: int, duration: int, stream=False) -> dict:
+    """``hey -z D -c C -q R/C --disable-keepalive``: the original README's oha command, with Debian's hey."""
+    per_worker = max(1, round(offered_rps / connections))
+    command = ["hey", "-z", f"{duration}s", "-c", str(connections), "-q", str(per_worker), "-disable-keepalive"]
+    command += ["-m", "POST", "-T", "application/json", "-d", chat_body(tokens, stream)]
+    out, figures = measured(server, [*command, f"http://127.0.0.1:{server.port}/v1/chat/completions"])
+    figures = client_cpu(figures)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"hey failed against {server.name}:\n{out}")
+    figures["rps"] = float(match.group(1))
+    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
+    figures["p99"] = float(p99.group(1)) * 1000 if p99 else float("nan")
+    ok = re.search(r"\[200\]\s+(\d+) responses", out)
+    answered = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
+    figures["ok"] = int(ok.group(1)) if ok else 0
+    errors = re.search(r"Error distribution:\n((?:\s+\[\d+\].*\n?)*)", out)
+    failed = sum(int(n) for n in re.findall(r"\[(\d+)\]", errors.group(1))) if errors else 0
+    figures["errors"] = failed + answered - figures["ok"]
+    return figures
+
+
+# --- paced streams: asyncio sockets, every content event stamped ------------------------------------------------
+
+
+async def _one_stream(port: int, request: bytes, tokens: int, delay: float):
+    await asyncio.sleep(delay)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+    writer.write(request)
+    sent = time.monotonic()
+    arrivals, pending = [], b""
+    while data := await reader.read(65536):
+        now = time.monotonic()
+        pending += data
+        *events, pending = pending.split(b"\n\n")
+        arrivals += [now] * sum(1 for e in events if CONTENT in e)
+    writer.close()
+    if len(arrivals) != tokens:
+        return None
+    return arrivals[0] - sent, [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+
+
+async def _wave(port: int, streams: int, tokens: int, ramp_s: float):
+    body = chat_body(tokens, True).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.0\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    return await asyncio.gather(
+        *(_one_stream(port, request, tokens, ramp_s * i / streams) for i in range(streams)), return_exceptions=True
+    )
+
+
+def percentile(values, q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def paced_wave(server, streams: int, tokens: int, ramp_s: float) -> dict:
+    """``streams`` paced streams opened evenly over ``ramp_s``; every gap of every stream pooled. Runs in this
+    process, which must be on CPU 1."""
+    cpu, client, steal = server.cpu_seconds(), time.process_time(), _steal()
+    started = time.monotonic()
+    results = asyncio.run(_wave(server.port, streams, tokens, ramp_s))
+    wall = time.monotonic() - started
+    whole = [r for r in results if isinstance(r, tuple)]
+    gaps = [g for _, stream in whole for g in stream]
+    ttfts = [t for t, _ in whole]
+    stolen, total = (b - a for a, b in zip(steal, _steal(), strict=True))
+    return {
+        "streams": streams,
+        "failures": streams - len(whole),
+        "gap_p50": statistics.median(gaps) * 1000 if gaps else float("nan"),
+        "gap_p99": percentile(gaps, 0.99) * 1000,
+        "ttft_p99": percentile(ttfts, 0.99) * 1000,
+        "server_cpu": (server.cpu_seconds() - cpu) / wall,
+        "client_cpu": (time.process_time() - client) / wall,
+        "steal": stolen / total if total else 0.0,
+    }
+
+
+def held(figures: dict, itl_ms: float) -> bool:
+    """The issue's bar for a stream count held at an inter-token latency of 10 ms: no failures, gap p50 within
+    25% of the setting and gap p99 within three times it."""
+    return figures["failures"] == 0 and figures["gap_p50"] <= itl_ms * 1.25 and figures["gap_p99"] <= itl_ms * 3
