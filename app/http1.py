@@ -134,11 +134,14 @@ class Http1Server:
                 worker.first_request_read()
             environ, keep_alive, length = self._environ(base, head, pending)
             body_end = consumed + length
-            while len(pending) < body_end:
-                data = client.recv(max(65536, body_end - len(pending)))
-                if not data:
-                    return
-                pending += data
+            if len(pending) < body_end:  # the rest of the body: gathered in one buffer, not copied per read
+                buffer = bytearray(pending)
+                while len(buffer) < body_end:
+                    data = client.recv(max(65536, body_end - len(buffer)))
+                    if not data:
+                        return
+                    buffer += data
+                pending = bytes(buffer)
             environ["wsgi.input"] = io.BytesIO(pending[consumed:body_end])
             pending = pending[body_end:]
             worker.nr += 1

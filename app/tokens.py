@@ -88,7 +88,10 @@ def split_tokens(text: str) -> list[str]:
 def count_tokens(text: str, model: str | None = None) -> int:
     encoding = exact_counter(model)
     if encoding is not None:
-        return len(encoding.encode_ordinary(text))
+        try:
+            return len(encoding.encode_ordinary(text))
+        except ValueError:  # bpe_openai refuses inputs past its own size limit: estimate those instead
+            pass
     count = 0
     for piece in PIECE.findall(text):
         count += -(-len(piece) // MAX_TOKEN_CHARS)

@@ -182,6 +182,8 @@ class MockOpenAIWorker(GeventWorker):
         except NeedsGeneralPath as general:
             handed_over = True
             super().handle(listener, _Replaying(client, general.pending), addr)
+        except ssl.SSLError as exc:  # a TLS client that left uncleanly, as gunicorn's loop treats it
+            self.log.debug("TLS connection ended: %s", exc)
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
                 self.log.exception("Socket error processing request.")

@@ -253,3 +253,15 @@ def test_a_graceful_stop_does_not_wait_for_pooled_clients(start_server):
     took = time.monotonic() - stopped_at
     assert finished == [True] * 20
     assert took < 5, f"the stop took {took:.1f} s"
+
+
+def test_a_large_body_arriving_in_pieces_is_read_whole(server):
+    """A 4 MB prompt, sent in small writes: the worker gathers the whole body before the app sees it."""
+    text = "word " * 800_000
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": 2})
+    raw = chat_request(body=body)
+    with connect(server) as sock:
+        for i in range(0, len(raw), 1 << 16):
+            sock.sendall(raw[i : i + (1 << 16)])
+        status, _, reply, _ = read_response(sock)
+        assert status == "HTTP/1.1 200 OK" and json.loads(reply)["usage"]["prompt_tokens"] > 700_000
