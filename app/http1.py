@@ -24,7 +24,11 @@ from time import gmtime, time
 from urllib.parse import unquote_to_bytes
 
 import gevent
-import gunicorn_h1c
+
+try:
+    import gunicorn_h1c
+except ImportError:  # a dependency, built from source: where it could not be, gunicorn's own loop serves all
+    gunicorn_h1c = None
 from gunicorn import SERVER, SERVER_SOFTWARE
 from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
@@ -39,6 +43,9 @@ HOP_BY_HOP = frozenset(
     + ("transfer-encoding", "upgrade", "server", "date")
 )
 NO_BODY_STATUSES = frozenset((204, 304))
+
+
+AVAILABLE = gunicorn_h1c is not None
 
 
 class NeedsGeneralPath(Exception):

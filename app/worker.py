@@ -29,6 +29,7 @@ from gevent.lock import BoundedSemaphore
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
+from app import http1
 from app.config import load_settings
 from app.http1 import Http1Server, NeedsGeneralPath
 
@@ -99,10 +100,11 @@ class MockOpenAIWorker(GeventWorker):
 
     def _lean_loop_serves_all(self) -> bool:
         """app/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
-        request hooks) keeps every connection on gunicorn's own loop."""
+        request hooks), or a missing C parser, keeps every connection on gunicorn's own loop."""
         cfg = self.cfg
         return (
-            not cfg.accesslog
+            http1.AVAILABLE
+            and not cfg.accesslog
             and cfg.proxy_protocol in (None, False, "off")
             and list(cfg.http_protocols) == ["h1"]
             and cfg.http2_cleartext in (None, False, "off")
@@ -142,6 +144,8 @@ class MockOpenAIWorker(GeventWorker):
         """Wraps each wait for a request head (gunicorn's keep-alive loop calls it)."""
         connection = gevent.getcurrent()  # one greenlet per connection
         if getattr(connection, "served_first_request", False):
+            if not self.alive:  # stopping: a connection whose response is out ends (gunicorn closes it quietly)
+                raise StopIteration("the worker is stopping")
             return self._awaiting_request(connection, self.cfg.keepalive)
         connection.served_first_request = True
         return self._awaiting_request(connection, self.client_request_timeout)

@@ -1,7 +1,10 @@
-"""The one timer that paces every stream (app/deadlines.py)."""
+"""The one timer that paces every stream (app/deadlines.py). Each test runs in a thread of its own, and so on
+a gevent hub of its own: the main thread's hub may hold what earlier tests in this process left behind."""
 
 from __future__ import annotations
 
+import functools
+import threading
 from time import monotonic
 
 import gevent
@@ -10,6 +13,28 @@ from gevent.event import Event
 from app.deadlines import TICK_S, sleep_until
 
 
+def own_hub(test):
+    @functools.wraps(test)
+    def run():
+        failure = []
+
+        def body():
+            try:
+                test()
+            except BaseException as exc:  # noqa: BLE001 (re-raised in the test's thread)
+                failure.append(exc)
+
+        thread = threading.Thread(target=body)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "the test did not finish"
+        if failure:
+            raise failure[0]
+
+    return run
+
+
+@own_hub
 def test_each_sleeper_wakes_at_its_deadline_in_deadline_order():
     start = monotonic()
     deadlines = [start + 0.05 + 0.002 * (k % 10) for k in range(200)]  # all asked for before the first is due
@@ -26,12 +51,14 @@ def test_each_sleeper_wakes_at_its_deadline_in_deadline_order():
     assert max(at - deadline for deadline, at in woke) < 0.1
 
 
+@own_hub
 def test_a_past_deadline_returns_at_once():
     start = monotonic()
     sleep_until(start - 1)
     assert monotonic() - start < TICK_S
 
 
+@own_hub
 def test_a_sleeper_woken_otherwise_is_not_woken_again_by_its_tick():
     """Killed while it waited, it leaves its tick: the tick must not switch into it once it waits elsewhere."""
     later = Event()
@@ -54,6 +81,7 @@ def test_a_sleeper_woken_otherwise_is_not_woken_again_by_its_tick():
     assert events == ["killed", "set"]
 
 
+@own_hub
 def test_the_main_greenlet_can_sleep_too():
     """Flask's test client iterates a paced stream in the main greenlet."""
     deadline = monotonic() + 0.02
