@@ -113,7 +113,7 @@ class Http1Server:
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
         }
 
-    def serve(self, client, addr, listener_name, scheme: str, pending: bytes = b"") -> None:
+    def serve(self, client, addr, listener_name, scheme: str) -> None:
         """Serve requests on ``client`` until it closes or must close; raises :class:`NeedsGeneralPath`."""
         worker = self.worker
         base = dict(self.base_environ)
@@ -130,6 +130,7 @@ class Http1Server:
         timeout = worker.client_request_timeout
         connection = gevent.getcurrent()
         established = False
+        pending = b""  # bytes read and not yet served
         while True:
             pending, head, consumed = self._read_head(client, connection, pending, timeout)
             if head is None:
@@ -282,7 +283,6 @@ class Http1Server:
             if bodiless:
                 _send(client, out)
                 return keep_alive
-            sent = 0
             if chunked:
                 if first:
                     out += b"%x\r\n%s\r\n" % (len(first), first)
