@@ -22,6 +22,7 @@ import errno
 import signal
 import socket
 import ssl
+import sys
 from contextlib import contextmanager
 
 import gevent
@@ -199,9 +200,12 @@ class MockOpenAIWorker(GeventWorker):
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
-        from app.ui import Live
-
-        Live.stopping = True  # the web UI's live streams end within a second
+        # The web UI's live streams end within a second. No import here: a stop signal can arrive while the
+        # worker is still importing the app, and importing app.ui from inside that import fails, which made
+        # gunicorn halt the whole server (and lose the other workers' unwritten journal entries).
+        live = getattr(sys.modules.get("app.ui"), "Live", None)
+        if live is not None:
+            live.stopping = True
         gevent.spawn(self._close_idle_connections)  # not in the signal handler itself
 
     def _close_idle_connections(self):
