@@ -65,6 +65,23 @@ def test_a_stream_entry_has_its_events_their_times_and_the_text_it_assembled(jou
     assert times == sorted(times) and times[0] >= 0
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_entry_is_there_before_the_last_bytes_of_its_response_go_out(journal_client, stream):
+    # A client may read the journal the instant its response arrives, from another worker: the entry is made
+    # when the server is handed the last chunk, not after it has sent it.
+    sent = journal_client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 3, "stream": stream}, buffered=False)
+    chunks = iter(sent.response)
+    received = next(chunks)
+    while stream and not received.endswith(b"data: [DONE]\n\n"):
+        received += next(chunks)
+    page = entries(journal_client)  # the server has not asked for anything past the last chunk
+    assert page["total"] == 1 and page["data"][0]["status"] == 200
+    assert page["data"][0]["response"]["ending"] == ("done" if stream else "complete")
+    assert b"".join(chunks) == b""
+    sent.close()
+    assert entries(journal_client)["total"] == 1
+
+
 def test_a_responses_stream_entry_has_its_output_text(journal_client):
     sent = journal_client.post(
         "/v1/responses", json={"model": "gpt-4.1", "input": "Hi", "stream": True, "max_output_tokens": 20}

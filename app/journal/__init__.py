@@ -53,6 +53,7 @@ class Exchange:
         "writes",
         "first_at",
         "last",
+        "length",
         "latency",
         "ending",
         "client_cert",
@@ -64,7 +65,7 @@ class Exchange:
         self.started, self.t0 = time(), monotonic()
         self.status, self.headers, self.stream = "500 INTERNAL SERVER ERROR", [], False
         self.kept, self.size, self.events, self.writes = [], 0, 0, None
-        self.first_at = self.last = self.latency = self.ending = self.client_cert = None
+        self.first_at = self.last = self.length = self.latency = self.ending = self.client_cert = None
 
 
 class Journal:
@@ -107,6 +108,11 @@ class Journal:
                         for observe in self.stream_observers:
                             observe(exchange)
                         break
+                else:
+                    for name, value in headers:
+                        if name == "Content-Length":
+                            exchange.length = int(value)
+                            break
                 return start_response(status, headers, exc_info)
 
             try:
@@ -207,8 +213,8 @@ class _Capturing:
         except StopIteration:
             self._done(None)  # the whole response went out (the test client never closes it)
             raise
-        if chunk:
-            exchange = self.exchange
+        exchange = self.exchange
+        if chunk and exchange is not None:  # (None: the last chunk has been entered)
             if exchange.size < self.journal.limit:
                 exchange.kept.append(chunk)
             exchange.size += len(chunk)
@@ -220,6 +226,12 @@ class _Capturing:
                 exchange.writes.append(now)  # the time and the bytes sent by then, in one flat array
                 exchange.writes.append(exchange.size)
                 exchange.events += chunk.count(b"\n\n") - chunk.count(KEEPALIVE)
+                if chunk.endswith(DONE):
+                    self._done(None)
+            elif exchange.length is not None and exchange.size >= exchange.length:
+                self._done(None)
+            # The last chunk is entered before the server sends it: a client that reads the journal the moment
+            # its response arrives (from another worker, even) finds the entry there.
         return chunk
 
     def close(self):
