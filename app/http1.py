@@ -14,7 +14,8 @@ errors worded as gunicorn words them.
 
 Fairness: a kept-alive client whose next request is already in the buffer would otherwise be served again
 and again while other connections wait (wrk at 64 connections saw a p99 of seconds with a p50 under a
-millisecond). After each response the connection yields once to the others before it reads on.
+millisecond). After each response the connection yields to the others, until after the next poll of the
+sockets, before it reads on.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gunicorn import SERVER, SERVER_SOFTWARE
 from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
 HEAD_END = b"\r\n\r\n"
+YIELD_S = 1e-6  # the fairness yield after each response (see serve())
 # Headers this loop does not interpret: their requests go to gunicorn's loop (see the module's docstring).
 GENERAL_PATH_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"http2-settings", b"te", b"trailer"))
 # Fields that may appear once (RFC 9110 5.3, as gunicorn enforces it); a repeat goes to gunicorn's loop.
@@ -158,7 +160,10 @@ class Http1Server:
                 worker.alive = False
             if not self._respond(client, environ, keep_alive and worker.alive):
                 return
-            gevent.sleep(0)  # fairness: the others' turn before this connection's next request
+            # Fairness: the others' turn before this connection's next request. A timer, not sleep(0): gevent
+            # runs up to 50 sleep(0) wake-ups before it polls the sockets, so busy pipelined connections would
+            # still keep a new connection's accept and read waiting; a timer is due only after the next poll.
+            gevent.sleep(YIELD_S)
             if not worker.alive:
                 return
 
