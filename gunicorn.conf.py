@@ -43,6 +43,12 @@ worker_connections = server["max_connections"]
 timeout = int(server["timeout"])
 graceful_timeout = int(server["graceful_timeout"])
 keepalive = int(server["keepalive"])
+# Request heads as large as the real API takes (it sits behind Cloudflare: each header up to 16 KB); the
+# request line at gunicorn's ceiling short of none at all, 8,190 bytes (the real API's is 16 KB). A request
+# past a limit gets gunicorn's 414 or 431 in the API's JSON error shape (app/worker.py).
+limit_request_line = 8190
+limit_request_field_size = 16384
+limit_request_fields = 200
 loglevel = server["log_level"]
 errorlog = "-"
 accesslog = "-" if server["access_log"] else None

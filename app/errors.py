@@ -10,6 +10,7 @@ import json
 import logging
 
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,43 @@ def error_response(
 ) -> Response:
     """A response with the error body; the real API indents error bodies by four spaces. Errors that come
     from the real API's edge proxy (502, 504) order their fields differently, hence ``field_order``."""
+    return Response(error_body(message, type, param, code, field_order), status, headers, mimetype="application/json")
+
+
+def error_body(
+    message: str,
+    type: str = INVALID_REQUEST,
+    param: str | None = None,
+    code: str | int | None = None,
+    field_order: tuple = FIELD_ORDER,
+) -> str:
+    """The error's JSON text, as the real API indents it."""
     fields = {"message": message, "type": type, "param": param, "code": code}
-    body = {"error": {key: fields[key] for key in field_order}}
-    return Response(json.dumps(body, indent=4) + "\n", status, headers, mimetype="application/json")
+    return json.dumps({"error": {key: fields[key] for key in field_order}}, indent=4) + "\n"
+
+
+def write_refusal(sock, status: int, reason: str, message: str) -> None:
+    """What gunicorn sends for a request it refuses before the app sees it (``gunicorn.util.write_error``: a
+    request line or a header past its limit, a head it cannot parse, a bad ``Content-Length`` or chunk), with
+    gunicorn's status and wording, in the API's error shape instead of gunicorn's HTML page."""
+    from gunicorn.util import http_date, write_nonblock
+
+    if message:
+        body = error_body(message)
+    else:  # gunicorn's own 500: an error in the app that reached the worker
+        body = error_body(SERVER_ERROR_MESSAGE, SERVER_ERROR)
+    data = body.encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nDate: {http_date()}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    )
+    write_nonblock(sock, head.encode("latin-1") + data)
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(OpenAIError, lambda exc: exc.to_response())
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ParseException, _unreadable_body)
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -99,6 +129,11 @@ def _http_error(exc: HTTPException) -> Response:
     if exc.code == 400:
         return error_response(400, INVALID_JSON_MESSAGE)
     return error_response(exc.code or 500, exc.description or exc.name)
+
+
+def _unreadable_body(exc: ParseException) -> Response:
+    """gunicorn could not decode the body the app was reading (a bad chunk size, a missing chunk end)."""
+    return error_response(400, f"We could not read the body of your request: {exc}", headers={"Connection": "close"})
 
 
 def _unexpected_error(exc: Exception) -> Response:

@@ -21,6 +21,7 @@ sockets, before it reads on.
 from __future__ import annotations
 
 import io
+import socket
 from time import gmtime, time
 from urllib.parse import unquote_to_bytes
 
@@ -33,8 +34,12 @@ except ImportError:  # a dependency, built from source: where it could not be, g
 from gunicorn import SERVER, SERVER_SOFTWARE
 from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
+from app import memory
+
 HEAD_END = b"\r\n\r\n"
 YIELD_S = 1e-6  # the fairness yield after each response (see serve())
+LARGE_BODY = 1 << 20  # a request body above this is freed (a garbage collection) right after its response
+LINGER_S = 2.0  # how long a connection whose body was refused unread drains what its client still sends
 # Headers this loop does not interpret: their requests go to gunicorn's loop (see the module's docstring).
 GENERAL_PATH_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"http2-settings", b"te", b"trailer"))
 # Fields that may appear once (RFC 9110 5.3, as gunicorn enforces it); a repeat goes to gunicorn's loop.
@@ -143,6 +148,11 @@ class Http1Server:
                 connection.served_first_request = True  # gunicorn's loop, if it takes over, times the rest so
                 worker.first_request_read()
             environ, keep_alive, length = self._environ(base, head, pending)
+            if length is None:  # a body past max_body_bytes: refused (413) unread, then the connection ends
+                environ["wsgi.input"] = io.BytesIO()
+                self._respond(client, environ, False)
+                _linger(client)
+                return
             body_end = consumed + length
             if len(pending) < body_end:  # the rest of the body: gathered in one buffer, not copied per read
                 buffer = bytearray(pending)
@@ -160,6 +170,9 @@ class Http1Server:
                 worker.alive = False
             if not self._respond(client, environ, keep_alive and worker.alive):
                 return
+            if length > LARGE_BODY:  # memory back to its baseline now (app/memory.py)
+                environ = None
+                memory.release()
             # Fairness: the others' turn before this connection's next request. A timer, not sleep(0): gevent
             # runs up to 50 sleep(0) wake-ups before it polls the sockets, so busy pipelined connections would
             # still keep a new connection's accept and read waiting; a timer is due only after the next poll.
@@ -194,7 +207,8 @@ class Http1Server:
             pending += data
 
     def _environ(self, base: dict, head: dict, pending: bytes):
-        """(environ, keep-alive asked for, body length); raises NeedsGeneralPath for the unusual request."""
+        """(environ, keep-alive asked for, body length, or None for a body past ``max_body_bytes``); raises
+        NeedsGeneralPath for the unusual request."""
         raw_path = head["path"]
         if raw_path[:1] != b"/" or b"#" in raw_path:
             raise NeedsGeneralPath(pending)
@@ -219,7 +233,7 @@ class Http1Server:
                 seen.add(lower)
             text = value.decode("latin-1")
             if lower == b"content-length":
-                if not value.isdigit() or int(value) > self.max_body_bytes:
+                if not value.isdigit():
                     raise NeedsGeneralPath(pending)
                 length = int(value)
                 environ["CONTENT_LENGTH"] = text
@@ -235,6 +249,8 @@ class Http1Server:
                     keep_alive = True
             key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
             environ[key] = environ[key] + "," + text if key in environ else text
+        if length > self.max_body_bytes:
+            return environ, False, None  # the app answers 413 from the length alone
         return environ, keep_alive, length
 
     def _respond(self, client, environ: dict, keep_alive: bool) -> bool:
@@ -325,6 +341,21 @@ def _send(client, data: bytes) -> None:
     sent = client.send(data)
     if sent < len(data):
         client.sendall(memoryview(data)[sent:])
+
+
+def _linger(client, seconds: float = LINGER_S) -> None:
+    """End a connection whose client may still be sending a body nobody will read: closing with unread bytes
+    makes the kernel reset the connection, and the client may lose the response it was sent. So: stop
+    writing, read and drop what still comes for a moment (64 KB at a time: memory stays flat), then close."""
+    try:
+        client.shutdown(socket.SHUT_WR)
+        deadline = time() + seconds
+        while (left := deadline - time()) > 0:
+            client.settimeout(left)
+            if not client.recv(65536):
+                return
+    except OSError:  # timed out, or the client is gone
+        pass
 
 
 def _no_write(data):

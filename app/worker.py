@@ -14,6 +14,8 @@
   closed at once, and a response in flight says ``Connection: close`` if its head is still to go, and ends its
   connection when its body is out: the worker does not wait out ``graceful_timeout`` for pooled clients that
   keep connections alive. Streams in flight finish, and the web UI's live-update streams end.
+- A request gunicorn refuses before the app (a limit passed, a head it cannot parse, a bad ``Content-Length``
+  or chunk) is answered with gunicorn's status and wording in the API's JSON error shape, not an HTML page.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from gevent.lock import BoundedSemaphore
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-from app import http1
+from app import http1, memory
 from app.config import load_settings
+from app.errors import write_refusal
 from app.http1 import Http1Server, NeedsGeneralPath
 
 
@@ -93,11 +96,20 @@ class MockOpenAIWorker(GeventWorker):
             )
         self.awaiting_request: set = set()
         self.max_body_bytes = server["max_body_bytes"]
+        # gunicorn's handle_error keeps its statuses and wording and writes through util.write_error, its one
+        # writer of an HTML error page; in a worker, that page is the API's JSON error shape instead.
+        util.write_error = write_refusal
+        memory.fix_mmap_threshold()
         super().init_process()
 
     def load_wsgi(self):
         super().load_wsgi()
         self.http1 = Http1Server(self, self.max_body_bytes) if self._lean_loop_serves_all() else None
+        if self.http1 is not None:
+            # What the lean loop hands over is unusual or refused: gunicorn's Python parser, its reference,
+            # words each refusal exactly (the C parser calls a head of over 256 headers an invalid request
+            # line, where the Python parser answers 431).
+            self.cfg.settings["http_parser"].set("python")
 
     def _lean_loop_serves_all(self) -> bool:
         """app/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
