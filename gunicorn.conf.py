@@ -5,13 +5,16 @@ Start with ``gunicorn -c gunicorn.conf.py wsgi:app``; ``mock-openai`` runs the s
 
 import os
 import resource
+import secrets
+import socket
 import sys
 import time
 
 from app import metrics, tls
 from app.config import ConfigError, load_settings
 from app.replies.scripted import load_rules
-from app.shared import PATH_ENV, open_shared, shared_path
+from app.shared import PATH_ENV, open_configured, shared_path
+from app.shared.redis_state import INSTANCE_ENV
 from app.textgen import Corpus, CorpusError
 
 try:
@@ -29,6 +32,8 @@ if os.environ.get(PATH_ENV + "_OWNER") != str(os.getpid()):
     os.environ[PATH_ENV] = shared_path(settings.shared["path"])
     os.environ[PATH_ENV + "_OWNER"] = str(os.getpid())
     os.environ["MOCK_OPENAI_STARTED_AT"] = str(time.time())  # the web UI's uptime
+    # This server's name among instances sharing one Redis: its workers' pids may repeat on other hosts.
+    os.environ[INSTANCE_ENV] = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     if settings.metrics["enabled"]:  # /metrics sums the workers' values from files in this folder
         metrics.prepare_multiprocess_dir()
 
@@ -102,7 +107,7 @@ def child_exit(arbiter, worker):
     """A worker is gone (stopped, crashed or killed): the sequences it held go back to the others, and its open
     streams stop counting. The shared state is opened and closed at once: the master forks the replacement
     next, and must not hand it an open SQLite connection."""
-    shared = open_shared(os.environ[PATH_ENV], settings.journal["path"], settings.journal["max_entries"])
+    shared = open_configured(settings, os.environ[PATH_ENV])
     try:
         shared.forget_process(worker.pid)
     finally:

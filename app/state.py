@@ -17,7 +17,7 @@ from app.render.legacy import LegacyRenderer
 from app.render.responses import ResponsesRenderer
 from app.replies import Replies
 from app.replies.scripted import load_rules
-from app.shared import SharedState, open_shared
+from app.shared import SharedState, open_configured
 from app.simulation import Simulation
 from app.textgen import Corpus
 from app.tokens import load_vocabularies
@@ -42,8 +42,7 @@ class MockState:
         chunks = TokenChunks(corpus)
         if settings.responses["mode"] == "scripted":
             load_rules(settings.responses["rules_path"])  # a bad rules file stops start-up, with its line
-        journal = settings.journal
-        shared = open_shared(settings.shared["path"], journal["path"], journal["max_entries"])
+        shared = open_configured(settings)
         simulation = Simulation(settings, shared, Replies(corpus))
         return cls(
             settings,

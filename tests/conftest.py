@@ -4,6 +4,9 @@ package's pytest plugin also uses."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,32 @@ def live_server(tmp_path_factory):
     server = LiveServer(["-w", "2", "--inter-token-latency", "1"], None, tmp_path_factory.mktemp("live"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real ``redis-server`` (Debian's) on a free port, with nothing saved to disk; tests keep apart by
+    key prefix."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed for the Redis backend's tests: apt-get install redis-server"
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
+            time.sleep(0.02)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)

@@ -1,9 +1,11 @@
-"""The shared state's one interface, on the one-host backend: what one process writes, the others see."""
+"""The shared state's one interface, on both backends (one host's files, and Redis): what one process writes,
+the others see."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import uuid
 
 import pytest
 
@@ -12,34 +14,43 @@ from app.shared import open_shared
 FAR = 4e9  # a time in 2096
 
 
-@pytest.fixture
-def path(tmp_path):
-    return str(tmp_path / "shared.sqlite3")
+@pytest.fixture(params=["local", "redis"])
+def path(request, tmp_path):
+    """Where the state is, as ``open_``'s argument: a file, or a Redis URL and a prefix of this test's own."""
+    if request.param == "local":
+        return str(tmp_path / "shared.sqlite3")
+    return (request.getfixturevalue("redis_url"), f"test-{uuid.uuid4().hex}")
+
+
+def open_(where):
+    if isinstance(where, tuple):
+        return open_shared("", redis_url=where[0], redis_prefix=where[1])
+    return open_shared(where)
 
 
 def _take_buckets(path, rounds):
-    shared = open_shared(path)
+    shared = open_(path)
     for _ in range(rounds):
         # Values are times; one far in the future stays live.
         shared.update_buckets(["count"], lambda values: ([(values[0] or FAR) + 1], None))
 
 
 def _hold_a_sequence(path, ready):
-    shared = open_shared(path)
+    shared = open_(path)
     shared.acquire_sequence("m", 5, 0)
     ready.set()
     multiprocessing.Event().wait(30)  # killed by the test
 
 
 def test_version_and_runtime_layer_are_seen_by_another_process(path):
-    first, second = open_shared(path), open_shared(path)
+    first, second = open_(path), open_(path)
     assert first.version() == second.version() == 0 and second.runtime_layer() == {}
     first.set_runtime_layer({"latency": {"ttft_ms": 5}})
     assert second.version() == 1 and second.runtime_layer() == {"latency": {"ttft_ms": 5}}
 
 
 def test_faults_are_served_first_in_first_out_and_by_model(path):
-    shared = open_shared(path)
+    shared = open_(path)
     shared.add_faults([{"error": "429", "count": 2, "model": "a"}, {"error": "500", "count": 1}])
     assert shared.pending_faults() == 3
     assert shared.take_fault("b")["error"] == "500"  # the first for any model
@@ -58,13 +69,13 @@ def test_bucket_updates_are_atomic_across_processes(path):
         worker.start()
     for worker in workers:
         worker.join(30)
-    assert open_shared(path).update_buckets(["count"], lambda values: (None, values[0])) == FAR + 900
+    assert open_(path).update_buckets(["count"], lambda values: (None, values[0])) == FAR + 900
 
 
 def test_a_bucket_whose_time_has_passed_reads_as_new_and_its_slot_is_reused(path):
     import time
 
-    shared = open_shared(path)
+    shared = open_(path)
     shared.update_buckets(["a"], lambda values: ([time.time() - 1], None))
     assert shared.update_buckets(["a"], lambda values: (None, values)) == [None]
     shared.update_buckets(["b", "c"], lambda values: ([FAR, FAR + 1], None))
@@ -78,7 +89,7 @@ def test_sequences_count_across_processes_and_a_dead_worker_gives_its_back(path)
     holder = context.Process(target=_hold_a_sequence, args=(path, ready))
     holder.start()
     assert ready.wait(10)
-    shared = open_shared(path)
+    shared = open_(path)
     assert shared.running_sequences("m") == 1
     assert shared.acquire_sequence("m", 2, 1) == ("running", 2)
     assert shared.acquire_sequence("m", 2, 1) == ("queued", 2)

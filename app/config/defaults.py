@@ -76,7 +76,7 @@ DEFAULTS: dict[str, dict] = {
         "tokens_per_minute": 0,
     },
     "admin": {"token": ""},
-    "shared": {"path": ""},
+    "shared": {"path": "", "redis_url": "", "redis_prefix": "mock-openai"},
     "journal": {
         "enabled": True,
         "path": "",  # "": journal.sqlite3 beside the shared state

@@ -262,8 +262,13 @@ class AdminSchema(_Strict):
     token = fields.String(required=True)
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 class SharedSchema(_Strict):
     path = fields.String(required=True)
+    redis_url = fields.String(required=True, validate=lambda url: url == "" or url.startswith(_REDIS_SCHEMES))
+    redis_prefix = fields.String(required=True, validate=validate.Length(min=1))
 
 
 class JournalSchema(_Strict):

@@ -9,7 +9,7 @@ The request path asks two questions on every request, :meth:`SharedState.version
 :meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
 system call. Everything else is touched only by a feature that is on. The one-host backend
 (:mod:`app.shared.local`) keeps rate-limit buckets in shared memory too and the rest in a SQLite file in WAL
-mode; a backend for several hosts implements the same class.
+mode; the backend for several hosts (:mod:`app.shared.redis_state`) keeps it all in one Redis.
 """
 
 from __future__ import annotations
@@ -164,10 +164,29 @@ def shared_path(settings_path: str) -> str:
     return os.path.join(folder, "shared.sqlite3")
 
 
-def open_shared(settings_path: str, journal_path: str = "", max_entries: int = 10000) -> SharedState:
-    """The backend for this deployment. The journal sits in its own file (``[journal] path``, else beside
-    the shared state), so a path set for it keeps the journal across restarts."""
+def open_shared(
+    settings_path: str, journal_path: str = "", max_entries: int = 10000, redis_url: str = "", redis_prefix: str = ""
+) -> SharedState:
+    """The backend for this deployment: with ``[shared] redis_url``, Redis (several hosts as one server);
+    else the one-host backend, whose journal sits in its own file (``[journal] path``, else beside the
+    shared state), so a path set for it keeps the journal across restarts."""
+    if redis_url:
+        from app.shared.redis_state import RedisSharedState
+
+        return RedisSharedState(redis_url, redis_prefix or "mock-openai", max_entries)
     from app.shared.local import LocalSharedState
 
     path = shared_path(settings_path)
     return LocalSharedState(path, journal_path or os.path.join(os.path.dirname(path), "journal.sqlite3"), max_entries)
+
+
+def open_configured(settings, path: str | None = None) -> SharedState:
+    """:func:`open_shared` for these settings (``path`` instead of ``[shared] path``: the master's file)."""
+    shared, journal = settings.shared, settings.journal
+    return open_shared(
+        shared["path"] if path is None else path,
+        journal["path"],
+        journal["max_entries"],
+        shared["redis_url"],
+        shared["redis_prefix"],
+    )

@@ -69,7 +69,64 @@ _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' *
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
 
 
-class JournalStore:
+class JournalReader:
+    """Queries over a ``requests`` table of :data:`COLUMNS` (plus ``id``), shared by the backends: each brings
+    its own ``_db()`` (a SQLite connection holding the table) and ``_unpack()`` (bring the table up to date)."""
+
+    max_entries: int
+
+    def _db(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _unpack(self) -> None:
+        raise NotImplementedError
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def query(self, where: dict, q: str | None, since: float | None, before: tuple | None, limit: int, offset: int):
+        """``(rows, total)``: rows as dicts, newest first by the time each request came in (workers write in
+        batches, so ids alone do not keep that order), after the ``(time, id)`` of ``before``; ``total``
+        counts every match, ignoring the page."""
+        clauses, params = [], []
+        for column, value in where.items():
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(since)
+        if q:
+            clauses.append("(" + " or ".join(f"instr(lower({c}), ?) > 0" for c in SEARCHED) + ")")
+            params.extend([q.lower()] * len(SEARCHED))
+        where_sql = (" where " + " and ".join(clauses)) if clauses else ""
+        self._unpack()
+        db = self._db()
+        total = db.execute(f"select count(*) from requests{where_sql}", params).fetchone()[0]  # noqa: S608
+        page_sql = where_sql
+        if before is not None:
+            page_sql += (" and " if clauses else " where ") + "(time < ? or (time = ? and id < ?))"
+            params = [*params, before[0], before[0], before[1]]
+        cursor = db.execute(
+            f"select * from requests{page_sql} order by time desc, id desc limit ? offset ?",  # noqa: S608
+            [*params, limit, offset],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor], total
+
+    def get(self, entry_id: int) -> dict | None:
+        self._unpack()
+        cursor = self._db().execute("select * from requests where id = ?", (entry_id,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+    def columns(self, names: tuple[str, ...], since: float | None = None) -> list[tuple]:
+        """Those columns of every entry (since a time), oldest first: what statistics are made of."""
+        self._unpack()
+        sql = f"select {', '.join(names)} from requests"  # noqa: S608 (names are ours)
+        if since is not None:
+            return self._db().execute(sql + " where time >= ? order by id", (since,)).fetchall()
+        return self._db().execute(sql + " order by id").fetchall()
+
+
+class JournalStore(JournalReader):
     def __init__(self, path: str, max_entries: int):
         self.path, self.max_entries = path, max_entries
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -207,50 +264,6 @@ class JournalStore:
             deleted = db.execute("delete from requests").rowcount
             db.execute("delete from batches")
         return deleted + pending
-
-    # --- reading ------------------------------------------------------------------------------------------
-    def query(self, where: dict, q: str | None, since: float | None, before: tuple | None, limit: int, offset: int):
-        """``(rows, total)``: rows as dicts, newest first by the time each request came in (workers write in
-        batches, so ids alone do not keep that order), after the ``(time, id)`` of ``before``; ``total``
-        counts every match, ignoring the page."""
-        clauses, params = [], []
-        for column, value in where.items():
-            clauses.append(f"{column} = ?")
-            params.append(value)
-        if since is not None:
-            clauses.append("time >= ?")
-            params.append(since)
-        if q:
-            clauses.append("(" + " or ".join(f"instr(lower({c}), ?) > 0" for c in SEARCHED) + ")")
-            params.extend([q.lower()] * len(SEARCHED))
-        where_sql = (" where " + " and ".join(clauses)) if clauses else ""
-        self._unpack()
-        db = self._db()
-        total = db.execute(f"select count(*) from requests{where_sql}", params).fetchone()[0]  # noqa: S608
-        page_sql = where_sql
-        if before is not None:
-            page_sql += (" and " if clauses else " where ") + "(time < ? or (time = ? and id < ?))"
-            params = [*params, before[0], before[0], before[1]]
-        cursor = db.execute(
-            f"select * from requests{page_sql} order by time desc, id desc limit ? offset ?",  # noqa: S608
-            [*params, limit, offset],
-        )
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor], total
-
-    def get(self, entry_id: int) -> dict | None:
-        self._unpack()
-        cursor = self._db().execute("select * from requests where id = ?", (entry_id,))
-        row = cursor.fetchone()
-        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
-
-    def columns(self, names: tuple[str, ...], since: float | None = None) -> list[tuple]:
-        """Those columns of every entry (since a time), oldest first: what statistics are made of."""
-        self._unpack()
-        sql = f"select {', '.join(names)} from requests"  # noqa: S608 (names are ours)
-        if since is not None:
-            return self._db().execute(sql + " where time >= ? order by id", (since,)).fetchall()
-        return self._db().execute(sql + " order by id").fetchall()
 
     def close(self) -> None:
         if getattr(self, "_connection", None) is not None and self._pid == os.getpid():

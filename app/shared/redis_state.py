@@ -1,0 +1,323 @@
+"""Several hosts: everything workers share lives in one Redis, so instances behind a load balancer act as one.
+
+Each operation that must be atomic is one Lua script (Redis runs a script alone), or, for the rate-limit
+buckets whose update is a Python function, an optimistic transaction (``WATCH`` the keys, compute, ``MULTI``;
+retried if another worker wrote them meanwhile). Keys start with ``[shared] redis_prefix``, so several servers
+(or test runs) can share one Redis without seeing each other.
+
+A worker is named ``<instance>:<pid>``: the instance is made once by the gunicorn master
+(``MOCK_OPENAI_INSTANCE``), so pids that repeat on other hosts or in other containers stay apart.
+
+What it costs: the request path's two questions (:meth:`version`, :meth:`pending_faults`) are a round trip
+each, where the one-host backend reads shared memory; each feature that is on adds its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from app.shared import MAX_OBJECTS, SharedState
+
+INSTANCE_ENV = "MOCK_OPENAI_INSTANCE"
+
+_ACQUIRE = """
+local running = tonumber(redis.call('HGET', KEYS[1], 'running') or '0')
+local queued = tonumber(redis.call('HGET', KEYS[1], 'queued') or '0')
+redis.call('SADD', KEYS[2], ARGV[4])
+if running < tonumber(ARGV[2]) and queued == 0 then
+  redis.call('HINCRBY', KEYS[1], 'running', 1)
+  redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], 1)
+  return {'running', running + 1}
+end
+if queued < tonumber(ARGV[3]) then
+  redis.call('HINCRBY', KEYS[1], 'queued', 1)
+  redis.call('HINCRBY', KEYS[1], 'q:' .. ARGV[1], 1)
+  return {'queued', running}
+end
+return {'full', running}
+"""
+_PROMOTE = """
+local running = tonumber(redis.call('HGET', KEYS[1], 'running') or '0')
+local mine = tonumber(redis.call('HGET', KEYS[1], 'q:' .. ARGV[1]) or '0')
+local moved = math.max(0, math.min(tonumber(ARGV[2]), tonumber(ARGV[3]) - running, mine))
+if moved > 0 then
+  redis.call('HINCRBY', KEYS[1], 'running', moved)
+  redis.call('HINCRBY', KEYS[1], 'queued', -moved)
+  redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], moved)
+  redis.call('HINCRBY', KEYS[1], 'q:' .. ARGV[1], -moved)
+end
+return {moved, running + moved}
+"""
+_RELEASE = """
+local total = ARGV[2] == 'q' and 'queued' or 'running'
+for _, field in ipairs({total, ARGV[2] .. ':' .. ARGV[1]}) do
+  if tonumber(redis.call('HGET', KEYS[1], field) or '0') > 0 then redis.call('HINCRBY', KEYS[1], field, -1) end
+end
+"""
+_FORGET = """
+for _, model in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. 'seq:' .. model
+  for _, kind in ipairs({'running', 'queued'}) do
+    local field = string.sub(kind, 1, 1) .. ':' .. ARGV[2]
+    local held = tonumber(redis.call('HGET', key, field) or '0')
+    if held > 0 then
+      local total = tonumber(redis.call('HGET', key, kind) or '0')
+      redis.call('HSET', key, kind, math.max(0, total - held))
+    end
+    redis.call('HDEL', key, field)
+  end
+end
+"""
+_ADD_FAULTS = """
+local added = {}
+for i = 3, #ARGV, 3 do
+  local id = redis.call('INCR', KEYS[3])
+  local key = ARGV[1] .. 'fault:' .. id
+  redis.call('HSET', key, 'spec', ARGV[i], 'remaining', ARGV[i + 2], 'used', 0, 'created', ARGV[2])
+  if ARGV[i + 1] ~= '' then redis.call('HSET', key, 'model', ARGV[i + 1]) end
+  redis.call('RPUSH', KEYS[1], id)
+  redis.call('INCRBY', KEYS[2], ARGV[i + 2])
+  table.insert(added, id)
+end
+return added
+"""
+_TAKE_FAULT = """
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. 'fault:' .. id
+  local left = tonumber(redis.call('HGET', key, 'remaining') or '0')
+  local model = redis.call('HGET', key, 'model')
+  if left > 0 and (not model or model == ARGV[2]) then
+    redis.call('HINCRBY', key, 'remaining', -1)
+    redis.call('HINCRBY', key, 'used', 1)
+    redis.call('DECR', KEYS[2])
+    return {id, redis.call('HGET', key, 'spec'), model or ''}
+  end
+end
+return false
+"""
+_CLEAR_FAULTS = """
+local pending = tonumber(redis.call('GET', KEYS[2]) or '0')
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do redis.call('DEL', ARGV[1] .. 'fault:' .. id) end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], 0)
+return pending
+"""
+_PUT_OBJECT = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[3]), ARGV[1])
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, over - 1)) do redis.call('HDEL', KEYS[2], id) end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+end
+"""
+_DELETE_OBJECT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+_SCAN_PAGE = 200  # stored objects read per round trip while a list is filtered
+
+
+def instance_name() -> str:
+    """This server's name among the instances sharing one Redis (the master's, inherited by its workers)."""
+    return os.environ.get(INSTANCE_ENV) or socket.gethostname()  # without a master: pids are this host's
+
+
+def connect_redis(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+
+
+class RedisSharedState(SharedState):
+    def __init__(self, url: str, prefix: str = "mock-openai", max_entries: int = 10000):
+        self.url, self.prefix, self.max_entries = url, prefix.rstrip(":") + ":", max_entries
+        self.redis = connect_redis(url)
+        self.instance = instance_name()
+        self._journal = None
+        scripts = (_ACQUIRE, _PROMOTE, _RELEASE, _FORGET, _ADD_FAULTS, _TAKE_FAULT, _CLEAR_FAULTS)
+        self._acquire, self._promote, self._release, self._forget, self._add, self._take, self._clear = (
+            self.redis.register_script(script) for script in scripts
+        )
+        self._put = self.redis.register_script(_PUT_OBJECT)
+        self._delete = self.redis.register_script(_DELETE_OBJECT)
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _worker(self, pid: int | None = None) -> str:
+        return f"{self.instance}:{pid or os.getpid()}"
+
+    # --- what changed -------------------------------------------------------------------------------------
+    def version(self) -> int:
+        return int(self.redis.get(self._key("version")) or 0)
+
+    def pending_faults(self) -> int:
+        return int(self.redis.get(self._key("pending")) or 0)
+
+    # --- runtime configuration ----------------------------------------------------------------------------
+    def runtime_layer(self) -> dict:
+        value = self.redis.get(self._key("runtime"))
+        return json.loads(value) if value else {}
+
+    def set_runtime_layer(self, layer: dict) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self._key("runtime"), json.dumps(layer))
+        pipe.incr(self._key("version"))
+        return pipe.execute()[1]
+
+    # --- one-shot faults ----------------------------------------------------------------------------------
+    def _fault_keys(self) -> list[str]:
+        return [self._key("faults"), self._key("pending")]
+
+    def add_faults(self, faults: list[dict]) -> list[dict]:
+        args = [self.prefix, str(time.time())]
+        for fault in faults:
+            spec = {k: v for k, v in fault.items() if k not in ("count", "model")}
+            args += [json.dumps(spec), fault.get("model") or "", fault["count"]]
+        ids = self._add(keys=[*self._fault_keys(), self._key("faults", "next")], args=args)
+        return [{"id": int(i), **fault} for i, fault in zip(ids, faults, strict=True)]
+
+    def take_fault(self, model: str) -> dict | None:
+        found = self._take(keys=self._fault_keys(), args=[self.prefix, model])
+        if not found:
+            return None
+        fault_id, spec, fault_model = found
+        return {"id": int(fault_id), "model": fault_model.decode() or None, **json.loads(spec)}
+
+    def faults(self) -> list[dict]:
+        ids = [int(i) for i in self.redis.lrange(self._key("faults"), 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for fault_id in ids:
+            pipe.hgetall(self._key("fault", str(fault_id)))
+        listed = []
+        for fault_id, record in zip(ids, pipe.execute(), strict=True):
+            if not record:
+                continue
+            left, used = int(record[b"remaining"]), int(record[b"used"])
+            model = record.get(b"model")
+            listed.append(
+                {
+                    "id": fault_id,
+                    "model": model.decode() if model else None,
+                    **json.loads(record[b"spec"]),
+                    "count": left + used,
+                    "remaining": left,
+                    "used": used,
+                    "created": int(float(record[b"created"])),
+                }
+            )
+        return listed
+
+    def clear_faults(self) -> int:
+        return int(self._clear(keys=self._fault_keys(), args=[self.prefix]))
+
+    # --- rate-limit buckets -------------------------------------------------------------------------------
+    def update_buckets(self, keys, update):
+        import redis
+
+        names = [self._key("bucket", key) for key in keys]
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(*names)
+                    now = time.time()
+                    values = [float(v) if v is not None else None for v in pipe.mget(names)]
+                    new_values, result = update([v if v is not None and v > now else None for v in values])
+                    pipe.multi()
+                    for name, value in zip(names, new_values or (), strict=False):
+                        if value > now:  # Redis drops the bucket when its time comes, as the other backend does
+                            pipe.set(name, repr(value), pxat=int(value * 1000) + 1)
+                        else:
+                            pipe.delete(name)
+                    pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue  # another worker took from these buckets meanwhile: read them again
+
+    # --- running sequences --------------------------------------------------------------------------------
+    def _sequences(self, model: str) -> list[str]:
+        return [self._key("seq", model), self._key("seq-models")]
+
+    def acquire_sequence(self, model, limit, queue_limit):
+        status, count = self._acquire(keys=self._sequences(model), args=[self._worker(), limit, queue_limit, model])
+        return status.decode(), int(count)
+
+    def promote_queued(self, model, wanted, limit):
+        moved, running = self._promote(keys=self._sequences(model)[:1], args=[self._worker(), wanted, limit])
+        return int(moved), int(running)
+
+    def release_sequence(self, model, queued=False):
+        self._release(keys=self._sequences(model)[:1], args=[self._worker(), "q" if queued else "r"])
+
+    def running_sequences(self, model):
+        return int(self.redis.hget(self._key("seq", model), "running") or 0)
+
+    def forget_process(self, pid):
+        self._forget(keys=[self._key("seq-models")], args=[self.prefix, self._worker(pid)])
+        self.journal().forget_process(pid)
+
+    # --- stored objects -----------------------------------------------------------------------------------
+    def _objects(self, kind: str) -> list[str]:
+        return [self._key("objects", kind, "order"), self._key("objects", kind), self._key("objects", "next")]
+
+    def put_object(self, kind, object_id, body):
+        self._put(keys=self._objects(kind), args=[object_id, json.dumps(body), MAX_OBJECTS])
+
+    def get_object(self, kind, object_id):
+        body = self.redis.hget(self._key("objects", kind), object_id)
+        return json.loads(body) if body else None
+
+    def delete_object(self, kind, object_id):
+        return bool(self._delete(keys=self._objects(kind)[:2], args=[object_id]))
+
+    def list_objects(self, kind, *, newest_first, after, limit, where=None):
+        order_key, bodies_key, _ = self._objects(kind)
+        low, high = "-inf", "+inf"
+        if after is not None:
+            seq = self.redis.zscore(order_key, after)
+            if seq is not None:
+                low, high = ("-inf", f"({seq}") if newest_first else (f"({seq}", "+inf")
+        found, offset = [], 0
+        while len(found) <= limit:
+            if newest_first:
+                ids = self.redis.zrevrangebyscore(order_key, high, low, start=offset, num=_SCAN_PAGE)
+            else:
+                ids = self.redis.zrangebyscore(order_key, low, high, start=offset, num=_SCAN_PAGE)
+            if not ids:
+                break
+            offset += len(ids)
+            for body in self.redis.hmget(bodies_key, ids):
+                if body is not None:
+                    value = json.loads(body)
+                    if all(_at(value, path) == wanted for path, wanted in (where or {}).items()):
+                        found.append(value)
+        return found[:limit], len(found) > limit
+
+    # --- the request journal ------------------------------------------------------------------------------
+    def journal(self):
+        if self._journal is None:
+            from app.shared.redis_journal import RedisJournalStore
+
+            self._journal = RedisJournalStore(self.redis, self.prefix + "journal:", self._worker, self.max_entries)
+        return self._journal
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        self.redis.close()
+
+
+def _at(body: dict, path: str):
+    """The value at a dotted path (``metadata.user``), or None."""
+    for part in path.split("."):
+        if not isinstance(body, dict):
+            return None
+        body = body.get(part)
+    return body

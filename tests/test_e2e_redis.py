@@ -1,0 +1,94 @@
+"""Three instances sharing one Redis, behind nginx, act as one server: the rate limits hold in sum, a one-shot
+fault fires once, and the journal shows every request once, whichever instance is asked."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from app.pytest_plugin import free_port
+
+pytestmark = pytest.mark.e2e
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+NGINX = """
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    upstream mock {{ {servers} }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(folder, ports) -> tuple[subprocess.Popen, str]:
+    """nginx, round-robin over ``ports``, as this user, from a config of its own."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    servers = " ".join(f"server 127.0.0.1:{p};" for p in ports)
+    conf = folder / "nginx.conf"
+    conf.write_text(NGINX.format(folder=folder, servers=servers, port=port))
+    process = subprocess.Popen([binary, "-e", "stderr", "-p", str(folder), "-c", str(conf), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            requests.get(url + "/health", timeout=1)
+            return process, url
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and process.poll() is None, "nginx did not start"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def cluster(start_server, redis_url, tmp_path):
+    """Three servers of two workers each on one Redis prefix, and nginx in front."""
+    env = {"MOCK_OPENAI_SHARED_REDIS_URL": redis_url, "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex}
+    servers = [
+        start_server("-w", "2", "--inter-token-latency", "0", "--rpm", "12", env=env, cwd=tmp_path) for _ in range(3)
+    ]
+    nginx, url = start_nginx(tmp_path, [s.port for s in servers])
+    yield url, servers
+    nginx.terminate()
+    nginx.wait(10)
+
+
+def test_three_instances_behind_nginx_act_as_one(cluster):
+    url, servers = cluster
+    test_id = uuid.uuid4().hex
+    headers = {"Authorization": "Bearer sk-cluster", "X-Mock-Test-Id": test_id}
+    # One one-shot fault, queued on the first instance, for whichever request comes next anywhere.
+    assert requests.post(servers[0].base_url + "/_mock/faults", json={"error": "503", "count": 1}).status_code == 201
+    statuses = [requests.post(url + "/v1/chat/completions", json=CHAT, headers=headers).status_code for _ in range(20)]
+    # The fault fires once; the 12 requests a minute hold across the three instances, not 12 each.
+    assert statuses.count(503) == 1
+    assert statuses.count(200) == 12 and statuses.count(429) == 7, statuses
+    # Every request once in the journal, asked of any instance; they came through all three.
+    for server in servers:
+        page = requests.get(server.base_url + f"/_mock/requests?test_id={test_id}&limit=100").json()
+        assert page["total"] == 20
+        assert len({entry["id"] for entry in page["data"]}) == 20
+    workers = {entry["worker"] for entry in page["data"]}
+    assert len(workers) >= 3, workers
+    assert requests.get(servers[2].base_url + "/_mock/faults").json()["pending"] == 0
