@@ -8,10 +8,15 @@ same order.
 
 Mid-stream faults strike once their number of content tokens has gone out: the connection drops, an error
 event ends the stream, one malformed chunk goes out, or the stream stalls and then goes on.
+
+A stopping worker (SIGTERM, or the old workers of a SIGHUP) lets its streams run until shortly before
+``graceful_timeout`` (:func:`end_streams_at`); a stream still running then ends cleanly with
+:data:`STOPPED`, an error event and ``[DONE]``, rather than being cut when gunicorn kills the worker.
 """
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import monotonic
@@ -26,6 +31,44 @@ KEEPALIVE = b": keep-alive\n\n"  # a comment line; a bare "event:" line would cr
 
 def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
+
+
+# What a stream still running at the stop deadline gets, as the SDK raises it (APIError, server_error); [DONE]
+# after it lets a reader that waits for [DONE] finish too.
+STOPPED = (
+    sse_event(
+        json.dumps(
+            {
+                "error": {
+                    "message": "The server is restarting and could not finish this response. Please retry.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "server_shutting_down",
+                }
+            }
+        ).encode()
+    )
+    + DONE
+)
+_STOP_AT = [float("inf")]  # monotonic(): streams running then end with STOPPED
+
+
+class _Stopped(Exception):
+    pass
+
+
+def end_streams_at(when: float) -> None:
+    """This worker is stopping: streams still running at ``when`` end with :data:`STOPPED`. Each stream looks
+    at its next token (or sooner, if it was going to sleep past ``when``)."""
+    _STOP_AT[0] = when
+
+
+def _sleep_until(due: float) -> None:
+    stop_at = _STOP_AT[0]
+    if due >= stop_at:
+        sleep_until(stop_at)
+        raise _Stopped
+    sleep_until(due)
 
 
 class Schedule:
@@ -68,6 +111,13 @@ def paced_events(
     schedule = Schedule(first_token_at, inter_token_latency, offsets)
     if first_token_at > monotonic():
         yield b""  # sends the status line and headers now, as the real API does before the first token
+    try:
+        yield from _paced(event_at, count, tail, schedule, head, faults, error_event, drop)
+    except _Stopped:
+        yield STOPPED
+
+
+def _paced(event_at, count, tail, schedule, head, faults, error_event, drop):
     sent, prefix = 0, head
     for fault in faults:
         stop = min(fault.after, count)
@@ -84,7 +134,7 @@ def paced_events(
             event = event_at(sent) if sent < count else tail
             yield event[: max(8, len(event) // 2)] + b"\n\n"  # a cut JSON object, then the stream goes on
         elif fault.kind == "stall":
-            sleep(fault.stall_s)
+            _sleep_until(monotonic() + fault.stall_s)
             schedule.first += fault.stall_s  # the rest keeps its spacing
     yield from _tokens(event_at, sent, count, count, schedule, prefix, tail)
 
@@ -95,14 +145,14 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix):
     if sent >= stop:
         if prefix or suffix:
             if prefix:
-                sleep_until(schedule.first)
+                _sleep_until(schedule.first)
             yield prefix + suffix
         return sent
     while True:
         due = schedule.due(sent)
         now = monotonic()
         if due > now:
-            sleep_until(due)
+            _sleep_until(due)
             continue
         # max(): float rounding must never leave a due token unsent
         upto = min(stop, max(sent + 1, schedule.due_by(now, count)))

@@ -25,6 +25,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from contextlib import contextmanager
 
 import gevent
@@ -32,10 +33,12 @@ from gevent.lock import BoundedSemaphore
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-from app import http1, memory
+from app import http1, memory, streaming
 from app.config import load_settings
 from app.errors import write_refusal
 from app.http1 import Http1Server, NeedsGeneralPath
+
+STREAMS_END_BEFORE_S = 1.5  # before graceful_timeout: streams still running end cleanly
 
 
 class Establishing:
@@ -212,6 +215,11 @@ class MockOpenAIWorker(GeventWorker):
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
+        # Streams in flight run on, and those still running shortly before graceful_timeout end with an error
+        # event and [DONE] (app/streaming.py), in time for gunicorn's loop (which looks once a second) to
+        # see the worker idle and exit before the master kills it.
+        grace = self.cfg.graceful_timeout
+        streaming.end_streams_at(time.monotonic() + max(grace / 2, grace - STREAMS_END_BEFORE_S))
         # The web UI's live streams end within a second. No import here: a stop signal can arrive while the
         # worker is still importing the app, and importing app.ui from inside that import fails, which made
         # gunicorn halt the whole server (and lose the other workers' unwritten journal entries).

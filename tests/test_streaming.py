@@ -97,3 +97,18 @@ def test_trickle_keeps_the_bytes_and_the_rate():
     pieces = list(trickle([b"", b"x" * 300, b"y" * 100], 2000))
     assert pieces[0] == b"" and b"".join(pieces) == b"x" * 300 + b"y" * 100
     assert max(len(p) for p in pieces) == 100 and 0.15 <= monotonic() - started < 0.3
+
+
+def test_a_stopping_worker_ends_its_streams_at_the_deadline_with_an_error_and_done():
+    from app import streaming
+
+    started = monotonic()
+    streaming.end_streams_at(started + 0.1)
+    try:
+        writes = list(paced_events(b"H", lambda k: b"%d," % k, 1000, b"T", started, 0.01))
+    finally:
+        streaming.end_streams_at(float("inf"))
+    assert writes[-1] == streaming.STOPPED and writes[-1].endswith(b"data: [DONE]\n\n")
+    sent = b"".join(writes[:-1])
+    assert sent.startswith(b"H0,") and b"T" not in sent and 5 <= sent.count(b",") < 20  # 0.1 s of 10 ms tokens
+    assert monotonic() - started < 0.3

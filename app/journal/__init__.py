@@ -22,7 +22,7 @@ from time import monotonic, time
 from flask import request
 
 from app.journal.entries import row_of
-from app.streaming import DONE, KEEPALIVE
+from app.streaming import DONE, KEEPALIVE, STOPPED
 
 NOTE = "mock_openai.journal"  # environ key of the note the views fill in
 BODY = "mock_openai.body"  # environ key of the raw request body, once a view has read it
@@ -146,10 +146,12 @@ class Journal:
 
     @staticmethod
     def _ending(exchange: Exchange) -> str:
-        """How the response ended, for a stream: ``done`` ([DONE] sent), the injected fault that cut it,
-        or ``client_gone``; for a body: ``complete`` or ``client_gone``."""
+        """How the response ended, for a stream: ``done`` ([DONE] sent), ``stopped`` (ended by a stopping
+        worker), the injected fault that cut it, or ``client_gone``; for a body: ``complete`` or ``client_gone``."""
         fault = exchange.note.get("fault")
         if exchange.stream:
+            if exchange.last == STOPPED:
+                return "stopped"  # still running at the stop deadline of a worker that was stopping
             if exchange.last is not None and exchange.last.endswith(DONE):
                 return "done"
             if fault in ("disconnect", "stream_error"):
