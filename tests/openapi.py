@@ -45,10 +45,18 @@ def rewrite_nullable(node):
 
 @functools.cache
 def components() -> dict:
-    """The spec's components, with nullable rewritten and one quirk fixed: ``Response.usage`` is null while
+    """The spec's components, with nullable rewritten and two quirks fixed: ``Response.usage`` is null while
     a response is in progress (the spec's own ``response.created`` example says so), which its schema
-    does not allow."""
+    does not allow; an empty list's ``first_id`` and ``last_id`` are null."""
     parts = _components()
+    # A cursor list that is empty has "first_id": null and "last_id": null on the real API (client libraries
+    # made them optional after meeting it: tjardoo/openai-client#59, 64bit/async-openai#496); the spec says
+    # string.
+    for schema in parts["schemas"].values():
+        properties = schema.get("properties", {})
+        for name in ("first_id", "last_id"):
+            if properties.get(name, {}).get("type") == "string":
+                properties[name] = {**properties[name], "type": ["string", "null"]}
     for part in parts["schemas"]["Response"]["allOf"]:
         usage = part.get("properties", {}).get("usage")
         if usage is not None and "$ref" in usage:
@@ -57,14 +65,24 @@ def components() -> dict:
 
 
 def _components() -> dict:
+    return _spec()["components"]
+
+
+@functools.cache
+def spec() -> dict:
+    """The whole spec (paths too), rewritten and fixed as :func:`components` is: what the fuzzer reads."""
+    return {**_spec(), "components": components()}
+
+
+@functools.cache
+def _spec() -> dict:
     if not SPEC_PATH.is_file():
         raise FileNotFoundError(
             f"The OpenAI spec is not at {SPEC_PATH}: clone the repo with ../shared beside it, "
             "or set OPENAI_OPENAPI_SPEC."
         )
     with SPEC_PATH.open() as handle:
-        spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return rewrite_nullable(spec["components"])
+        return rewrite_nullable(yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 @functools.cache

@@ -23,3 +23,24 @@ def parse_sse(raw: bytes | str) -> list:
     assert events and events[-1] == "[DONE]", "the stream ends with data: [DONE]"
     assert events.count("[DONE]") == 1
     return events
+
+
+RESPONSE_ENDINGS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def parse_response_events(raw: bytes | str) -> list[dict]:
+    """A Responses API stream, read whole: each event an ``event:`` line naming its ``type`` and one
+    ``data:`` line, numbered in order, ending with the response's last state (no ``[DONE]``: the real API
+    sends none on this endpoint)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    assert text.endswith("\n\n"), "a stream ends with a blank line"
+    events = []
+    for block in text[:-2].split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        assert set(fields) == {"event", "data"}, f"unexpected SSE lines in {block[:200]!r}"
+        event = json.loads(fields["data"])
+        assert fields["event"] == event["type"]
+        events.append(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-1]["type"] in RESPONSE_ENDINGS, f"the stream ends with {events[-1]['type']}"
+    return events

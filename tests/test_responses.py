@@ -184,3 +184,12 @@ def test_a_streamed_background_response_streams_and_is_stored(client):
     response_id = events[0]["response"]["id"]
     assert events[0]["response"]["background"] is True and events[-1]["type"] == "response.completed"
     assert client.get(f"/v1/responses/{response_id}").get_json()["status"] == "completed"
+
+
+def test_settings_sent_as_null_are_echoed_as_their_defaults(client):
+    # found by tests/test_fuzz.py: "parallel_tool_calls": null came back null, which the spec does not allow
+    nulls = dict.fromkeys(("parallel_tool_calls", "store", "temperature", "tool_choice", "top_p", "truncation"))
+    body = create(client, **nulls).get_json()
+    assert body["parallel_tool_calls"] is True and body["store"] is True and body["tool_choice"] == "auto"
+    assert body["temperature"] == 1.0 and body["top_p"] == 1.0 and body["truncation"] == "disabled"
+    assert_valid("Response", body)

@@ -74,25 +74,31 @@ def response_object(reply: ResponseReply, output: list, status: str) -> dict:
         "max_tool_calls": body.get("max_tool_calls"),
         "model": inner.model,
         "output": output,
-        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "parallel_tool_calls": _given(body, "parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": body.get("prompt_cache_key"),
         "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
         "safety_identifier": body.get("safety_identifier"),
         "service_tier": inner.service_tier,
-        "store": body.get("store", True),
-        "temperature": body.get("temperature", 1.0),
+        "store": _given(body, "store", True),
+        "temperature": _given(body, "temperature", 1.0),
         "text": text,
-        "tool_choice": body.get("tool_choice", "auto"),
+        "tool_choice": _given(body, "tool_choice", "auto"),
         "tools": [_tool(t) for t in body.get("tools") or []],
-        "top_logprobs": body.get("top_logprobs", 0),
-        "top_p": body.get("top_p", 1.0),
-        "truncation": body.get("truncation", "disabled"),
+        "top_logprobs": _given(body, "top_logprobs", 0),
+        "top_p": _given(body, "top_p", 1.0),
+        "truncation": _given(body, "truncation", "disabled"),
         "usage": _usage(inner.prompt_tokens, answer.completion_tokens) if done or cut else None,
         # "user" (deprecated) only when sent: the spec does not allow the null the real API writes
         **({"user": body["user"]} if body.get("user") is not None else {}),
         "metadata": body.get("metadata") or {},
     }
+
+
+def _given(body: dict, key: str, default):
+    """The request's setting, or the default the real API echoes when it was left out or sent as null."""
+    value = body.get(key)
+    return default if value is None else value
 
 
 def _tool(tool: dict) -> dict:

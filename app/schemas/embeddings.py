@@ -38,9 +38,9 @@ def inputs_of(value) -> list:
 
 
 def check_inputs(body: dict) -> None:
-    """An empty string (alone or in a list) is refused, as in the real API, with its terse wording."""
+    """An empty string or a null (alone or in a list) is refused, as in the real API, with its terse wording."""
     for item in inputs_of(body["input"]):
-        if item == "" or item == []:
+        if item is None or item == "" or item == []:
             raise Invalid(
                 "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
                 None,
