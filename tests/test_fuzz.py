@@ -113,7 +113,9 @@ def fuzzed_server(tmp_path_factory):
     report = os.environ.get("MOCK_OPENAI_FUZZ_REPORT")
     if report:
         with open(report, "w") as handle:
-            json.dump({"examples_per_operation": EXAMPLES, "operations": len(SERVED), **SEEN}, handle)
+            json.dump(
+                {"examples_per_operation": EXAMPLES, "operations": len(SERVED), **SEEN, "5xx": SEEN["5xx"]}, handle
+            )
 
 
 def _stream_event_check(path: str):

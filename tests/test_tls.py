@@ -206,7 +206,8 @@ def test_a_silent_client_cannot_hold_a_handshake_open(start_server, pki):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         start = time.monotonic()
         assert sock.recv(1) == b""
-        assert time.monotonic() - start < 3
+        # closed after the 1 s timeout (the default is 600 s); the margin is for a suite loading both CPUs
+        assert time.monotonic() - start < 5
 
 
 def sdk_client(base_url: str, pki) -> openai.OpenAI:
