@@ -14,7 +14,7 @@ from app import metrics, tls
 from app.config import ConfigError, load_settings
 from app.replies.scripted import load_rules
 from app.shared import PATH_ENV, open_configured, shared_path
-from app.shared.redis_state import INSTANCE_ENV
+from app.shared.redis_state import INSTANCE_ENV, connect_redis
 from app.textgen import Corpus, CorpusError
 
 try:
@@ -25,6 +25,12 @@ try:
         load_rules(settings.responses["rules_path"])
 except (ConfigError, CorpusError) as exc:
     sys.exit(f"mock-openai: {exc}")
+
+if settings.shared["redis_url"]:  # several instances share one Redis: say so now if it cannot be reached
+    try:
+        connect_redis(settings.shared["redis_url"]).ping()
+    except Exception as exc:  # noqa: BLE001 (any failure to reach it stops the start)
+        sys.exit(f"mock-openai: cannot reach Redis at {settings.shared['redis_url']} ([shared] redis_url): {exc}")
 
 # State the workers share (app/shared): one file made here, in the master, before any worker forks; workers
 # inherit its path as [shared] path. A reload (SIGHUP) runs this file again in the same master: keep it.

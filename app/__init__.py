@@ -14,7 +14,9 @@ def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:
     :func:`load_settings` (``{"responses": {"inter_token_latency_ms": 0}}``), or None for the usual layers."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = MockOpenAIFlask(__name__)
-    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"])
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.server["max_body_bytes"], MOCK_OPENAI_REDIS=bool(settings.shared["redis_url"])
+    )
     app.json.sort_keys = False
     state = app.extensions["mock_openai"] = MockState.build(settings)
 

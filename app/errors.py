@@ -113,6 +113,11 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ParseException, _unreadable_body)
     app.register_error_handler(Exception, _unexpected_error)
+    if app.config.get("MOCK_OPENAI_REDIS"):
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        app.register_error_handler(ConnectionError, _shared_state_unreachable)
+        app.register_error_handler(TimeoutError, _shared_state_unreachable)
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -134,6 +139,12 @@ def _http_error(exc: HTTPException) -> Response:
 def _unreadable_body(exc: ParseException) -> Response:
     """gunicorn could not decode the body the app was reading (a bad chunk size, a missing chunk end)."""
     return error_response(400, f"We could not read the body of your request: {exc}", headers={"Connection": "close"})
+
+
+def _shared_state_unreachable(exc: Exception) -> Response:
+    """Redis (``[shared] redis_url``) is down or too slow: a 503 the SDK retries, as for an overloaded API."""
+    log.warning("shared state unreachable on %s %s: %s", request.method, request.path, exc)
+    return error_response(503, f"The server could not reach its shared state (Redis): {exc}. Retry.", SERVER_ERROR)
 
 
 def _unexpected_error(exc: Exception) -> Response:

@@ -92,3 +92,35 @@ def test_three_instances_behind_nginx_act_as_one(cluster):
     workers = {entry["worker"] for entry in page["data"]}
     assert len(workers) >= 3, workers
     assert requests.get(servers[2].base_url + "/_mock/faults").json()["pending"] == 0
+
+
+def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage_is_a_503(start_server, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from app.pytest_plugin import MOCK_OPENAI, clean_env
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    start = subprocess.run(
+        [str(MOCK_OPENAI), "-p", str(free_port())],
+        env=clean_env({"MOCK_OPENAI_SHARED_REDIS_URL": dead}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert start.returncode != 0 and f"cannot reach Redis at {dead}" in start.stderr
+    # Redis going away while the server runs: requests get a 503 in the API's shape (the SDK retries those)
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", ""], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        env = {"MOCK_OPENAI_SHARED_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        server = start_server("-w", "1", "--inter-token-latency", "0", env=env, cwd=tmp_path)
+        assert requests.post(server.base_url + "/v1/chat/completions", json=CHAT).status_code == 200
+    finally:
+        os.kill(redis.pid, signal.SIGKILL)
+        redis.wait()
+    reply = requests.post(server.base_url + "/v1/chat/completions", json=CHAT)
+    assert reply.status_code == 503 and reply.json()["error"]["type"] == "server_error", reply.text

@@ -14,6 +14,7 @@ Not journaled: the server's own pages and control routes (``/_mock/``, ``/ui``, 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from array import array
@@ -24,6 +25,7 @@ from flask import request
 from app.journal.entries import row_of
 from app.streaming import DONE, KEEPALIVE, STOPPED
 
+log = logging.getLogger(__name__)
 NOTE = "mock_openai.journal"  # environ key of the note the views fill in
 BODY = "mock_openai.body"  # environ key of the raw request body, once a view has read it
 SKIPPED = ("/_mock/", "/_mock", "/ui", "/metrics", "/favicon.ico")
@@ -175,7 +177,12 @@ class Journal:
             self._wake.clear()
             if self.interval:
                 sleep(self.interval)  # gather a batch: one transaction for many entries
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 (the store is unreachable: keep the entries, try again)
+                log.warning("could not write %d journal entries, retrying in 1 s: %r", len(self.pending), exc)
+                sleep(1)
+                self._wake.set()
 
     def flush(self) -> None:
         """Write every pending entry now (and wait for nothing)."""

@@ -108,11 +108,18 @@ class RedisJournalStore(JournalReader):
 
     # --- progress -----------------------------------------------------------------------------------------
     def _count(self, field: str, n: int) -> None:
+        """Best effort: with Redis unreachable the response still goes out (its entry waits to be written,
+        and a reader elsewhere may not wait for it)."""
+        from redis.exceptions import RedisError
+
         worker = self.worker()
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(self._key(field), worker, n)
         pipe.set(self._key("alive:" + worker), 1, ex=ALIVE_S)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except RedisError:
+            pass
 
     def captured(self, n: int = 1) -> None:
         self._count("captured", n)
