@@ -81,6 +81,22 @@ class JournalReader:
     def _unpack(self) -> None:
         raise NotImplementedError
 
+    @staticmethod
+    def _wait(wanted: dict, still_behind, timeout: float) -> bool:
+        """Sleep (in gevent) until ``still_behind(wanted)``, the workers of ``{worker: captured}`` that have
+        not committed that much yet, is empty; False if ``timeout`` passes first."""
+        from gevent import sleep
+
+        deadline = time.monotonic() + timeout
+        while wanted:
+            wanted = still_behind(wanted)
+            if not wanted:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            sleep(0.002)
+        return True
+
     # --- reading ------------------------------------------------------------------------------------------
     def query(self, where: dict, q: str | None, since: float | None, before: tuple | None, limit: int, offset: int):
         """``(rows, total)``: rows as dicts, newest first by the time each request came in (workers write in
@@ -197,19 +213,13 @@ class JournalStore(JournalReader):
 
     def wait_committed(self, timeout: float) -> bool:
         """Wait (sleeping in gevent) until every live worker has committed what it had captured by now."""
-        from gevent import sleep
-
         wanted = {r[1]: r[2] for _, r in self._progress.records() if r[2] > r[3]}
-        deadline = time.monotonic() + timeout
-        while wanted:
+
+        def still_behind(wanted):
             done = {r[1] for _, r in self._progress.records() if r[1] in wanted and r[3] >= wanted[r[1]]}
-            wanted = {pid: n for pid, n in wanted.items() if pid not in done and _alive(pid)}
-            if not wanted:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            sleep(0.002)
-        return True
+            return {pid: n for pid, n in wanted.items() if pid not in done and _alive(pid)}
+
+        return self._wait(wanted, still_behind, timeout)
 
     def forget_process(self, pid: int) -> None:
         for slot, record in list(self._progress.records()):

@@ -18,7 +18,6 @@ import atexit
 import marshal
 import os
 import tempfile
-import time
 from contextlib import contextmanager
 
 from app.shared import connect
@@ -153,20 +152,12 @@ class RedisJournalStore(JournalReader):
         return {w: behind[w] for w in self._alive(behind)}
 
     def wait_committed(self, timeout: float) -> bool:
-        from gevent import sleep
-
-        wanted = self._behind()
-        deadline = time.monotonic() + timeout
-        while wanted:
+        def still_behind(wanted):
             committed = self.redis.hmget(self._key("committed"), list(wanted))
             wanted = {w: n for (w, n), done in zip(wanted.items(), committed, strict=True) if int(done or 0) < n}
-            wanted = {w: wanted[w] for w in self._alive(wanted)}
-            if not wanted:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            sleep(0.002)
-        return True
+            return {w: wanted[w] for w in self._alive(wanted)}
+
+        return self._wait(self._behind(), still_behind, timeout)
 
     def forget_process(self, pid: int) -> None:
         worker = self.worker(pid)
