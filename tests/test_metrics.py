@@ -23,7 +23,8 @@ def value(text: str, sample: str) -> float:
 
 
 def test_completions_count_under_their_endpoint_status_and_model(make_client):
-    client = make_client({"latency": {"inter_token_latency_ms": 1}})  # paced: a write per token
+    # paced: a write per token (20 ms apart, so that a loaded machine's late wake-ups do not merge writes)
+    client = make_client({"latency": {"inter_token_latency_ms": 20}})
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 7}
     for stream in (False, True, True):
         client.post("/v1/chat/completions", json={**body, "stream": stream}).get_data()
