@@ -29,6 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from app.pytest_plugin import LiveServer  # noqa: E402
+from tests.conftest import start_redis  # noqa: E402
 from tests.test_e2e_redis import start_nginx  # noqa: E402
 from tests.test_e2e_restarts import Client, workers_of  # noqa: E402
 
@@ -118,13 +119,10 @@ def restart(folder: Path) -> dict:
 
 
 def instances(folder: Path) -> dict:
-    redis = subprocess.Popen(["redis-server", "--port", "6397", "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL)  # fmt: skip
-    env = {"MOCK_OPENAI_SHARED_REDIS_URL": "redis://127.0.0.1:6397/0",
-           "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex}  # fmt: skip
+    redis, redis_url = start_redis(folder)
+    env = {"MOCK_OPENAI_SHARED_REDIS_URL": redis_url, "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex}
     servers = []
     try:
-        time.sleep(0.5)
         servers = [LiveServer(["-w", "2", "--inter-token-latency", "0", "--rpm", "60"], env, folder) for _ in range(3)]
         nginx, url = start_nginx(folder, [s.port for s in servers])
         try:

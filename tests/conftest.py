@@ -61,20 +61,17 @@ def live_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """A real ``redis-server`` (Debian's) on a free port, with nothing saved to disk; tests keep apart by
-    key prefix."""
+def start_redis(folder) -> tuple[subprocess.Popen, str]:
+    """A real ``redis-server`` (Debian's) on a free port, saving nothing to disk, once it answers PING."""
+    import redis
+
     binary = shutil.which("redis-server")
     assert binary, "redis-server is needed for the Redis backend's tests: apt-get install redis-server"
     port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL,
     )
-    import redis
-
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 10
     while True:
@@ -85,6 +82,13 @@ def redis_url(tmp_path_factory):
             assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
             time.sleep(0.02)
     client.close()
-    yield f"redis://127.0.0.1:{port}/0"
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """One Redis for the session; tests keep apart by key prefix."""
+    process, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
     process.terminate()
     process.wait(10)

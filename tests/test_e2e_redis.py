@@ -100,6 +100,7 @@ def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage
     import subprocess
 
     from app.pytest_plugin import MOCK_OPENAI, clean_env
+    from tests.conftest import start_redis
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     start = subprocess.run(
@@ -112,11 +113,9 @@ def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage
     )
     assert start.returncode != 0 and f"cannot reach Redis at {dead}" in start.stderr
     # Redis going away while the server runs: requests get a 503 in the API's shape (the SDK retries those)
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", ""], stdout=subprocess.DEVNULL)
+    redis, url = start_redis(tmp_path)
     try:
-        time.sleep(0.3)
-        env = {"MOCK_OPENAI_SHARED_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        env = {"MOCK_OPENAI_SHARED_REDIS_URL": url}
         server = start_server("-w", "1", "--inter-token-latency", "0", env=env, cwd=tmp_path)
         assert requests.post(server.base_url + "/v1/chat/completions", json=CHAT).status_code == 200
     finally:
