@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,44 @@ def test_the_list_filters_updates_live_and_opens_a_redacted_escaped_detail(serve
     assert page.evaluate("window.__xss") is None and page.dialogs == []
     assert page.locator("#request-body script, #request-body img").count() == 0
     screenshot(page, "ui-request.png")
+
+
+def test_a_request_sent_with_a_marker_is_readable_in_the_list_without_opening_it(server, page):
+    reply = chat(server, "Tell me about zebra-7341 habitats " + "please " * 30).json()
+    page.goto(server.base_url + "/ui/requests")
+    row = page.locator("#requests tbody tr[data-id]").filter(has_text="zebra-7341")
+    row.wait_for()
+    asked, answered = row.locator("td.preview .asked").text_content(), row.locator(".answered").text_content()
+    assert asked.startswith("Tell me about zebra-7341 habitats please") and asked.endswith("…")
+    assert len(asked) <= 81
+    assert answered == reply["choices"][0]["message"]["content"].strip()
+    request_id = requests.get(server.base_url + "/_mock/requests", params={"q": "zebra-7341"}, timeout=5).json()
+    assert row.locator("td.request-id").text_content() == request_id["data"][0]["request_id"]
+    assert request_id["data"][0]["request_id"].startswith("req_")
+    screenshot(page, "ui-requests.png")
+
+
+def test_the_search_finds_a_stream_by_words_of_its_reply_and_the_detail_copies_as_curl(server, page):
+    chat(server, "find my stream", stream=True, headers={"Authorization": "Bearer sk-curl-secret"})
+    entry = requests.get(server.base_url + "/_mock/requests", params={"q": "find my stream"}, timeout=5).json()
+    entry = entry["data"][0]
+    words = entry["response"]["text"].split()[:3]  # a streamed reply is stored as events, a token each
+    page.goto(server.base_url + "/ui/requests")
+    page.uncheck("input[name=live]")
+    page.fill("input[name=q]", " ".join([*words, "stream"]))
+    page.click("#filters button[type=submit]")
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#requests tbody tr[data-id]')].some(r => r.dataset.id === '{entry['id']}')"
+    )
+    page.click(f"#requests tbody tr[data-id='{entry['id']}']")
+    page.wait_for_selector("#curl")
+    curl = page.text_content("#curl")
+    assert curl.startswith(f"curl -N -X POST {server.base_url}/v1/chat/completions")
+    assert '-H "Authorization: Bearer $OPENAI_API_KEY"' in curl and "sk-curl-secret" not in page.content()
+    assert "find my stream" in curl
+    sent = subprocess.run(["bash", "-c", curl], env={"OPENAI_API_KEY": "sk-any", "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert sent.returncode == 0 and sent.stdout.rstrip().endswith("data: [DONE]")
 
 
 def test_a_streams_detail_shows_its_events_with_their_times(server, page):

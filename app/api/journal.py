@@ -2,9 +2,11 @@
 
 - ``GET /_mock/requests``: entries newest first (by the time the request came in), filtered by ``method``,
   ``path``, ``status``, ``model``, ``stream``, ``ending``, ``test_id``, ``since`` (Unix seconds or ISO 8601)
-  and text ``q``; a page is
-  ``limit`` entries (50, at most 1000) after a ``cursor`` (the ``next_cursor`` of the page before) or at a
-  ``page`` number. ``{"object": "list", "data", "total", "has_more", "next_cursor"}``.
+  and text ``q`` (every word of it somewhere in the path, model, test id, fault, scenario, response
+  headers or either body); a page is ``limit`` entries (50, at most 1000) after a ``cursor`` (the
+  ``next_cursor`` of the page before) or at a ``page`` number. ``{"object": "list", "data", "total",
+  "has_more", "next_cursor"}``. Each entry has a ``preview``: the first words of what was asked (the last
+  user message, prompt or input) and of what was answered.
 - ``GET /_mock/requests/<id>``: one entry, with a stream's events and their times; 404 if it is gone.
 - ``DELETE /_mock/requests``: ``{"deleted": n}``.
 - ``GET /_mock/stats``: counts by status, method, path and model, success rate, latency and TTFT

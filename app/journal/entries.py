@@ -7,6 +7,8 @@ import json
 import os
 from array import array
 
+from app.journal.preview import preview
+
 # Never stored as sent: credentials and cookies, in either direction.
 SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY"}
 REDACTED = "[redacted]"
@@ -154,6 +156,7 @@ def entry_of(row: dict, events: bool = False) -> dict:
     else:
         response["ending"] = row["ending"]
     prompt, completion = row["prompt_tokens"], row["completion_tokens"]
+    request_body = _parsed(row["request_body"].decode("utf-8", "replace"))
     return {
         "id": row["id"],
         "object": "mock.request",
@@ -178,11 +181,12 @@ def entry_of(row: dict, events: bool = False) -> dict:
         "worker": row["worker"],
         "request": {
             "headers": request_headers(row["request_headers"]),
-            "body": _parsed(row["request_body"].decode("utf-8", "replace")),
+            "body": request_body,
             "size": row["request_size"],
             "truncated": (row["request_size"] or 0) > len(row["request_body"]),
         },
         "response": response,
+        "preview": preview(request_body, response["body"], response.get("text")),
     }
 
 

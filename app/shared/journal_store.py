@@ -109,9 +109,10 @@ class JournalReader:
         if since is not None:
             clauses.append("time >= ?")
             params.append(since)
-        if q:
+        for term in (q or "").lower().split():
+            # Every word somewhere, not the phrase: a stream's reply is stored as events, one token each.
             clauses.append("(" + " or ".join(f"instr(lower({c}), ?) > 0" for c in SEARCHED) + ")")
-            params.extend([q.lower()] * len(SEARCHED))
+            params.extend([term] * len(SEARCHED))
         where_sql = (" where " + " and ".join(clauses)) if clauses else ""
         self._unpack()
         db = self._db()

@@ -27,6 +27,7 @@ from app.journal.entries import entry_of
 from app.journal.stats import stats
 from app.render import compact, pretty
 from app.state import current_state
+from app.ui.curl import curl_command
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
 STARTED_ENV = "MOCK_OPENAI_STARTED_AT"  # set by gunicorn's master; else the time this worker started
@@ -119,7 +120,8 @@ def request_detail(entry_id: int):
     if row is None:
         return render_template("detail.html", page="requests", entry=None, entry_id=entry_id), 404
     entry = entry_of(row, events=True)
-    return render_template("detail.html", page="requests", entry=entry, entry_id=entry_id, pretty=_pretty)
+    curl = curl_command(entry, request.host_url)
+    return render_template("detail.html", page="requests", entry=entry, entry_id=entry_id, pretty=_pretty, curl=curl)
 
 
 @bp.get("/health")

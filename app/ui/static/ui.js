@@ -116,6 +116,13 @@ function dashboard() {
 
 // --- the request list -------------------------------------------------------------------------------------
 
+function previewCell(cell, preview) {
+  // The first words of what was asked and what came back, as text (never HTML), each on its own line.
+  cell.className = "preview";
+  cell.appendChild(el("span", { class: "asked" }, preview.asked || "–"));
+  cell.appendChild(el("span", { class: "answered" }, preview.answered || "–"));
+}
+
 function requestList() {
   const form = document.getElementById("filters");
   if (!form) return;
@@ -152,18 +159,21 @@ function requestList() {
 
   function render(page) {
     body.replaceChildren();
-    if (!page.data.length) body.appendChild(el("tr")).appendChild(el("td", { colspan: 9, class: "empty" }, "No requests match."));
+    if (!page.data.length) body.appendChild(el("tr")).appendChild(el("td", { colspan: 11, class: "empty" }, "No requests match."));
     for (const entry of page.data) {
       const row = el("tr", { "data-id": String(entry.id) });
       const tokens = entry.usage ? `${entry.usage.prompt_tokens} / ${entry.usage.completion_tokens}` : "–";
       const cells = [
         new Date(entry.time * 1000).toLocaleTimeString("en-GB", { hour12: false }) + "." + String(Math.floor((entry.time % 1) * 1000)).padStart(3, "0"),
-        entry.method, entry.path, entry.status, entry.model || "–", entry.stream ? "yes" : "", ms(entry.latency_ms), tokens,
-        entry.response.ending || "",
+        entry.request_id || "–", entry.method, entry.path, entry.status, entry.model || "–", null,
+        entry.stream ? "yes" : "", ms(entry.latency_ms), tokens, entry.response.ending || "",
       ];
       cells.forEach((text, i) => {
-        const cell = row.appendChild(el("td", i === 2 ? { class: "path" } : {}, text));
-        if (i === 3) cell.className = "status-cell s" + String(entry.status)[0] + "xx-text";
+        const cell = row.appendChild(el("td", {}, text));
+        if (i === 1) cell.className = "request-id";
+        if (i === 3) cell.className = "path";
+        if (i === 4) cell.className = "status-cell s" + String(entry.status)[0] + "xx-text";
+        if (i === 6) previewCell(cell, entry.preview);
       });
       row.addEventListener("click", () => { window.location.href = `/ui/requests/${entry.id}`; });
       body.appendChild(row);
@@ -189,6 +199,24 @@ function requestList() {
 
 // --- pages ------------------------------------------------------------------------------------------------
 
+function copyButtons() {
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch (_) {
+        // No clipboard (a page over plain HTTP on another host): select the text for a manual copy.
+        const range = document.createRange();
+        range.selectNodeContents(document.getElementById(button.dataset.copy));
+        window.getSelection().replaceChildren(range);
+        button.textContent = "Selected: press Ctrl+C";
+      }
+    });
+  }
+}
+
 function localTimes() {
   for (const node of document.querySelectorAll(".time[data-time]")) {
     node.textContent = new Date(Number(node.dataset.time) * 1000).toISOString();
@@ -198,4 +226,5 @@ function localTimes() {
 dashboard();
 requestList();
 localTimes();
+copyButtons();
 if (listeners.length) connectLive();
