@@ -12,29 +12,25 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md pytest_mock_openai.py ./
 COPY app ./app
-# Every dependency's wheel, as pyproject.toml asks for them; not the server's own (it runs from its source).
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . && rm /wheels/mock_openai-*.whl
+# The server's own wheel and every dependency's, as pyproject.toml asks for them.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PYTHONPATH=/srv/mock-openai \
     MOCK_OPENAI_SERVER_HOST=0.0.0.0 \
     MOCK_OPENAI_SERVER_PORT=8079
-# The dependencies from their wheels (their versions were chosen in the build stage); the server itself runs
-# from its source folder, where it finds config/ and assets/ beside app/.
+# The server installed from its wheel, as `pip install mock-openai` installs it: its built-in config, corpus,
+# UI and gunicorn settings ship inside the package. The working folder holds only what a user adds
+# (config/local.toml, .env, certs/), as anywhere else.
 COPY --from=build /wheels /wheels
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --no-index /wheels/*.whl \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mock-openai
 WORKDIR /srv/mock-openai
-COPY gunicorn.conf.py wsgi.py ./
-COPY app ./app
-COPY config ./config
-COPY assets ./assets
 # Certificates come from a volume (mock-openai certs writes a set; see the README's TLS section).
 VOLUME ["/srv/mock-openai/certs"]
 USER 10001
@@ -43,4 +39,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["pyt
 # SIGTERM is gunicorn's graceful stop (see the README's Restarts): give it the grace period before a kill,
 # e.g. docker stop -t 35.
 STOPSIGNAL SIGTERM
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+CMD ["mock-openai"]

@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from app.config import ROOT
-
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 FILES = ("ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")
 
@@ -146,7 +144,7 @@ def generate(out: Path, hosts: tuple[str, ...], days: int, force: bool = False) 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mock-openai certs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "certs", help="folder to write to [certs/]")
+    parser.add_argument("--out", type=Path, default=Path("certs"), help="folder to write to [./certs]")
     parser.add_argument("--days", type=int, default=825, help="validity in days [825]")
     parser.add_argument(
         "--hosts",

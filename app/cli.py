@@ -16,15 +16,16 @@ from app import __version__, tls
 from app.config import (
     CLI_OVERRIDES_ENV,
     CONFIG_FILE_ENV,
-    ROOT,
-    SONNETS_PATH,
     ConfigError,
     load_settings,
     parse_duration,
+    sonnets_path,
 )
 from app.textgen import CorpusError, download
 
-GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+# The gunicorn settings, inside the package: the CLI runs them wherever it is installed (a clone's top-level
+# gunicorn.conf.py runs the same file).
+GUNICORN_CONF = Path(__file__).resolve().with_name("gunicorn_conf.py")
 
 
 def _duration(text: str) -> str:
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--download-sonnets",
         action="store_true",
-        help="fetch the Shakespeare sonnets into assets/ and use them",
+        help="fetch the Shakespeare sonnets (once, into ~/.cache/mock-openai/) and use them",
     )
     add("--any-model", action="store_true", help="answer any model name, echoing it back")
     add(
@@ -203,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         tls.check(settings.tls)
         if args.download_sonnets:
-            if not SONNETS_PATH.is_file():
+            sonnets = sonnets_path()
+            if not sonnets.is_file():
                 print(f"mock-openai: downloading {settings.responses['sonnets_url']}", file=sys.stderr)
-                download(settings.responses["sonnets_url"], SONNETS_PATH)
-            layer.setdefault("responses", {})["corpus"] = str(SONNETS_PATH)
+                download(settings.responses["sonnets_url"], sonnets)
+            layer.setdefault("responses", {})["corpus"] = str(sonnets)
             os.environ[CLI_OVERRIDES_ENV] = json.dumps(layer)
     except (ConfigError, CorpusError) as exc:
         print(f"mock-openai: {exc}", file=sys.stderr)

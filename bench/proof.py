@@ -28,7 +28,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from app.pytest_plugin import LiveServer  # noqa: E402
+from pytest_mock_openai import LiveServer  # noqa: E402
 from tests.conftest import start_redis  # noqa: E402
 from tests.test_e2e_redis import start_nginx  # noqa: E402
 from tests.test_e2e_restarts import Client, workers_of  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from app.pytest_plugin import MOCK_OPENAI, LiveServer, clean_env, free_port  # noqa: F401 (the tests' helpers)
+from pytest_mock_openai import MOCK_OPENAI, LiveServer, clean_env, free_port  # noqa: F401 (the tests' helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
 

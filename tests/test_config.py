@@ -13,7 +13,7 @@ def load(tmp_path, environ=None, files=None):
     (tmp_path / "config").mkdir(exist_ok=True)
     for name, text in (files or {}).items():
         (tmp_path / "config" / name).write_text(text)
-    return load_settings(environ=environ or {}, root=tmp_path)
+    return load_settings(environ=environ or {}, folder=tmp_path)
 
 
 def test_built_in_defaults(tmp_path):
@@ -25,10 +25,10 @@ def test_built_in_defaults(tmp_path):
     assert settings.server["strict_validation"] is True
 
 
-def test_repo_default_toml_agrees_with_the_built_in_defaults():
-    from app.config import DEFAULTS, ROOT, _read_toml
+def test_the_shipped_default_toml_agrees_with_the_built_in_defaults():
+    from app.config import BUILT_IN_CONFIG, DEFAULTS, _read_toml
 
-    assert _read_toml(ROOT / "config" / "default.toml") == DEFAULTS
+    assert _read_toml(BUILT_IN_CONFIG / "default.toml") == DEFAULTS
 
 
 def test_layers_in_order(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import pydantic
 import pytest
 import requests
 
-from app.pytest_plugin import LiveServer
+from pytest_mock_openai import LiveServer
 from tests.openapi import (
     assert_valid,
     assert_valid_legacy_chunk,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from app.config import load_settings
-from app.pytest_plugin import clean_env, free_port
+from pytest_mock_openai import clean_env, free_port
 from tests.conftest import ROOT
 
 

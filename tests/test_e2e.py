@@ -230,31 +230,29 @@ def test_corpus_flag(start_server, tmp_path):
     assert reply["model"] == "anything-goes"
 
 
-def test_download_sonnets_from_a_local_server(start_server, tmp_path, monkeypatch):
-    from app.config import SONNETS_PATH
-
-    if SONNETS_PATH.exists():
-        pytest.skip(f"{SONNETS_PATH} exists already; the command would not download it again")
+def test_download_sonnets_from_a_local_server_into_the_user_cache(start_server, tmp_path):
+    cache = tmp_path / "cache"
     (tmp_path / "sonnets.txt").write_text("Shall I compare thee to a summer's day? " * 5)
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/sonnets.txt"
     try:
-        server = start_server("--download-sonnets", env={"MOCK_OPENAI_RESPONSES_SONNETS_URL": url})
+        env = {"MOCK_OPENAI_RESPONSES_SONNETS_URL": url, "XDG_CACHE_HOME": str(cache)}
+        server = start_server("--download-sonnets", env=env)
         body = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 5, "temperature": 0}
         reply = requests.post(server.base_url + "/v1/chat/completions", json=body, timeout=5).json()
         assert reply["choices"][0]["message"]["content"] == "Shall I compare thee to"
+        assert (cache / "mock-openai" / "sonnets.txt").is_file()
     finally:
         httpd.shutdown()
-        SONNETS_PATH.unlink(missing_ok=True)
 
 
 def test_download_sonnets_without_network_fails_clearly(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/sonnets.txt"  # nothing listens there
     result = subprocess.run(
         [str(MOCK_OPENAI), "--download-sonnets"],
-        env=clean_env({"MOCK_OPENAI_RESPONSES_SONNETS_URL": url}),
+        env=clean_env({"MOCK_OPENAI_RESPONSES_SONNETS_URL": url, "XDG_CACHE_HOME": str(tmp_path)}),
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -67,7 +67,7 @@ def read_response(sock, pending=b""):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from app.pytest_plugin import LiveServer
+    from pytest_mock_openai import LiveServer
 
     live = LiveServer(["-w", "1", "--inter-token-latency", "0"], None, tmp_path_factory.mktemp("http1"))
     yield live

@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from app.pytest_plugin import free_port
+from pytest_mock_openai import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -99,7 +99,7 @@ def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage
     import signal
     import subprocess
 
-    from app.pytest_plugin import MOCK_OPENAI, clean_env
+    from pytest_mock_openai import MOCK_OPENAI, clean_env
     from tests.conftest import start_redis
 
     dead = f"redis://127.0.0.1:{free_port()}/0"

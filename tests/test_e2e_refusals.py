@@ -22,7 +22,7 @@ CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "conten
 
 @pytest.fixture(scope="module", params=["lean loop", "gunicorn's loop"])
 def server(request, tmp_path_factory):
-    from app.pytest_plugin import LiveServer
+    from pytest_mock_openai import LiveServer
 
     env = {"MOCK_OPENAI_SERVER__ACCESS_LOG": "true"} if request.param == "gunicorn's loop" else None
     live = LiveServer(["-w", "1", "--inter-token-latency", "0"], env, tmp_path_factory.mktemp("refusals"))

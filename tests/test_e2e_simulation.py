@@ -106,6 +106,18 @@ def test_one_shot_faults_for_one_model_leave_the_others_alone(server):
     assert chat(server, model="gpt-4o", max_tokens=1).status_code == 200
 
 
+def test_a_one_shot_fault_for_one_test_id_reaches_only_that_tests_requests(server):
+    url = server.base_url + "/_mock/faults"
+    bad = requests.post(url, json={"error": "500", "test_id": 7}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "test_id"
+    assert requests.post(url, json={"error": "500", "count": 2, "test_id": "tests/a.py::t"}, timeout=5).ok
+    assert chat(server, max_tokens=1).status_code == 200
+    assert chat(server, max_tokens=1, headers={"X-Mock-Test-Id": "tests/b.py::t"}).status_code == 200
+    assert chat(server, max_tokens=1, headers={"X-Mock-Test-Id": "tests/a.py::t"}).status_code == 500
+    assert requests.delete(url, params={"test_id": "tests/a.py::t"}, timeout=5).json() == {"cleared": 1}
+    assert chat(server, max_tokens=1, headers={"X-Mock-Test-Id": "tests/a.py::t"}).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "exception", "error"),
     [

@@ -25,7 +25,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.pytest_plugin import LiveServer
+from pytest_mock_openai import LiveServer
 from tests import openapi
 from tests.sse import parse_response_events, parse_sse
 

@@ -61,6 +61,20 @@ def test_faults_are_served_first_in_first_out_and_by_model(path):
     assert shared.clear_faults() == 4 and shared.faults() == []
 
 
+def test_a_fault_for_one_test_is_taken_and_cleared_by_that_test_only(path):
+    shared = open_(path)
+    shared.add_faults([{"error": "429", "count": 2, "test_id": "t1"}, {"error": "500", "count": 1, "test_id": "t2"}])
+    assert shared.take_fault("m") is None and shared.take_fault("m", "t3") is None  # untagged, another test
+    taken = shared.take_fault("m", "t2")
+    assert taken["error"] == "500" and taken["test_id"] == "t2"
+    assert shared.take_fault("m", "t1")["error"] == "429"
+    assert shared.clear_faults("t1") == 1 and shared.pending_faults() == 0
+    assert [f["test_id"] for f in shared.faults()] == ["t2"]
+    shared.add_faults([{"error": "502", "count": 3, "test_id": "t2"}, {"error": "503", "count": 1}])
+    assert shared.clear_faults("t2") == 3 and shared.pending_faults() == 1
+    assert shared.take_fault("m", "anyone")["error"] == "503"  # an untagged fault is for every request
+
+
 def test_bucket_updates_are_atomic_across_processes(path):
     # As under gunicorn: the processes fork before any of them opens the file.
     context = multiprocessing.get_context("fork")

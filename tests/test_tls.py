@@ -9,6 +9,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -287,8 +288,8 @@ def test_minimum_tls_version(start_server, pki):
 # --- start-up checks ------------------------------------------------------------------------------------
 
 
-def start_up_error(*flags: str) -> str:
-    result = subprocess.run([str(MOCK_OPENAI), "-p", str(free_port()), *flags], env=clean_env(),
+def start_up_error(*flags: str, as_user: list[str] = ()) -> str:
+    result = subprocess.run([*as_user, str(MOCK_OPENAI), "-p", str(free_port()), *flags], env=clean_env(),
                             capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -312,13 +313,21 @@ def test_client_certificates_need_a_ca(pki):
     assert "tls.require_client_cert needs tls.ca_cert_path" in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file, so a permission error cannot be staged")
-def test_unreadable_key_stops_start_up(pki, tmp_path):
-    key = tmp_path / "server.key"
-    shutil.copy(pki["good"].server_key, key)
-    key.chmod(0)
-    message = start_up_error("--tls-cert", pki["good"].server_crt, "--tls-key", str(key))
-    assert "permission denied" in message
+def test_unreadable_key_stops_start_up(pki):
+    # Root reads any file: as root (CI), the server runs as nobody, in a folder that nobody may enter.
+    as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="mock-openai-unreadable-"))
+    try:
+        folder.chmod(0o755)
+        key, cert = folder / "server.key", folder / "server.crt"
+        shutil.copy(pki["good"].server_key, key)
+        shutil.copy(pki["good"].server_crt, cert)
+        cert.chmod(0o644)
+        key.chmod(0)
+        message = start_up_error("--tls-cert", str(cert), "--tls-key", str(key), as_user=as_user)
+    finally:
+        shutil.rmtree(folder)
+    assert message == f"mock-openai: tls.key_path: cannot read {key} (permission denied)"
 
 
 # --- behind an mTLS reverse proxy ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from app.config import DEFAULT_CORPUS
 from app.tokens import count_message_tokens, count_tokens, split_tokens
 
 
@@ -26,7 +27,7 @@ def test_long_words_and_numbers_split():
 
 
 def test_english_prose_is_about_four_characters_a_token():
-    text = open("assets/corpus.txt").read()
+    text = DEFAULT_CORPUS.read_text()
     assert 3.5 < len(text) / count_tokens(text) < 5.5
 
 

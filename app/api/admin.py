@@ -6,7 +6,8 @@
   applied atomically: every worker's next request sees all of it.
 - ``DELETE /_mock/config``: back to the start-up settings.
 - ``GET /_mock/faults``, ``POST /_mock/faults``, ``DELETE /_mock/faults``: one-shot faults, served first in,
-  first out to the next matching requests.
+  first out to the next matching requests; a fault with a ``test_id`` only to requests tagged with it
+  (``X-Mock-Test-Id``), so parallel tests against one server do not catch each other's.
 
 With ``[admin] token`` set these routes need it as a bearer token (or the web UI's session cookie);
 otherwise they need ``[auth] token`` when that is set. Bad input gets a 400 that names the field.
@@ -141,9 +142,9 @@ def _fault(item, path: str) -> dict:
 
     if not isinstance(item, dict):
         raise invalid(f"Expected a fault object at '{path or 'body'}'.", path or "body")
-    unknown = [key for key in item if key not in ("error", "count", "model", "after")]
+    unknown = [key for key in item if key not in ("error", "count", "model", "after", "test_id")]
     if unknown:
-        raise invalid(f"Unknown field '{name(unknown[0])}'; use error, count, model, after.", name(unknown[0]))
+        raise invalid(f"Unknown field '{name(unknown[0])}'; use error, count, model, after, test_id.", name(unknown[0]))
     kind = item.get("error")
     if isinstance(kind, int) and not isinstance(kind, bool):
         kind = str(kind)
@@ -156,6 +157,11 @@ def _fault(item, path: str) -> dict:
         if not isinstance(item["model"], str):
             raise invalid(f"'{name('model')}' must be a model name.", name("model"))
         fault["model"] = item["model"]
+    if item.get("test_id") is not None:
+        if not isinstance(item["test_id"], str) or not item["test_id"]:
+            message = f"'{name('test_id')}' must be a test id (the X-Mock-Test-Id of its requests)."
+            raise invalid(message, name("test_id"))
+        fault["test_id"] = item["test_id"]
     if item.get("after") is not None:
         after = item["after"]
         if kind not in STREAM_FAULT_KINDS:
@@ -180,8 +186,9 @@ def list_faults():
 @bp.post("/faults")
 def add_faults():
     """201 with the queued faults. The body is one fault, a list of them, or ``{"faults": [...]}``; a fault is
-    ``{"error": kind, "count": 1, "model": null, "after": null}``: the next ``count`` requests (to
-    ``model``, or to any) get ``error``; a mid-stream kind strikes ``after`` tokens."""
+    ``{"error": kind, "count": 1, "model": null, "after": null, "test_id": null}``: the next ``count``
+    requests (to ``model``, or to any; tagged ``X-Mock-Test-Id: test_id``, or any) get ``error``; a mid-stream
+    kind strikes ``after`` tokens."""
     body = json_body()
     if isinstance(body, dict) and "faults" in body:
         items, path = body["faults"], "faults"
@@ -197,5 +204,7 @@ def add_faults():
 
 @bp.delete("/faults")
 def clear_faults():
-    """200 ``{"cleared": n}``: every queued fault dropped; ``n`` uses were still pending."""
-    return admin_json({"cleared": current_state().shared.clear_faults()})
+    """200 ``{"cleared": n}``: every queued fault dropped (with ``?test_id=``, only that test's); ``n`` uses
+    were still pending."""
+    test_id = request.args.get("test_id") or None
+    return admin_json({"cleared": current_state().shared.clear_faults(test_id)})

@@ -1,14 +1,16 @@
 """The one configuration loader.
 
-Layers, later ones winning: built-in defaults, ``config/default.toml``, ``config/test_scenarios.toml``,
-``config/local.toml``, the file named by ``--config`` (or ``MOCK_OPENAI_CONFIG``), ``.env``, environment
-variables, then command-line flags. The merged result is validated by one marshmallow schema; a bad value
-stops start-up with a :class:`ConfigError` that names the key and the layer it came from.
+Layers, later ones winning: built-in defaults and the built-in scenarios (inside the package, so an
+installed wheel has them); from the folder the server runs in, ``config/default.toml``,
+``config/test_scenarios.toml`` and ``config/local.toml``, each optional; the file named by ``--config`` (or
+``MOCK_OPENAI_CONFIG``); ``.env`` in that folder; environment variables; then command-line flags. The merged
+result is validated by one marshmallow schema; a bad value stops start-up with a :class:`ConfigError` that
+names the key and the layer it came from.
 
 The same schema validates what changes at run time: :meth:`Settings.with_layer` puts a layer (a named
 scenario, a ``PATCH /_mock/config``) on top of loaded settings and validates the result again.
 
-gunicorn's master (through ``gunicorn.conf.py``) and every worker (through ``create_app``) call
+gunicorn's master (through ``app/gunicorn_conf.py``) and every worker (through ``create_app``) call
 :func:`load_settings` and so see the same settings. The CLI hands its flags to both through the
 ``MOCK_OPENAI_CLI_OVERRIDES`` environment variable, which forked workers inherit.
 """
@@ -25,6 +27,7 @@ from marshmallow import ValidationError
 
 from app.config.defaults import (  # noqa: F401 (the package's face: what the rest of the app imports)
     ALIASES,
+    BUILT_IN_CONFIG,
     CLI_OVERRIDES_ENV,
     CONFIG_FILE_ENV,
     DEFAULT_CORPUS,
@@ -35,11 +38,11 @@ from app.config.defaults import (  # noqa: F401 (the package's face: what the re
     FAULT_KINDS,
     KEY_ALIASES,
     RESPONSE_MODES,
-    ROOT,
     RUNTIME_SECTIONS,
-    SONNETS_PATH,
     SONNETS_URL,
     STREAM_FAULT_KINDS,
+    USER_CONFIG_FILES,
+    sonnets_path,
 )
 from app.config.schema import SettingsSchema, parse_duration  # noqa: F401
 from app.config.settings import ConfigError, ModelSpec, Settings  # noqa: F401
@@ -47,13 +50,17 @@ from app.config.settings import ConfigError, ModelSpec, Settings  # noqa: F401
 # --- loading ------------------------------------------------------------------------------------------
 
 
-def load_settings(overrides: dict | None = None, environ: dict | None = None, root: Path | None = None) -> Settings:
-    """Merge every layer and validate. ``overrides`` is a layer above the CLI, for tests."""
+def load_settings(overrides: dict | None = None, environ: dict | None = None, folder: Path | None = None) -> Settings:
+    """Merge every layer and validate. ``folder`` is where the user's ``config/`` and ``.env`` are read (the
+    working folder by default); ``overrides`` is a layer above the CLI, for tests."""
     environ = os.environ if environ is None else environ
-    root = ROOT if root is None else root
-    layers: list[tuple[str, dict]] = [("built-in defaults", DEFAULTS)]
-    for name in ("default.toml", "test_scenarios.toml", "local.toml"):
-        path = root / "config" / name
+    folder = Path.cwd() if folder is None else folder
+    layers: list[tuple[str, dict]] = [
+        ("built-in defaults", DEFAULTS),
+        ("built-in scenarios", _read_toml(BUILT_IN_CONFIG / "test_scenarios.toml")),
+    ]
+    for name in USER_CONFIG_FILES:
+        path = folder / "config" / name
         if path.is_file():
             layers.append((f"config/{name}", _read_toml(path)))
     extra = environ.get(CONFIG_FILE_ENV)
@@ -62,7 +69,7 @@ def load_settings(overrides: dict | None = None, environ: dict | None = None, ro
         if not path.is_file():
             raise ConfigError(f"config file {extra} (from {CONFIG_FILE_ENV}) does not exist")
         layers.append((str(path), _read_toml(path)))
-    dotenv_path = Path.cwd() / ".env"
+    dotenv_path = folder / ".env"
     if dotenv_path.is_file():
         dotenv = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
         layers.append((".env", _from_environment(dotenv)))

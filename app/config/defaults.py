@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CORPUS = ROOT / "assets" / "corpus.txt"
-SONNETS_PATH = ROOT / "assets" / "sonnets.txt"
+# What ships inside the package, so an installed wheel runs as a clone does: the built-in scenarios (and
+# default.toml, every default written out with its meaning), and the default corpus.
+BUILT_IN_CONFIG = Path(__file__).resolve().parent
+DEFAULT_CORPUS = BUILT_IN_CONFIG.parent / "assets" / "corpus.txt"
+# What the user adds is read from the folder they run the server in: config/default.toml,
+# config/test_scenarios.toml and config/local.toml there, each optional, as the original read them.
+USER_CONFIG_FILES = ("default.toml", "test_scenarios.toml", "local.toml")
 SONNETS_URL = (
     "https://raw.githubusercontent.com/martin-gorner/tensorflow-rnn-shakespeare/master/shakespeare/sonnets.txt"
 )
+
+
+def sonnets_path() -> Path:
+    """Where ``--download-sonnets`` keeps its copy: the user's cache folder, never the installed package."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "mock-openai" / "sonnets.txt"
+
+
 CLI_OVERRIDES_ENV = "MOCK_OPENAI_CLI_OVERRIDES"
 CONFIG_FILE_ENV = "MOCK_OPENAI_CONFIG"
 ENV_PREFIXES = ("MOCK_OPENAI_", "MOCK_GPT_")  # ours, then the original mock's

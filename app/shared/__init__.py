@@ -27,6 +27,11 @@ PATH_ENV = "MOCK_OPENAI_SHARED_PATH"  # also the [shared] path setting, through 
 MAX_OBJECTS = 10000  # per kind of stored object: a load test with store=true must not grow the file forever
 
 
+def fault_view(fault_id: int, model: str | None, test_id: str | None, spec: dict) -> dict:
+    """A queued fault as every backend shows it: ``test_id`` only when it is scoped to one test."""
+    return {"id": fault_id, "model": model, **({"test_id": test_id} if test_id else {}), **spec}
+
+
 class SharedState(ABC):
     # --- what changed: read on every request --------------------------------------------------------------
     @abstractmethod
@@ -49,19 +54,22 @@ class SharedState(ABC):
     # --- one-shot faults ----------------------------------------------------------------------------------
     @abstractmethod
     def add_faults(self, faults: list[dict]) -> list[dict]:
-        """Queue faults (``{"error", "model", "count", ...}``), first in, first served; returns them with ids."""
+        """Queue faults (``{"error", "model", "test_id", "count", ...}``), first in, first served; returns them
+        with ids. A fault with a ``test_id`` is only for requests tagged with it (``X-Mock-Test-Id``)."""
 
     @abstractmethod
-    def take_fault(self, model: str) -> dict | None:
-        """The first queued fault for ``model`` (or for any model), used up by one; None if there is none."""
+    def take_fault(self, model: str, test_id: str | None = None) -> dict | None:
+        """The first queued fault for ``model`` (or for any model) and for this test (or for any request), used
+        up by one; None if there is none."""
 
     @abstractmethod
     def faults(self) -> list[dict]:
         """Every fault queued since the last clear, with ``remaining`` and ``used`` counts."""
 
     @abstractmethod
-    def clear_faults(self) -> int:
-        """Drop every queued fault; returns how many uses were still pending."""
+    def clear_faults(self, test_id: str | None = None) -> int:
+        """Drop every queued fault, or only those queued for ``test_id``; returns how many uses were still
+        pending among those dropped."""
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
     @abstractmethod

@@ -24,7 +24,7 @@ import struct
 import time
 from contextlib import contextmanager
 
-from app.shared import MAX_OBJECTS, SharedState, connect, write_transaction
+from app.shared import MAX_OBJECTS, SharedState, connect, fault_view, write_transaction
 from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
@@ -41,8 +41,8 @@ def _idle(record) -> bool:
 _SCHEMA = """
 create table if not exists kv (key text primary key, value text not null);
 create table if not exists faults (
-    id integer primary key autoincrement, spec text not null, model text, remaining integer not null,
-    used integer not null default 0, created real not null);
+    id integer primary key autoincrement, spec text not null, model text, test_id text,
+    remaining integer not null, used integer not null default 0, created real not null);
 create table if not exists objects (
     seq integer primary key autoincrement, kind text not null, id text not null, body text not null);
 create unique index if not exists objects_by_id on objects (kind, id);
@@ -127,49 +127,52 @@ class LocalSharedState(SharedState):
         added = []
         with self._write() as db:
             for fault in faults:
-                spec = {k: v for k, v in fault.items() if k not in ("count", "model")}
+                spec = {k: v for k, v in fault.items() if k not in ("count", "model", "test_id")}
                 cursor = db.execute(
-                    "insert into faults (spec, model, remaining, created) values (?, ?, ?, ?)",
-                    (json.dumps(spec), fault.get("model"), fault["count"], time.time()),
+                    "insert into faults (spec, model, test_id, remaining, created) values (?, ?, ?, ?, ?)",
+                    (json.dumps(spec), fault.get("model"), fault.get("test_id"), fault["count"], time.time()),
                 )
                 added.append({"id": cursor.lastrowid, **fault})
             self._set_counters(pending=self._pending(db))
         return added
 
-    def take_fault(self, model: str) -> dict | None:
+    def take_fault(self, model: str, test_id: str | None = None) -> dict | None:
         with self._write() as db:
             row = db.execute(
-                "select id, spec, model, remaining from faults where remaining > 0 and (model is null or model = ?)"
-                " order by id limit 1",
-                (model,),
+                "select id, spec, model, test_id from faults where remaining > 0 and (model is null or model = ?)"
+                " and (test_id is null or test_id = ?) order by id limit 1",
+                (model, test_id),
             ).fetchone()
             if row is None:
                 return None
             db.execute("update faults set remaining = remaining - 1, used = used + 1 where id = ?", (row[0],))
             self._set_counters(pending=self._pending(db))
-        return {"id": row[0], "model": row[2], **json.loads(row[1])}
+        return fault_view(row[0], row[2], row[3], json.loads(row[1]))
 
     def faults(self) -> list[dict]:
-        rows = self._db().execute("select id, spec, model, remaining, used, created from faults order by id")
+        rows = self._db().execute("select id, spec, model, test_id, remaining, used, created from faults order by id")
         return [
             {
-                "id": i,
-                "model": m,
-                **json.loads(spec),
+                **fault_view(i, m, t, json.loads(spec)),
                 "count": left + used,
                 "remaining": left,
                 "used": used,
                 "created": int(created),
             }
-            for i, spec, m, left, used, created in rows
+            for i, spec, m, t, left, used, created in rows
         ]
 
-    def clear_faults(self) -> int:
+    def clear_faults(self, test_id: str | None = None) -> int:
         with self._write() as db:
-            pending = self._pending(db)
-            db.execute("delete from faults")
-            self._set_counters(pending=0)
-        return pending
+            if test_id is None:
+                dropped = self._pending(db)
+                db.execute("delete from faults")
+            else:
+                query = "select coalesce(sum(remaining), 0) from faults where test_id = ?"
+                dropped = db.execute(query, (test_id,)).fetchone()[0]
+                db.execute("delete from faults where test_id = ?", (test_id,))
+            self._set_counters(pending=self._pending(db))
+        return dropped
 
     @staticmethod
     def _pending(db) -> int:

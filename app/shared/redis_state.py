@@ -19,7 +19,7 @@ import os
 import socket
 import time
 
-from app.shared import MAX_OBJECTS, SharedState
+from app.shared import MAX_OBJECTS, SharedState, fault_view
 
 INSTANCE_ENV = "MOCK_OPENAI_INSTANCE"
 
@@ -73,11 +73,12 @@ end
 """
 _ADD_FAULTS = """
 local added = {}
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local id = redis.call('INCR', KEYS[3])
   local key = ARGV[1] .. 'fault:' .. id
   redis.call('HSET', key, 'spec', ARGV[i], 'remaining', ARGV[i + 2], 'used', 0, 'created', ARGV[2])
   if ARGV[i + 1] ~= '' then redis.call('HSET', key, 'model', ARGV[i + 1]) end
+  if ARGV[i + 3] ~= '' then redis.call('HSET', key, 'test_id', ARGV[i + 3]) end
   redis.call('RPUSH', KEYS[1], id)
   redis.call('INCRBY', KEYS[2], ARGV[i + 2])
   table.insert(added, id)
@@ -89,21 +90,35 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local key = ARGV[1] .. 'fault:' .. id
   local left = tonumber(redis.call('HGET', key, 'remaining') or '0')
   local model = redis.call('HGET', key, 'model')
-  if left > 0 and (not model or model == ARGV[2]) then
+  local test = redis.call('HGET', key, 'test_id')
+  if left > 0 and (not model or model == ARGV[2]) and (not test or test == ARGV[3]) then
     redis.call('HINCRBY', key, 'remaining', -1)
     redis.call('HINCRBY', key, 'used', 1)
     redis.call('DECR', KEYS[2])
-    return {id, redis.call('HGET', key, 'spec'), model or ''}
+    return {id, redis.call('HGET', key, 'spec'), model or '', test or ''}
   end
 end
 return false
 """
 _CLEAR_FAULTS = """
-local pending = tonumber(redis.call('GET', KEYS[2]) or '0')
-for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do redis.call('DEL', ARGV[1] .. 'fault:' .. id) end
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], 0)
-return pending
+if ARGV[2] == '' then
+  local pending = tonumber(redis.call('GET', KEYS[2]) or '0')
+  for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do redis.call('DEL', ARGV[1] .. 'fault:' .. id) end
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], 0)
+  return pending
+end
+local dropped = 0
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. 'fault:' .. id
+  if redis.call('HGET', key, 'test_id') == ARGV[2] then
+    dropped = dropped + tonumber(redis.call('HGET', key, 'remaining') or '0')
+    redis.call('DEL', key)
+    redis.call('LREM', KEYS[1], 0, id)
+  end
+end
+redis.call('DECRBY', KEYS[2], dropped)
+return dropped
 """
 _PUT_OBJECT = """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
@@ -178,17 +193,17 @@ class RedisSharedState(SharedState):
     def add_faults(self, faults: list[dict]) -> list[dict]:
         args = [self.prefix, str(time.time())]
         for fault in faults:
-            spec = {k: v for k, v in fault.items() if k not in ("count", "model")}
-            args += [json.dumps(spec), fault.get("model") or "", fault["count"]]
+            spec = {k: v for k, v in fault.items() if k not in ("count", "model", "test_id")}
+            args += [json.dumps(spec), fault.get("model") or "", fault["count"], fault.get("test_id") or ""]
         ids = self._add(keys=[*self._fault_keys(), self._key("faults", "next")], args=args)
         return [{"id": int(i), **fault} for i, fault in zip(ids, faults, strict=True)]
 
-    def take_fault(self, model: str) -> dict | None:
-        found = self._take(keys=self._fault_keys(), args=[self.prefix, model])
+    def take_fault(self, model: str, test_id: str | None = None) -> dict | None:
+        found = self._take(keys=self._fault_keys(), args=[self.prefix, model, test_id or ""])
         if not found:
             return None
-        fault_id, spec, fault_model = found
-        return {"id": int(fault_id), "model": fault_model.decode() or None, **json.loads(spec)}
+        fault_id, spec, fault_model, fault_test = found
+        return fault_view(int(fault_id), fault_model.decode() or None, fault_test.decode() or None, json.loads(spec))
 
     def faults(self) -> list[dict]:
         ids = [int(i) for i in self.redis.lrange(self._key("faults"), 0, -1)]
@@ -200,12 +215,15 @@ class RedisSharedState(SharedState):
             if not record:
                 continue
             left, used = int(record[b"remaining"]), int(record[b"used"])
-            model = record.get(b"model")
+            model, test_id = record.get(b"model"), record.get(b"test_id")
             listed.append(
                 {
-                    "id": fault_id,
-                    "model": model.decode() if model else None,
-                    **json.loads(record[b"spec"]),
+                    **fault_view(
+                        fault_id,
+                        model.decode() if model else None,
+                        test_id.decode() if test_id else None,
+                        json.loads(record[b"spec"]),
+                    ),
                     "count": left + used,
                     "remaining": left,
                     "used": used,
@@ -214,8 +232,8 @@ class RedisSharedState(SharedState):
             )
         return listed
 
-    def clear_faults(self) -> int:
-        return int(self._clear(keys=self._fault_keys(), args=[self.prefix]))
+    def clear_faults(self, test_id: str | None = None) -> int:
+        return int(self._clear(keys=self._fault_keys(), args=[self.prefix, test_id or ""]))
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
     def update_buckets(self, keys, update):

@@ -29,7 +29,7 @@ from app.headers import request_id
 from app.journal import annotate
 from app.replies import EMPTY, Answer, Ask, Choice, Replies
 from app.replies.scripted import RuleError, RulesError
-from app.simulation.faults import StreamFault, draw, error_for, read_controls, stream_faults_of
+from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_controls, stream_faults_of
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
 from app.simulation.limits import RateLimits, static_headers
 from app.simulation.scenarios import Layers
@@ -93,7 +93,7 @@ class Simulation:
 
         kind, after = (controls.error if controls else None), None
         if kind is None and self.shared.pending_faults():
-            one_shot = self.shared.take_fault(model)
+            one_shot = self.shared.take_fault(model, request.environ.get(TEST_ID))
             if one_shot is not None:
                 kind, after = one_shot["error"], one_shot.get("after")
         if kind is None and faults["error_rate_percent"]:

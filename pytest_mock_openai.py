@@ -11,7 +11,11 @@ One server per test session (gunicorn with gevent workers on a free port), start
 ``--mock-openai-url URL`` (or ``MOCK_OPENAI_URL``), a server that is already running, which is how several
 pytest-xdist workers share one. Every request the fixture's clients send carries ``X-Mock-Test-Id`` (the
 test's node id), and the journal reads are filtered by it, so tests running side by side do not see each
-other's requests. Runtime changes a test makes (``configure``, ``fault``) are undone after it.
+other's requests. A ``fault()`` is queued for the calling test's requests only, and cleared after it.
+``configure()`` changes the whole server's settings (they cannot be scoped to one test's requests): it is
+undone after the test, and refused where tests run side by side on one shared server.
+
+This module imports nothing from the server's package (``app``): the project under test may have its own.
 
 Flags for the server it starts: the ``mock_openai_args`` ini option (``mock_openai_args = -w 2 --any-model``)
 or ``--mock-openai-args``.
@@ -34,6 +38,11 @@ import requests
 
 MOCK_OPENAI = Path(sys.executable).with_name("mock-openai")
 TEST_ID_HEADER = "X-Mock-Test-Id"
+
+
+def server_command() -> list[str]:
+    """The ``mock-openai`` command of this Python: its script in a virtualenv, else the module."""
+    return [str(MOCK_OPENAI)] if MOCK_OPENAI.exists() else [sys.executable, "-m", "app.cli"]
 
 
 # --- a server on a free port ------------------------------------------------------------------------------
@@ -64,7 +73,7 @@ class LiveServer:
         self.log_path = Path(log_dir or cwd) / f"server-{self.port}.log"
         self.log = self.log_path.open("wb")
         if command is None:
-            command = [str(MOCK_OPENAI), "-a", "127.0.0.1", "-p", str(self.port), *args]
+            command = [*server_command(), "-a", "127.0.0.1", "-p", str(self.port), *args]
         else:
             env = {**(env or {}), "PORT": str(self.port)}
         self.process = subprocess.Popen(
@@ -146,8 +155,9 @@ class Entry(dict):
 class MockOpenAI:
     """A test's handle on the server: URLs, ready clients, the journal of its own requests, runtime control."""
 
-    def __init__(self, url: str, test_id: str, token: str = ""):
+    def __init__(self, url: str, test_id: str, token: str = "", shared: bool = False):
         self.url = url.rstrip("/")
+        self.shared = shared  # other test processes use this server at the same time
         self.base_url = self.url + "/v1"
         self.test_id = test_id
         self.token = token
@@ -218,15 +228,25 @@ class MockOpenAI:
     # --- runtime control ----------------------------------------------------------------------------------
     def configure(self, patch: dict) -> dict:
         """``PATCH /_mock/config`` (a JSON merge patch of responses, latency, faults, rate_limits), undone after
-        the test. The server's settings are shared: tests that change them should not run side by side."""
+        the test. It changes the settings of every request the server serves, not only this test's: so it is
+        refused on a server shared by parallel tests (pytest-xdist with ``--mock-openai-url``). There, use
+        ``fault()`` (scoped to this test) or the ``X-Mock-*`` request headers (scoped to one request)."""
+        if self.shared:
+            raise RuntimeError(
+                "mock_openai.configure() changes the whole server's settings, which cannot be scoped to one test, "
+                "and this server is shared by parallel tests (pytest-xdist with --mock-openai-url). Use "
+                "mock_openai.fault() (this test's requests only), X-Mock-* request headers (one request), or let "
+                "each xdist worker start its own server (drop --mock-openai-url)."
+            )
         self._changed_config = True
         return self._call("PATCH", "/_mock/config", json=patch)
 
     def fault(self, error: str, count: int = 1, model: str | None = None, after: int | None = None) -> dict:
-        """Queue a one-shot fault for the next ``count`` requests (to ``model``, or any): ``"429"``, ``"500"``,
-        ``"disconnect"`` after ``after`` tokens, ...; cleared after the test."""
+        """Queue a one-shot fault for this test's next ``count`` requests (to ``model``, or any): ``"429"``,
+        ``"500"``, ``"disconnect"`` after ``after`` tokens, ...; only requests tagged with this test's id (its
+        clients' requests) catch it, and what is left of it is cleared after the test."""
         self._added_faults = True
-        fault = {"error": error, "count": count, "model": model, "after": after}
+        fault = {"error": error, "count": count, "model": model, "after": after, "test_id": self.test_id}
         return self._call("POST", "/_mock/faults", json={k: v for k, v in fault.items() if v is not None})
 
     def reset(self) -> None:
@@ -235,7 +255,7 @@ class MockOpenAI:
             self._call("DELETE", "/_mock/config")
             self._changed_config = False
         if self._added_faults:
-            self._call("DELETE", "/_mock/faults")
+            self._call("DELETE", "/_mock/faults", params={"test_id": self.test_id})
             self._added_faults = False
 
     def close(self) -> None:
@@ -259,11 +279,12 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def mock_openai_server(pytestconfig):
-    """``(url, token)`` of the session's server: one given by URL, else one started now and stopped at the end."""
+    """``(url, token, shared)`` of the session's server: one given by URL (``shared`` when pytest-xdist runs
+    this session's tests beside others against it), else one started now and stopped at the end."""
     url = pytestconfig.getoption("--mock-openai-url") or os.environ.get("MOCK_OPENAI_URL")
     token = pytestconfig.getoption("--mock-openai-token") or os.environ.get("MOCK_OPENAI_TOKEN", "")
     if url:
-        yield url, token
+        yield url, token, bool(os.environ.get("PYTEST_XDIST_WORKER"))
         return
     args = shlex.split(pytestconfig.getoption("--mock-openai-args") or pytestconfig.getini("mock_openai_args"))
     if "--token" in args[:-1]:
@@ -271,7 +292,7 @@ def mock_openai_server(pytestconfig):
     folder = tempfile.mkdtemp(prefix="mock-openai-pytest-")
     server = LiveServer(args, None, folder)
     try:
-        yield server.base_url, token
+        yield server.base_url, token, False
     finally:
         server.stop()
 
@@ -279,7 +300,7 @@ def mock_openai_server(pytestconfig):
 @pytest.fixture
 def mock_openai(mock_openai_server, request):
     """This test's :class:`MockOpenAI`."""
-    url, token = mock_openai_server
-    mock = MockOpenAI(url, request.node.nodeid, token)
+    url, token, shared = mock_openai_server
+    mock = MockOpenAI(url, request.node.nodeid, token, shared)
     yield mock
     mock.close()
