@@ -2,7 +2,7 @@
 
     python bench/proof.py            # about two minutes; needs redis-server and nginx (as the tests do)
 
-1. Fuzzing: ``tests/test_fuzz.py`` (schemathesis from the official spec, real workers): requests sent, 5xx and
+1. Fuzzing: ``tests/e2e/test_fuzz.py`` (schemathesis from the official spec, real workers): requests sent, 5xx and
    non-JSON errors seen, streams read whole.
 2. Abuse: 400 streams, half of whose clients hang up mid-stream, and three 20 MB prompts: streams that did not
    end whole among those read to the end, and the worker's memory before and after.
@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pytest_mock_openai import LiveServer  # noqa: E402
 from tests.conftest import start_redis  # noqa: E402
-from tests.test_e2e_redis import start_nginx  # noqa: E402
-from tests.test_e2e_restarts import Client, workers_of  # noqa: E402
+from tests.e2e.test_redis import start_nginx  # noqa: E402
+from tests.e2e.test_restarts import Client, workers_of  # noqa: E402
 
 CHAT = "/v1/chat/completions"
 
@@ -52,7 +52,7 @@ def fuzzing(folder: Path) -> dict:
     report = folder / "fuzz.json"
     env = {**os.environ, "MOCK_OPENAI_FUZZ_REPORT": str(report)}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fuzz.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e/test_fuzz.py"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -15,6 +15,27 @@ from app import create_app
 from pytest_mock_openai import MOCK_OPENAI, LiveServer, clean_env, free_port  # noqa: F401 (the tests' helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
+# The components the end-to-end tests drive, each with the Debian package that brings it. scripts/test
+# installs them; a test that finds one missing fails saying so (it is never skipped in silence).
+COMPONENTS = {
+    "nginx": ("nginx-light", ["/usr/sbin/nginx"]),
+    "redis-server": ("redis-server", ["/usr/bin/redis-server"]),
+    "chromium": ("chromium", ["/usr/bin/chromium"]),
+    "curl": ("curl", ["/usr/bin/curl"]),
+}
+
+
+def component(name: str) -> str:
+    """The path of a program a test needs, or the test fails with the line that installs it."""
+    package, places = COMPONENTS[name]
+    found = shutil.which(name) or next((p for p in places if Path(p).exists()), None)
+    if found is None:
+        pytest.fail(
+            f"{name} is needed by this test and is not installed. scripts/test installs it, or run: "
+            f"sudo apt-get install -y {package}",
+            pytrace=False,
+        )
+    return found
 
 
 @pytest.fixture
@@ -65,8 +86,7 @@ def start_redis(folder) -> tuple[subprocess.Popen, str]:
     """A real ``redis-server`` (Debian's) on a free port, saving nothing to disk, once it answers PING."""
     import redis
 
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is needed for the Redis backend's tests: apt-get install redis-server"
+    binary = component("redis-server")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],

@@ -6,21 +6,16 @@ Set ``MOCK_OPENAI_SCREENSHOTS=DIR`` to keep screenshots of the pages (the README
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, component
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 # What this machine's closed network needs: no calls home, no sandbox as root.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -31,6 +26,7 @@ SCRIPT = "<script>window.__xss = 1</script><img src=x onerror='window.__xss = 2'
 def browser():
     from playwright.sync_api import sync_playwright
 
+    component("chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -153,6 +149,7 @@ def test_the_search_finds_a_stream_by_words_of_its_reply_and_the_detail_copies_a
     assert curl.startswith(f"curl -N -X POST {server.base_url}/v1/chat/completions")
     assert '-H "Authorization: Bearer $OPENAI_API_KEY"' in curl and "sk-curl-secret" not in page.content()
     assert "find my stream" in curl
+    component("curl")
     sent = subprocess.run(["bash", "-c", curl], env={"OPENAI_API_KEY": "sk-any", "PATH": os.environ["PATH"]},
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert sent.returncode == 0 and sent.stdout.rstrip().endswith("data: [DONE]")

@@ -3,7 +3,6 @@ fault fires once, and the journal shows every request once, whichever instance i
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -12,6 +11,7 @@ import pytest
 import requests
 
 from pytest_mock_openai import free_port
+from tests.conftest import component
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ http {{
 
 def start_nginx(folder, ports) -> tuple[subprocess.Popen, str]:
     """nginx, round-robin over ``ports``, as this user, from a config of its own."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    binary = component("nginx")
     port = free_port()
     servers = " ".join(f"server 127.0.0.1:{p};" for p in ports)
     conf = folder / "nginx.conf"

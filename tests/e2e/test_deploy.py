@@ -4,9 +4,7 @@ they call answers for a live server and fails for a dead one, and nginx accepts 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -15,7 +13,7 @@ import yaml
 
 from app.config import load_settings
 from pytest_mock_openai import clean_env, free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, component
 
 
 def _compose_env() -> dict:
@@ -63,8 +61,7 @@ def test_the_image_health_check_answers_for_a_live_server_and_fails_for_a_dead_o
 
 
 def test_nginx_accepts_the_balancer_config(tmp_path):
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(binary), "nginx is needed: apt-get install nginx-light"
+    binary = component("nginx")
     # the compose service's name resolves only inside compose: an address stands in for it here
     conf = (ROOT / "deploy" / "nginx.conf").read_text().replace("mock-openai:8079", "127.0.0.1:8079")
     (tmp_path / "nginx.conf").write_text(conf)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_e2e_http1 import read_response
+from tests.e2e.test_http1 import read_response
 
 pytestmark = pytest.mark.e2e
 

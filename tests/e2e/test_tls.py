@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app import certs as certs_module
-from tests.conftest import MOCK_OPENAI, clean_env, free_port
+from tests.conftest import MOCK_OPENAI, clean_env, component, free_port
 from tests.sse import parse_sse
 
 pytestmark = pytest.mark.e2e
@@ -251,11 +251,10 @@ def test_openai_sdk_without_a_certificate_fails(mtls_server, pki):
         client.models.list()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_health_with_curl_as_in_the_readme(mtls_server, pki):
     good = pki["good"]
     result = subprocess.run(
-        ["curl", "-sS", "--cacert", good.ca_crt, "--cert", good.client_crt, "--key", good.client_key,
+        [component("curl"), "-sS", "--cacert", good.ca_crt, "--cert", good.client_crt, "--key", good.client_key,
          mtls_server.base_url + "/health"],
         capture_output=True, text=True, timeout=10,
     )  # fmt: skip
@@ -332,10 +331,7 @@ def test_unreadable_key_stops_start_up(pki):
 
 # --- behind an mTLS reverse proxy ------------------------------------------------------------------------
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
-
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light); .ci/run installs it")
 def test_through_nginx_terminating_plain_http_and_forwarding_over_mtls(mtls_server, pki, tmp_path):
     good = pki["good"]
     port = free_port()
@@ -373,7 +369,7 @@ http {{
 """
     )
     nginx = subprocess.Popen(
-        [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        [component("nginx"), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
         stderr=subprocess.PIPE,
     )
     try:

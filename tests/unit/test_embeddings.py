@@ -80,7 +80,7 @@ def test_token_arrays_and_lists(client):
     [
         ({"input": ""}, 400, None),
         ({"input": []}, 400, "input"),
-        ({"input": [None]}, 400, None),  # found by tests/test_fuzz.py: it was a 500
+        ({"input": [None]}, 400, None),  # found by tests/e2e/test_fuzz.py: it was a 500
         ({"input": ["a", None]}, 400, None),
         ({"input": 5}, 400, "input"),
         ({"input": "x", "model": "text-embedding-ada-002", "dimensions": 10}, 400, "dimensions"),

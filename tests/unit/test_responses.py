@@ -187,7 +187,7 @@ def test_a_streamed_background_response_streams_and_is_stored(client):
 
 
 def test_settings_sent_as_null_are_echoed_as_their_defaults(client):
-    # found by tests/test_fuzz.py: "parallel_tool_calls": null came back null, which the spec does not allow
+    # found by tests/e2e/test_fuzz.py: "parallel_tool_calls": null came back null, which the spec does not allow
     nulls = dict.fromkeys(("parallel_tool_calls", "store", "temperature", "tool_choice", "top_p", "truncation"))
     body = create(client, **nulls).get_json()
     assert body["parallel_tool_calls"] is True and body["store"] is True and body["tool_choice"] == "auto"
