@@ -131,62 +131,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where each flag lands in the config: the one map from a flag's argparse name to its (section, key); the
+# parser above declares the flags, and the generated configuration reference reads both.
+FLAG_KEYS = {
+    "port": ("server", "port"),
+    "address": ("server", "host"),
+    "workers": ("server", "workers"),
+    "client_request_timeout": ("server", "client_request_timeout"),
+    "max_connection_rate": ("server", "max_connection_rate"),
+    "log_level": ("server", "log_level"),
+    "token": ("auth", "token"),
+    "inter_token_latency": ("latency", "inter_token_latency_ms"),
+    "time_to_first_token": ("latency", "ttft_ms"),
+    "corpus": ("responses", "corpus"),
+    "ttft_jitter": ("latency", "ttft_jitter_ms"),
+    "itl_jitter": ("latency", "inter_token_jitter_ms"),
+    "prefill_ms_per_1k": ("latency", "prefill_ms_per_1k_prompt_tokens"),
+    "non_stream_latency": ("latency", "non_stream"),
+    "max_concurrent_sequences": ("latency", "max_concurrent_sequences"),
+    "max_queued_sequences": ("latency", "max_queued_sequences"),
+    "error_rate": ("faults", "error_rate_percent"),
+    "error_mix": ("faults", "error_mix"),
+    "rpm": ("rate_limits", "requests_per_minute"),
+    "tpm": ("rate_limits", "tokens_per_minute"),
+    "mode": ("responses", "mode"),
+    "rules": ("responses", "rules_path"),
+    "scenario": ("responses", "scenario"),
+    "admin_token": ("admin", "token"),
+    "record_from": ("record", "upstream"),
+    "fixtures": ("record", "dir"),
+    "replay": ("replay", "dir"),
+    "replay_speed": ("replay", "speed"),
+    "replay_fallback": ("replay", "fallback"),
+    "tls_cert": ("tls", "cert_path"),
+    "tls_key": ("tls", "key_path"),
+    "tls_ca": ("tls", "ca_cert_path"),
+    "journal": ("journal", "path"),
+    "journal_max_entries": ("journal", "max_entries"),
+    "log_file": ("logging", "file"),
+    "log_format": ("logging", "format"),
+    # switches: the value the key takes when the flag is given
+    "any_model": ("models", "allow_unknown", True),
+    "lenient": ("server", "strict_validation", False),
+    "require_client_cert": ("tls", "require_client_cert", True),
+    "no_journal": ("journal", "enabled", False),
+    "no_metrics": ("metrics", "enabled", False),
+}
+
+
 def overrides_from(args: argparse.Namespace) -> dict:
     """The flags the user gave, as a config layer (``{"section": {"key": value}}``)."""
-    mapping = {
-        "port": ("server", "port"),
-        "address": ("server", "host"),
-        "workers": ("server", "workers"),
-        "client_request_timeout": ("server", "client_request_timeout"),
-        "max_connection_rate": ("server", "max_connection_rate"),
-        "log_level": ("server", "log_level"),
-        "token": ("auth", "token"),
-        "inter_token_latency": ("latency", "inter_token_latency_ms"),
-        "time_to_first_token": ("latency", "ttft_ms"),
-        "corpus": ("responses", "corpus"),
-        "ttft_jitter": ("latency", "ttft_jitter_ms"),
-        "itl_jitter": ("latency", "inter_token_jitter_ms"),
-        "prefill_ms_per_1k": ("latency", "prefill_ms_per_1k_prompt_tokens"),
-        "non_stream_latency": ("latency", "non_stream"),
-        "max_concurrent_sequences": ("latency", "max_concurrent_sequences"),
-        "max_queued_sequences": ("latency", "max_queued_sequences"),
-        "error_rate": ("faults", "error_rate_percent"),
-        "error_mix": ("faults", "error_mix"),
-        "rpm": ("rate_limits", "requests_per_minute"),
-        "tpm": ("rate_limits", "tokens_per_minute"),
-        "mode": ("responses", "mode"),
-        "rules": ("responses", "rules_path"),
-        "scenario": ("responses", "scenario"),
-        "admin_token": ("admin", "token"),
-        "record_from": ("record", "upstream"),
-        "fixtures": ("record", "dir"),
-        "replay": ("replay", "dir"),
-        "replay_speed": ("replay", "speed"),
-        "replay_fallback": ("replay", "fallback"),
-        "tls_cert": ("tls", "cert_path"),
-        "tls_key": ("tls", "key_path"),
-        "tls_ca": ("tls", "ca_cert_path"),
-        "journal": ("journal", "path"),
-        "journal_max_entries": ("journal", "max_entries"),
-        "log_file": ("logging", "file"),
-        "log_format": ("logging", "format"),
-    }
     layer: dict[str, dict] = {}
-    for name, (section, key) in mapping.items():
+    for name, (section, key, *switch) in FLAG_KEYS.items():
         value = getattr(args, name)
+        if switch:
+            value = switch[0] if value else None
         if value is not None:
             layer.setdefault(section, {})[key] = str(value.resolve()) if isinstance(value, Path) else value
-    if args.any_model:
-        layer.setdefault("models", {})["allow_unknown"] = True
-    if args.lenient:
-        layer.setdefault("server", {})["strict_validation"] = False
-    if args.require_client_cert:
-        layer.setdefault("tls", {})["require_client_cert"] = True
-    if args.no_journal:
-        layer.setdefault("journal", {})["enabled"] = False
-    if args.no_metrics:
-        layer.setdefault("metrics", {})["enabled"] = False
     return layer
+
+
+def flags_by_key() -> dict[tuple[str, str], str]:
+    """``(section, key)`` -> the flag that sets it (``--port``), for the configuration reference."""
+    options = {action.dest: action.option_strings[-1] for action in build_parser()._actions if action.option_strings}
+    return {(section, key): options[name] for name, (section, key, *_) in FLAG_KEYS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
