@@ -35,7 +35,7 @@ WORKDIR /srv/mock-openai
 VOLUME ["/srv/mock-openai/certs"]
 USER 10001
 EXPOSE 8079
-HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["python", "-m", "app.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["python", "-m", "app.server.healthcheck"]
 # SIGTERM is gunicorn's graceful stop (see the README's Restarts): give it the grace period before a kill,
 # e.g. docker stop -t 35.
 STOPSIGNAL SIGTERM

@@ -5,8 +5,7 @@ from __future__ import annotations
 from app.config import Settings, load_settings
 from app.flask_app import MockOpenAIFlask
 from app.state import MockState
-
-__version__ = "0.1.0"
+from app.version import __version__  # noqa: F401 (the package's face)
 
 
 def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:

@@ -10,22 +10,134 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import __version__, tls
 from app.config import (
     CLI_OVERRIDES_ENV,
     CONFIG_FILE_ENV,
+    DEFAULTS,
     ConfigError,
     load_settings,
     parse_duration,
     sonnets_path,
 )
+from app.server import tls
 from app.textgen import CorpusError, download
+from app.version import __version__
 
 # The gunicorn settings, inside the package: the CLI runs them wherever it is installed (a clone's top-level
 # gunicorn.conf.py runs the same file).
-GUNICORN_CONF = Path(__file__).resolve().with_name("gunicorn_conf.py")
+GUNICORN_CONF = Path(__file__).resolve().parent / "server" / "gunicorn_conf.py"
+
+
+MODES = ["corpus", "realistic", "echo", "scripted"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag, declared once: its names, the config key it sets (``switch``: the value a
+    flag without an argument gives it), its help, its argparse options, and its group in ``--help``."""
+
+    names: tuple[str, ...]
+    key: tuple[str, str] | None
+    help: str
+    group: str = ""
+    switch: object = None
+    shown: str | None = None  # the default as --help shows it, where the config's own would mislead
+    options: dict = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.names[-1].lstrip("-").replace("-", "_")
+
+
+SIMULATION = "simulation (see the docs' Simulation pages)"
+OBSERVABILITY = "observability (see the docs' Observability pages)"
+MS = {"type": float, "metavar": "MS"}
+N = {"type": int, "metavar": "N"}
+FLAGS = [
+    Flag(("-p", "--port"), ("server", "port"), "port to listen on", options={"type": int}),
+    Flag(("-a", "--address"), ("server", "host"), "address to bind to"),
+    Flag(("-w", "--workers"), ("server", "workers"), "gunicorn gevent workers", shown="CPU count",
+         options={"type": int}),
+    Flag(("--client-request-timeout",), ("server", "client_request_timeout"),
+         "time a new connection has to send its request head, e.g. 600s, 10m, 1h",
+         options={"type": "duration", "metavar": "DURATION"}),
+    Flag(("--max-connection-rate",), ("server", "max_connection_rate"),
+         "connections each worker may have being established at once (TLS handshake or first request head not "
+         "yet read); more wait for a slot. 0 for no limit", options=N),
+    Flag(("--token",), ("auth", "token"), "require this API key as 'Authorization: Bearer <token>'", shown="none"),
+    Flag(("--inter-token-latency",), ("latency", "inter_token_latency_ms"),
+         "milliseconds between streamed tokens, 0 for none", options=MS),
+    Flag(("--time-to-first-token",), ("latency", "ttft_ms"), "milliseconds before the first token", options=MS),
+    Flag(("--corpus",), ("responses", "corpus"), "text file to draw replies from", shown="the built-in corpus",
+         options={"type": Path, "metavar": "PATH"}),
+    Flag(("--download-sonnets",), None, "fetch the Shakespeare sonnets (once, into ~/.cache/mock-openai/) and use them",
+         options={"action": "store_true"}),
+    Flag(("--any-model",), ("models", "allow_unknown"), "answer any model name, echoing it back", switch=True),
+    Flag(("--lenient",), ("server", "strict_validation"),
+         "accept minimal bodies (no model or messages) and ignore unknown arguments, for load tests", switch=False),
+    Flag(("--ttft-jitter",), ("latency", "ttft_jitter_ms"), "std-dev of the time to first token", SIMULATION,
+         options=MS),
+    Flag(("--itl-jitter",), ("latency", "inter_token_jitter_ms"), "std-dev of each inter-token gap", SIMULATION,
+         options=MS),
+    Flag(("--prefill-ms-per-1k",), ("latency", "prefill_ms_per_1k_prompt_tokens"),
+         "extra TTFT per 1000 prompt tokens", SIMULATION, options=MS),
+    Flag(("--non-stream-latency",), ("latency", "non_stream"),
+         "a non-streamed body waits as long as its stream would (total) or only the TTFT", SIMULATION,
+         options={"choices": ["total", "ttft"]}),
+    Flag(("--max-concurrent-sequences",), ("latency", "max_concurrent_sequences"),
+         "running requests per model, all workers", SIMULATION, shown="0: no limit", options=N),
+    Flag(("--max-queued-sequences",), ("latency", "max_queued_sequences"), "requests that may wait for one",
+         SIMULATION, options=N),
+    Flag(("--error-rate",), ("faults", "error_rate_percent"), "share of completions that fail", SIMULATION,
+         options={"type": float, "metavar": "PERCENT"}),
+    Flag(("--error-mix",), ("faults", "error_mix"), "fault weights, e.g. 429:2,500:1,timeout:1", SIMULATION,
+         shown="500", options={"metavar": "MIX"}),
+    Flag(("--rpm",), ("rate_limits", "requests_per_minute"), "requests per minute per API key and model",
+         SIMULATION, shown="0: none", options=N),
+    Flag(("--tpm",), ("rate_limits", "tokens_per_minute"), "tokens per minute per API key and model", SIMULATION,
+         shown="0: none", options=N),
+    Flag(("--mode",), ("responses", "mode"), "where replies come from", SIMULATION, options={"choices": MODES}),
+    Flag(("--rules",), ("responses", "rules_path"), "the scripted mode's rules file (TOML or YAML)", SIMULATION,
+         shown="none", options={"type": Path, "metavar": "FILE"}),
+    Flag(("--scenario",), ("responses", "scenario"), "a named scenario: fast, slow, errors, timeout, rate_limited",
+         SIMULATION, shown="none", options={"metavar": "NAME"}),
+    Flag(("--admin-token",), ("admin", "token"), "bearer token for /_mock/*", SIMULATION, shown="the --token",
+         options={"metavar": "TOKEN"}),
+    Flag(("--record-from",), ("record", "upstream"), "proxy /v1/* to this upstream and record each exchange",
+         SIMULATION, shown="none", options={"metavar": "URL"}),
+    Flag(("--fixtures",), ("record", "dir"), "where --record-from writes fixtures", SIMULATION,
+         options={"type": Path, "metavar": "DIR"}),
+    Flag(("--replay",), ("replay", "dir"), "answer /v1/* from the fixtures in DIR", SIMULATION, shown="none",
+         options={"type": Path, "metavar": "DIR"}),
+    Flag(("--replay-speed",), ("replay", "speed"), "replay X times as fast, 0 at once", SIMULATION,
+         options={"type": float, "metavar": "X"}),
+    Flag(("--replay-fallback",), ("replay", "fallback"), "answer requests with no fixture in this mode, not 404",
+         SIMULATION, shown="none", options={"choices": MODES}),
+    Flag(("--journal",), ("journal", "path"), "keep the request journal in this SQLite file", OBSERVABILITY,
+         shown="beside the shared state", options={"type": Path, "metavar": "PATH"}),
+    Flag(("--no-journal",), ("journal", "enabled"), "keep no request journal", OBSERVABILITY, switch=False),
+    Flag(("--journal-max-entries",), ("journal", "max_entries"), "the newest N are kept", OBSERVABILITY, options=N),
+    Flag(("--no-metrics",), ("metrics", "enabled"), "no /metrics", OBSERVABILITY, switch=False),
+    Flag(("--log-file",), ("logging", "file"), "also log to this file, rotated", OBSERVABILITY, shown="none",
+         options={"type": Path, "metavar": "PATH"}),
+    Flag(("--log-format",), ("logging", "format"), "log lines as text or JSON", OBSERVABILITY,
+         options={"choices": ["text", "json"]}),
+    Flag(("--log-level",), ("server", "log_level"), "info shows a line per request",
+         options={"choices": ["debug", "info", "warning", "error", "critical"]}),
+    Flag(("--config",), None, "extra TOML config file, above config/*.toml in this folder",
+         options={"type": Path, "metavar": "FILE"}),
+    Flag(("--tls-cert",), ("tls", "cert_path"), "serve HTTPS with this certificate (PEM)", shown="none",
+         options={"type": Path, "metavar": "PATH"}),
+    Flag(("--tls-key",), ("tls", "key_path"), "the certificate's private key (PEM)", shown="none",
+         options={"type": Path, "metavar": "PATH"}),
+    Flag(("--tls-ca",), ("tls", "ca_cert_path"), "CA certificate that client certificates must be signed by",
+         shown="none", options={"type": Path, "metavar": "PATH"}),
+    Flag(("--require-client-cert",), ("tls", "require_client_cert"),
+         "mutual TLS: refuse clients without a valid certificate", switch=True),
+]  # fmt: skip
 
 
 def _duration(text: str) -> str:
@@ -37,170 +149,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mock-openai",
         description="An OpenAI-compatible mock API server on gunicorn gevent workers.",
-        epilog="Every flag has a config key and an environment variable; see the README. "
+        epilog="Every flag has a config key and an environment variable (docs: Reference, Configuration keys). "
         "Make test certificates with: mock-openai certs --help",
     )
-    add = parser.add_argument
-    add("-p", "--port", type=int, help="port to listen on [8079]")
-    add("-a", "--address", help="address to bind to [0.0.0.0]")
-    add("-w", "--workers", type=int, help="gunicorn gevent workers [CPU count]")
-    add(
-        "--client-request-timeout",
-        type=_duration,
-        metavar="DURATION",
-        help="time a new connection has to send its request head, e.g. 600s, 10m, 1h [600s]",
-    )
-    add(
-        "--max-connection-rate",
-        type=int,
-        metavar="N",
-        help="connections each worker may have being established at once (TLS handshake or first request head "
-        "not yet read); more wait for a slot. 0 for no limit [512]",
-    )
-    add("--token", help="require this API key as 'Authorization: Bearer <token>'")
-    add(
-        "--inter-token-latency",
-        type=float,
-        metavar="MS",
-        help="milliseconds between streamed tokens, 0 for none [10]",
-    )
-    add("--time-to-first-token", type=float, metavar="MS", help="milliseconds before the first token [0]")
-    add("--corpus", type=Path, metavar="PATH", help="text file to draw replies from [assets/corpus.txt]")
-    add(
-        "--download-sonnets",
-        action="store_true",
-        help="fetch the Shakespeare sonnets (once, into ~/.cache/mock-openai/) and use them",
-    )
-    add("--any-model", action="store_true", help="answer any model name, echoing it back")
-    add(
-        "--lenient",
-        action="store_true",
-        help="accept minimal bodies (no model or messages) and ignore unknown arguments, for load tests",
-    )
-    sim = parser.add_argument_group("simulation (see the README's Simulation section)")
-    sim.add_argument("--ttft-jitter", type=float, metavar="MS", help="std-dev of the time to first token [0]")
-    sim.add_argument("--itl-jitter", type=float, metavar="MS", help="std-dev of each inter-token gap [0]")
-    sim.add_argument("--prefill-ms-per-1k", type=float, metavar="MS", help="extra TTFT per 1000 prompt tokens [0]")
-    sim.add_argument(
-        "--non-stream-latency",
-        choices=["total", "ttft"],
-        help="a non-streamed body waits as long as its stream would (total) or only the TTFT [total]",
-    )
-    sim.add_argument(
-        "--max-concurrent-sequences",
-        type=int,
-        metavar="N",
-        help="running requests per model, all workers [0: no limit]",
-    )
-    sim.add_argument("--max-queued-sequences", type=int, metavar="N", help="requests that may wait for one [0]")
-    sim.add_argument("--error-rate", type=float, metavar="PERCENT", help="share of completions that fail [0]")
-    sim.add_argument("--error-mix", metavar="MIX", help="fault weights, e.g. 429:2,500:1,timeout:1 [500]")
-    sim.add_argument("--rpm", type=int, metavar="N", help="requests per minute per API key and model [0: none]")
-    sim.add_argument("--tpm", type=int, metavar="N", help="tokens per minute per API key and model [0: none]")
-    sim.add_argument("--mode", choices=["corpus", "realistic", "echo", "scripted"], help="where replies come from")
-    sim.add_argument("--rules", type=Path, metavar="FILE", help="the scripted mode's rules file (TOML or YAML)")
-    sim.add_argument("--scenario", metavar="NAME", help="a named scenario: fast, slow, errors, timeout, rate_limited")
-    sim.add_argument("--admin-token", metavar="TOKEN", help="bearer token for /_mock/* [the --token]")
-    sim.add_argument("--record-from", metavar="URL", help="proxy /v1/* to this upstream and record each exchange")
-    sim.add_argument("--fixtures", type=Path, metavar="DIR", help="where --record-from writes fixtures [fixtures]")
-    sim.add_argument("--replay", type=Path, metavar="DIR", help="answer /v1/* from the fixtures in DIR")
-    sim.add_argument("--replay-speed", type=float, metavar="X", help="replay X times as fast, 0 at once [1]")
-    sim.add_argument(
-        "--replay-fallback",
-        choices=["corpus", "realistic", "echo", "scripted"],
-        help="answer requests with no fixture in this mode instead of 404",
-    )
-    seen = parser.add_argument_group("observability (see the README's Observability section)")
-    seen.add_argument("--journal", type=Path, metavar="PATH", help="keep the request journal in this SQLite file")
-    seen.add_argument("--no-journal", action="store_true", help="keep no request journal")
-    seen.add_argument("--journal-max-entries", type=int, metavar="N", help="the newest N are kept [10000]")
-    seen.add_argument("--no-metrics", action="store_true", help="no /metrics")
-    seen.add_argument("--log-file", type=Path, metavar="PATH", help="also log to this file, rotated [none]")
-    seen.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [text]")
-    add(
-        "--log-level",
-        choices=["debug", "info", "warning", "error", "critical"],
-        help="info shows a line per request [warning]",
-    )
-    add("--config", type=Path, metavar="FILE", help="extra TOML config file, above config/*.toml")
-    add("--tls-cert", type=Path, metavar="PATH", help="serve HTTPS with this certificate (PEM)")
-    add("--tls-key", type=Path, metavar="PATH", help="the certificate's private key (PEM)")
-    add("--tls-ca", type=Path, metavar="PATH", help="CA certificate that client certificates must be signed by")
-    add("--require-client-cert", action="store_true", help="mutual TLS: refuse clients without a valid certificate")
-    add("-V", "--version", action="version", version=f"mock-openai {__version__}")
+    groups = {"": parser}
+    for flag in FLAGS:
+        group = groups.get(flag.group) or groups.setdefault(flag.group, parser.add_argument_group(flag.group))
+        options = dict(flag.options)
+        if options.get("type") == "duration":
+            options["type"] = _duration
+        if flag.switch is not None:
+            options["action"] = "store_true"
+        text = flag.help
+        if flag.key is not None and flag.switch is None:
+            text += f" [{flag.shown if flag.shown is not None else DEFAULTS[flag.key[0]][flag.key[1]]}]"
+        group.add_argument(*flag.names, help=text, **options)
+    parser.add_argument("-V", "--version", action="version", version=f"mock-openai {__version__}")
     return parser
-
-
-# Where each flag lands in the config: the one map from a flag's argparse name to its (section, key); the
-# parser above declares the flags, and the generated configuration reference reads both.
-FLAG_KEYS = {
-    "port": ("server", "port"),
-    "address": ("server", "host"),
-    "workers": ("server", "workers"),
-    "client_request_timeout": ("server", "client_request_timeout"),
-    "max_connection_rate": ("server", "max_connection_rate"),
-    "log_level": ("server", "log_level"),
-    "token": ("auth", "token"),
-    "inter_token_latency": ("latency", "inter_token_latency_ms"),
-    "time_to_first_token": ("latency", "ttft_ms"),
-    "corpus": ("responses", "corpus"),
-    "ttft_jitter": ("latency", "ttft_jitter_ms"),
-    "itl_jitter": ("latency", "inter_token_jitter_ms"),
-    "prefill_ms_per_1k": ("latency", "prefill_ms_per_1k_prompt_tokens"),
-    "non_stream_latency": ("latency", "non_stream"),
-    "max_concurrent_sequences": ("latency", "max_concurrent_sequences"),
-    "max_queued_sequences": ("latency", "max_queued_sequences"),
-    "error_rate": ("faults", "error_rate_percent"),
-    "error_mix": ("faults", "error_mix"),
-    "rpm": ("rate_limits", "requests_per_minute"),
-    "tpm": ("rate_limits", "tokens_per_minute"),
-    "mode": ("responses", "mode"),
-    "rules": ("responses", "rules_path"),
-    "scenario": ("responses", "scenario"),
-    "admin_token": ("admin", "token"),
-    "record_from": ("record", "upstream"),
-    "fixtures": ("record", "dir"),
-    "replay": ("replay", "dir"),
-    "replay_speed": ("replay", "speed"),
-    "replay_fallback": ("replay", "fallback"),
-    "tls_cert": ("tls", "cert_path"),
-    "tls_key": ("tls", "key_path"),
-    "tls_ca": ("tls", "ca_cert_path"),
-    "journal": ("journal", "path"),
-    "journal_max_entries": ("journal", "max_entries"),
-    "log_file": ("logging", "file"),
-    "log_format": ("logging", "format"),
-    # switches: the value the key takes when the flag is given
-    "any_model": ("models", "allow_unknown", True),
-    "lenient": ("server", "strict_validation", False),
-    "require_client_cert": ("tls", "require_client_cert", True),
-    "no_journal": ("journal", "enabled", False),
-    "no_metrics": ("metrics", "enabled", False),
-}
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The flags the user gave, as a config layer (``{"section": {"key": value}}``)."""
     layer: dict[str, dict] = {}
-    for name, (section, key, *switch) in FLAG_KEYS.items():
-        value = getattr(args, name)
-        if switch:
-            value = switch[0] if value else None
-        if value is not None:
-            layer.setdefault(section, {})[key] = str(value.resolve()) if isinstance(value, Path) else value
+    for flag in FLAGS:
+        value = getattr(args, flag.dest)
+        if flag.key is None or value is None or value is False:
+            continue
+        section, key = flag.key
+        value = flag.switch if flag.switch is not None else value
+        layer.setdefault(section, {})[key] = str(value.resolve()) if isinstance(value, Path) else value
     return layer
 
 
 def flags_by_key() -> dict[tuple[str, str], str]:
     """``(section, key)`` -> the flag that sets it (``--port``), for the configuration reference."""
-    options = {action.dest: action.option_strings[-1] for action in build_parser()._actions if action.option_strings}
-    return {(section, key): options[name] for name, (section, key, *_) in FLAG_KEYS.items()}
+    return {flag.key: flag.names[-1] for flag in FLAGS if flag.key is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["certs"]:
-        from app import certs
+        from app.server import certs
 
         return certs.main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -10,7 +10,7 @@ names the key and the layer it came from.
 The same schema validates what changes at run time: :meth:`Settings.with_layer` puts a layer (a named
 scenario, a ``PATCH /_mock/config``) on top of loaded settings and validates the result again.
 
-gunicorn's master (through ``app/gunicorn_conf.py``) and every worker (through ``create_app``) call
+gunicorn's master (through ``app/server/gunicorn_conf.py``) and every worker (through ``create_app``) call
 :func:`load_settings` and so see the same settings. The CLI hands its flags to both through the
 ``MOCK_OPENAI_CLI_OVERRIDES`` environment variable, which forked workers inherit.
 """

@@ -20,7 +20,6 @@ import time
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from gevent import sleep
 
-import app as package
 from app.api.admin import UI_COOKIE, admin_token, has_ui_session, ui_session
 from app.errors import OpenAIError
 from app.journal.entries import entry_of
@@ -28,6 +27,7 @@ from app.journal.stats import stats
 from app.render import compact, pretty
 from app.state import current_state
 from app.ui.curl import curl_command
+from app.version import __version__
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
 STARTED_ENV = "MOCK_OPENAI_STARTED_AT"  # set by gunicorn's master; else the time this worker started
@@ -131,7 +131,7 @@ def health():
     tls = settings.tls
     facts = {
         "status": "healthy",
-        "version": package.__version__,
+        "version": __version__,
         "uptime_s": int(time.time() - _STARTED),
         "workers": settings.server["workers"],
         "this_worker": os.getpid(),

@@ -53,7 +53,7 @@ def test_every_setting_the_deployment_files_pass_is_read(read):
 def test_the_image_health_check_answers_for_a_live_server_and_fails_for_a_dead_one(live_server):
     def check(port):
         env = clean_env({"MOCK_OPENAI_SERVER_PORT": str(port)})
-        return subprocess.run([sys.executable, "-m", "app.healthcheck"], env=env, cwd=ROOT, capture_output=True)
+        return subprocess.run([sys.executable, "-m", "app.server.healthcheck"], env=env, cwd=ROOT, capture_output=True)
 
     assert check(live_server.port).returncode == 0
     dead = check(free_port())

@@ -1,4 +1,4 @@
-"""The worker's own HTTP/1.1 loop (app/http1.py) over raw sockets: keep-alive, pipelining, HTTP/1.0, the
+"""The worker's own HTTP/1.1 loop (app/server/http1.py) over raw sockets: keep-alive, pipelining, HTTP/1.0, the
 requests it hands to gunicorn's loop, and fairness between connections."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def run(command, cwd, env=None, timeout=180) -> str:
 def test_the_wheel_ships_what_the_server_needs_at_run_time(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
-        "app/gunicorn_conf.py",
+        "app/server/gunicorn_conf.py",
         "app/config/default.toml",
         "app/config/test_scenarios.toml",
         "app/assets/corpus.txt",

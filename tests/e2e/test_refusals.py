@@ -1,7 +1,7 @@
 """Requests refused before the app sees them, over raw sockets to real gunicorn workers: each gets the API's
 JSON error shape with gunicorn's status and wording (never its HTML page), the limits are the ones the README
 gives, a body past ``max_body_bytes`` is refused before it is read, and memory returns after large bodies.
-Both connection loops: the worker's lean one (app/http1.py) and gunicorn's own (on with an access log)."""
+Both connection loops: the worker's lean one (app/server/http1.py) and gunicorn's own (on with an access log)."""
 
 from __future__ import annotations
 

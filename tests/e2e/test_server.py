@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import importlib.metadata
 import socket
 import subprocess
 import sys
@@ -281,7 +282,7 @@ def test_a_bad_setting_stops_start_up_with_one_line(tmp_path):
 
 def test_version_and_help():
     version = subprocess.run([str(MOCK_OPENAI), "-V"], capture_output=True, text=True, timeout=30)
-    assert version.stdout.strip() == "mock-openai 0.1.0"
+    assert version.stdout.strip() == f"mock-openai {importlib.metadata.version('mock-openai')}"  # one version
     help_text = subprocess.run([str(MOCK_OPENAI), "-h"], capture_output=True, text=True, timeout=30).stdout
     for flag in (
         "--port",

@@ -20,7 +20,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from app import certs as certs_module
+from app.server import certs as certs_module
 from tests.conftest import MOCK_OPENAI, clean_env, component, free_port
 from tests.sse import parse_sse
 

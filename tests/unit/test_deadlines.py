@@ -1,4 +1,4 @@
-"""The one timer that paces every stream (app/deadlines.py). Each test runs in a thread of its own, and so on
+"""The one timer that paces every stream (app/streaming/deadlines.py). Each test runs in a thread of its own, and so on
 a gevent hub of its own: the main thread's hub may hold what earlier tests in this process left behind."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from time import monotonic
 import gevent
 from gevent.event import Event
 
-from app.deadlines import TICK_S, sleep_until
+from app.streaming.deadlines import TICK_S, sleep_until
 
 
 def own_hub(test):

@@ -1,4 +1,4 @@
-"""The one SSE writer: events paced on absolute deadlines (one timer for all, app/deadlines.py), then ``[DONE]``.
+"""The one SSE writer: events paced on absolute deadlines (one timer for all, in .deadlines), then ``[DONE]``.
 
 Token ``k`` is due at ``first_token_at + k * inter_token_latency`` (or ``+ offsets[k]`` when the gaps are
 jittered). The writer never sleeps "one interval after each write": a late wake-up is absorbed by the next
@@ -23,7 +23,7 @@ from time import monotonic
 
 from gevent import sleep
 
-from app.deadlines import sleep_until
+from app.streaming.deadlines import sleep_until
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"  # a comment line; a bare "event:" line would crash the SDK's decoder

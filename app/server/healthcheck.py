@@ -1,4 +1,4 @@
-"""``python -m app.healthcheck``: exit 0 when this host's server answers ``/health``, 1 otherwise.
+"""``python -m app.server.healthcheck``: exit 0 when this host's server answers ``/health``, 1 otherwise.
 
 For a container's ``HEALTHCHECK``: it reads the same settings as the server (port, TLS), so it asks the right
 address in the right scheme. The server's certificate is not verified (it may be one of ``mock-openai certs``).

@@ -33,10 +33,11 @@ from gevent.lock import BoundedSemaphore
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-from app import http1, memory, streaming
+from app import streaming
 from app.config import load_settings
 from app.errors import write_refusal
-from app.http1 import Http1Server, NeedsGeneralPath
+from app.server import http1, memory
+from app.server.http1 import Http1Server, NeedsGeneralPath
 
 STREAMS_END_BEFORE_S = 1.5  # before graceful_timeout: streams still running end cleanly
 
@@ -115,7 +116,7 @@ class MockOpenAIWorker(GeventWorker):
             self.cfg.settings["http_parser"].set("python")
 
     def _lean_loop_serves_all(self) -> bool:
-        """app/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
+        """app/server/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
         request hooks), or a missing C parser, keeps every connection on gunicorn's own loop."""
         cfg = self.cfg
         return (
@@ -216,7 +217,7 @@ class MockOpenAIWorker(GeventWorker):
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
         # Streams in flight run on, and those still running shortly before graceful_timeout end with an error
-        # event and [DONE] (app/streaming.py), in time for gunicorn's loop (which looks once a second) to
+        # event and [DONE] (app/streaming), in time for gunicorn's loop (which looks once a second) to
         # see the worker idle and exit before the master kills it.
         grace = self.cfg.graceful_timeout
         streaming.end_streams_at(time.monotonic() + max(grace / 2, grace - STREAMS_END_BEFORE_S))

@@ -12,9 +12,10 @@ import socket
 import sys
 import time
 
-from app import metrics, tls
+from app import metrics
 from app.config import ConfigError, load_settings
 from app.replies.scripted import load_rules
+from app.server import tls
 from app.shared import PATH_ENV, open_configured, shared_path
 from app.shared.redis_state import INSTANCE_ENV, connect_redis
 from app.textgen import Corpus, CorpusError
@@ -49,8 +50,8 @@ server = settings.server
 host = f"[{server['host']}]" if ":" in server["host"] else server["host"]
 bind = [f"{host}:{server['port']}"]
 workers = server["workers"]
-# gunicorn's gevent worker, extended with the original's connection limits (app/worker.py).
-worker_class = "app.worker.MockOpenAIWorker"
+# gunicorn's gevent worker, extended with the original's connection limits (app/server/worker.py).
+worker_class = "app.server.worker.MockOpenAIWorker"
 # Sizes each worker's gevent pool: the number of connections (and so streams) it holds at once.
 worker_connections = server["max_connections"]
 timeout = int(server["timeout"])
@@ -58,7 +59,7 @@ graceful_timeout = int(server["graceful_timeout"])
 keepalive = int(server["keepalive"])
 # Request heads as large as the real API takes (it sits behind Cloudflare: each header up to 16 KB); the
 # request line at gunicorn's ceiling short of none at all, 8,190 bytes (the real API's is 16 KB). A request
-# past a limit gets gunicorn's 414 or 431 in the API's JSON error shape (app/worker.py).
+# past a limit gets gunicorn's 414 or 431 in the API's JSON error shape (app/server/worker.py).
 limit_request_line = 8190
 limit_request_field_size = 16384
 limit_request_fields = 200

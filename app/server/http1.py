@@ -34,7 +34,7 @@ except ImportError:  # a dependency, built from source: where it could not be, g
 from gunicorn import SERVER, SERVER_SOFTWARE
 from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
-from app import memory
+from app.server import memory
 
 HEAD_END = b"\r\n\r\n"
 YIELD_S = 1e-6  # the fairness yield after each response (see serve())
@@ -170,7 +170,7 @@ class Http1Server:
                 worker.alive = False
             if not self._respond(client, environ, keep_alive and worker.alive):
                 return
-            if length > LARGE_BODY:  # memory back to its baseline now (app/memory.py)
+            if length > LARGE_BODY:  # memory back to its baseline now (app/server/memory.py)
                 environ = None
                 memory.release()
             # Fairness: the others' turn before this connection's next request. A timer, not sleep(0): gevent
