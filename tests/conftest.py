@@ -41,7 +41,7 @@ def component(name: str) -> str:
 @pytest.fixture
 def app():
     """The app with defaults, but no pacing so streams return at once."""
-    return create_app({"latency": {"inter_token_latency_ms": 0}})
+    return create_app(UNPACED)
 
 
 @pytest.fixture
@@ -49,12 +49,18 @@ def client(app):
     return app.test_client()
 
 
+# As the app fixture: no pacing, so a reply of the default 1,000 tokens does not wait 10 s. A test about
+# timing sets its own latency.
+UNPACED = {"latency": {"inter_token_latency_ms": 0}}
+
+
 @pytest.fixture
 def make_client():
-    """A test client for an app built with the given config overrides."""
+    """A test client for an app built with the given config overrides (unpaced unless they set latency)."""
 
     def make(overrides: dict):
-        return create_app(overrides).test_client()
+        latency = UNPACED["latency"] | overrides.get("latency", {})
+        return create_app({**overrides, "latency": latency}).test_client()
 
     return make
 
