@@ -13,13 +13,11 @@ def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:
     :func:`load_settings` (``{"responses": {"inter_token_latency_ms": 0}}``), or None for the usual layers."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = MockOpenAIFlask(__name__)
-    app.config.from_mapping(
-        MAX_CONTENT_LENGTH=settings.server["max_body_bytes"], MOCK_OPENAI_REDIS=bool(settings.shared["redis_url"])
-    )
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.server["max_body_bytes"])
     app.json.sort_keys = False
     state = app.extensions["mock_openai"] = MockState.build(settings)
 
-    from app import auth, errors, headers, recording, ui
+    from app import auth, errors, formats, headers, recording, ui
     from app.api import admin, completions, embeddings, journal, meta, models, responses, stored_completions
 
     errors.init_app(app)
@@ -35,6 +33,7 @@ def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:
     app.register_blueprint(admin.bp)
     app.register_blueprint(journal.bp)
     app.register_blueprint(ui.bp)
+    formats.init_app(app)
     if state.journal is not None:  # outermost: the capture sees every request as the client does
         app.wsgi_app = state.journal.wrap(app.wsgi_app)
     return app

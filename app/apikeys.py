@@ -6,6 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 
+PRESENTED = "mock_openai.api_key"  # environ key: the key a wire format's own header presented (app.formats)
+
+
+def request_key(environ) -> str:
+    """The key this request presents, in whichever header its wire format reads: for the rate limits."""
+    return environ.get(PRESENTED) or presented_key(environ.get("HTTP_AUTHORIZATION", ""))
+
 
 def presented_key(header: str) -> str:
     scheme, _, value = header.strip().partition(" ")

@@ -26,15 +26,32 @@ MISSING_KEY_MESSAGE = (
 )
 
 
+OWN_AUTH: set[str] = set()  # blueprints of wire formats that check the key in their own header (app.formats)
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is refused (``"missing"``, ``"invalid"``), or None: the one check, for every wire format."""
+    token = current_state().settings.auth["token"]
+    if not token:
+        return None
+    if not key:
+        return "missing"
+    if not hmac.compare_digest(key.encode(), token.encode()):
+        return "invalid"
+    return None
+
+
 @bp.before_app_request
 def require_api_key() -> None:
-    token = current_state().settings.auth["token"]
-    if not token or not _is_protected(request.path):
+    if not current_state().settings.auth["token"] or not _is_protected(request.path):
+        return
+    if request.blueprint in OWN_AUTH:
         return
     key = presented_key(request.headers.get("Authorization", ""))
-    if not key:
+    problem = key_problem(key)
+    if problem == "missing":
         raise OpenAIError(401, MISSING_KEY_MESSAGE)
-    if not hmac.compare_digest(key.encode(), token.encode()):
+    if problem == "invalid":
         raise OpenAIError(
             401,
             f"Incorrect API key provided: {mask_key(key)}. You can find your API key at "

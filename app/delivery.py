@@ -67,7 +67,11 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     error_event = b""
     if any(f.kind == "stream_error" for f in fate.stream_faults):
         error = error_for("500", reply.model, "", fate.settings.faults, None)
-        error_event = sse_event(compact(error.body()))
+        # A renderer of another wire format words a mid-stream error its own way (Anthropic's "event: error").
+        if hasattr(renderer, "error_event"):
+            error_event = renderer.error_event(error)
+        else:
+            error_event = sse_event(compact(error.body()))
     events = paced_events(
         head,
         event_at,

@@ -34,7 +34,10 @@ FIELD_ORDER = ("message", "type", "param", "code")
 
 
 class OpenAIError(Exception):
-    """An error to answer in the real API's shape. Raise it anywhere in a request."""
+    """An error to answer in the real API's shape. Raise it anywhere in a request.
+
+    It is also the core's neutral error: a view of another wire format (:mod:`app.formats`) renders the same
+    status, message and ``kind`` in its own shape."""
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class OpenAIError(Exception):
         self.code = code
         self.headers = headers or {}
         self.field_order = field_order
+        self.kind: str | None = None  # the fault (``[faults] error_mix`` kind) this error stands for, if any
 
     def body(self) -> dict:
         return {"error": {key: getattr(self, key) for key in self.field_order}}
@@ -110,43 +114,50 @@ def write_refusal(sock, status: int, reason: str, message: str) -> None:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(OpenAIError, lambda exc: exc.to_response())
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(ParseException, _unreadable_body)
-    app.register_error_handler(Exception, _unexpected_error)
-    if app.config.get("MOCK_OPENAI_REDIS"):
-        from redis.exceptions import ConnectionError, TimeoutError
-
-        app.register_error_handler(ConnectionError, _shared_state_unreachable)
-        app.register_error_handler(TimeoutError, _shared_state_unreachable)
+    app.register_error_handler(Exception, lambda exc: neutral_error(exc).to_response())
 
 
-def _http_error(exc: HTTPException) -> Response:
+def neutral_error(exc: BaseException) -> OpenAIError:
+    """Any failure of a request as the error the client gets: the one mapping, which every wire format then
+    renders in its own shape (HTTP errors of routing and body limits, an unreadable body, Redis down, a bug)."""
+    if isinstance(exc, OpenAIError):
+        return exc
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    if isinstance(exc, ParseException):  # gunicorn could not decode the body the app was reading
+        return OpenAIError(400, f"We could not read the body of your request: {exc}", headers={"Connection": "close"})
+    if _is_redis_unreachable(exc):  # [shared] redis_url is down or too slow: a 503 the SDKs retry
+        log.warning("shared state unreachable on %s %s: %s", request.method, request.path, exc)
+        return OpenAIError(503, f"The server could not reach its shared state (Redis): {exc}. Retry.", SERVER_ERROR)
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return OpenAIError(500, SERVER_ERROR_MESSAGE, SERVER_ERROR)
+
+
+def _is_redis_unreachable(exc: BaseException) -> bool:
+    if not type(exc).__module__.startswith("redis"):  # redis is only imported when configured
+        return False
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def _http_error(exc: HTTPException) -> OpenAIError:
+    error = _http_error_of(exc)
+    error.kind = f"http_{exc.code}"  # another wire format words these its own way
+    return error
+
+
+def _http_error_of(exc: HTTPException) -> OpenAIError:
     route = f"({request.method} {request.path})"
     if exc.code == 404:
-        return error_response(404, f"Invalid URL {route}")
+        return OpenAIError(404, f"Invalid URL {route}")
     if exc.code == 405:
-        return error_response(405, f"Invalid method for URL {route}")
+        return OpenAIError(405, f"Invalid method for URL {route}")
     if exc.code == 413:
         limit = request.max_content_length
-        return error_response(
+        return OpenAIError(
             413, f"Request body too large for {request.path}. The maximum request body size is {limit} bytes."
         )
     if exc.code == 400:
-        return error_response(400, INVALID_JSON_MESSAGE)
-    return error_response(exc.code or 500, exc.description or exc.name)
-
-
-def _unreadable_body(exc: ParseException) -> Response:
-    """gunicorn could not decode the body the app was reading (a bad chunk size, a missing chunk end)."""
-    return error_response(400, f"We could not read the body of your request: {exc}", headers={"Connection": "close"})
-
-
-def _shared_state_unreachable(exc: Exception) -> Response:
-    """Redis (``[shared] redis_url``) is down or too slow: a 503 the SDK retries, as for an overloaded API."""
-    log.warning("shared state unreachable on %s %s: %s", request.method, request.path, exc)
-    return error_response(503, f"The server could not reach its shared state (Redis): {exc}. Retry.", SERVER_ERROR)
-
-
-def _unexpected_error(exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return error_response(500, SERVER_ERROR_MESSAGE, SERVER_ERROR)
+        return OpenAIError(400, INVALID_JSON_MESSAGE)
+    return OpenAIError(exc.code or 500, exc.description or exc.name)

@@ -35,7 +35,7 @@ def request_id() -> str:
 
 
 def _add_headers(response: Response) -> Response:
-    if getattr(response, "recorded", False):  # an upstream's exchange (record, replay) keeps its own headers
+    if getattr(response, "own_headers", False):  # an upstream's exchange (record, replay), another wire format
         return response
     # add(), not item assignment: these are new headers, and assignment scans for old ones first.
     add = response.headers.add

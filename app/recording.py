@@ -192,7 +192,7 @@ def _exchange(chunks, status: int, headers) -> Response:
     response = Response(chunks, status=status, direct_passthrough=True)
     response.headers.clear()
     response.headers.extend((k, v) for k, v in headers if k.lower() not in HOP_HEADERS)
-    response.recorded = True
+    response.own_headers = True
     return response
 
 

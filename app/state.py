@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
@@ -34,6 +34,14 @@ class MockState:
     simulation: Simulation
     journal: Journal | None  # the capture: None when the journal, metrics and request log are all off
     metrics: Metrics | None
+    format_renderers: dict = field(default_factory=dict)  # the other wire formats' (app.formats), built on first use
+
+    def renderer(self, renderer_class):
+        """A wire format's renderer of this corpus, built once per worker."""
+        found = self.format_renderers.get(renderer_class)
+        if found is None:
+            found = self.format_renderers[renderer_class] = renderer_class(self.corpus)
+        return found
 
     @classmethod
     def build(cls, settings: Settings) -> MockState:

@@ -302,6 +302,7 @@ KEY_ALIASES = {
 # Sections that may change at run time (PATCH /_mock/config, scenarios), and [models] profiles.
 RUNTIME_SECTIONS = ("responses", "latency", "faults", "rate_limits")
 RESPONSE_MODES = ("corpus", "realistic", "echo", "scripted")
-ERROR_KINDS = ("429", "insufficient_quota", "500", "502", "503", "timeout")
-STREAM_FAULT_KINDS = ("disconnect", "stream_error", "stall", "malformed")
+ERROR_KINDS = ("429", "insufficient_quota", "500", "502", "503", "timeout", "content_filter")
+# "filtered": the provider's content filter stops the output (finish_reason "content_filter") after N tokens.
+STREAM_FAULT_KINDS = ("disconnect", "stream_error", "stall", "malformed", "filtered")
 FAULT_KINDS = ERROR_KINDS + STREAM_FAULT_KINDS

@@ -52,12 +52,16 @@ def output_items(reply: ResponseReply) -> list[dict]:
     return [{"id": item_id("msg_"), "type": "message", "status": "completed", "content": [part], "role": "assistant"}]
 
 
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}  # finish -> incomplete reason
+
+
 def response_object(reply: ResponseReply, output: list, status: str) -> dict:
     """The ``response`` object in the real API's field order, echoing the request's settings."""
     body, inner = reply.request, reply.reply
     answer = inner.answer
     done = status == "completed"
-    cut = answer.choices[0].finish_reason == "length" and done
+    finish = answer.choices[0].finish_reason
+    cut = finish in INCOMPLETE and done
     text = {"format": (body.get("text") or {}).get("format") or {"type": "text"}}
     text["verbosity"] = (body.get("text") or {}).get("verbosity") or "medium"
     return {
@@ -68,7 +72,7 @@ def response_object(reply: ResponseReply, output: list, status: str) -> dict:
         "background": bool(body.get("background")),
         "completed_at": int(time.time()) if done else None,
         "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+        "incomplete_details": {"reason": INCOMPLETE[finish]} if cut else None,
         "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"),
         "max_tool_calls": body.get("max_tool_calls"),

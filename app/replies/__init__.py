@@ -12,6 +12,7 @@ deterministic: the same request and seed give the same answer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -34,6 +35,7 @@ class ReplyText:
     finish_reason: str
     corpus: Corpus | None = None  # set when the tokens are the corpus's (the precomputed stream path)
     tokens: list[str] | None = None
+    stop_sequence: str | None = None  # the stop sequence that ended it (``finish_reason`` "stop"), if one did
 
     def text(self) -> str:
         if self.corpus is not None:
@@ -73,6 +75,7 @@ class Answer:
     choices: list[Choice]
     logprobs: int | None = None  # alternatives per token asked for (``top_logprobs``, legacy ``logprobs``)
     extra_tokens: int = 0  # generated but not returned (legacy ``best_of``), still billed
+    reasoning: ReplyText | None = None  # thought before the choices (a thinking budget was asked for)
     text: ReplyText = field(init=False)  # the first choice's
     simple: bool = field(init=False)  # one text choice and nothing else: the precomputed fast path renders it
     count: int = field(init=False)  # the stream's length in tokens (choices go side by side): what is paced
@@ -90,6 +93,10 @@ class Answer:
             steps = [c.steps for c in self.choices]
             self.count = max(steps)
             self.completion_tokens = sum(steps) + self.extra_tokens
+        if self.reasoning is not None:  # streamed first, and billed as output
+            self.simple = False
+            self.count += self.reasoning.count
+            self.completion_tokens += self.reasoning.count
 
 
 @dataclass(slots=True)
@@ -102,6 +109,10 @@ class Ask:
     max_tokens: int | None  # the limit the client named
     default_count: int  # the corpus length when none is named
     temperature: float
+    # The corpus fills a named limit exactly (OpenAI's max_tokens is optional, and load tests name the length
+    # they want). Where every request must name one (Anthropic's max_tokens), it is only a ceiling.
+    fills_max_tokens: bool = True
+    reasoning_budget: int = 0  # tokens it may think first (Anthropic's thinking.budget_tokens); 0: none
 
 
 def from_text(text: str, max_tokens: int | None) -> ReplyText:
@@ -116,7 +127,7 @@ def from_text(text: str, max_tokens: int | None) -> ReplyText:
 def from_corpus(corpus: Corpus, ask: Ask, rng) -> ReplyText:
     # A named limit is served exactly and reported as cut off; otherwise the configured length ends
     # naturally, so the SDK's .parse() and get_final_completion() (which raise on "length") work.
-    if ask.max_tokens is not None:
+    if ask.max_tokens is not None and (ask.fills_max_tokens or ask.max_tokens <= ask.default_count):
         count, finish_reason = ask.max_tokens, "length"
     else:
         count, finish_reason = ask.default_count, "stop"
@@ -199,6 +210,14 @@ class Replies:
         n = body.get("n") or 1
         if ask.endpoint == "completions":
             return self._legacy(mode, ask, rule, rng, n)
+        reasoning = None
+        if ask.reasoning_budget:  # the thought comes out of the same max_tokens as the answer
+            limit = ask.max_tokens if ask.max_tokens is not None else ask.default_count
+            thought = max(1, min(ask.reasoning_budget, ask.default_count // 2, limit - 1))
+            start = rng.choice(self.corpus.sentence_starts)
+            reasoning = ReplyText(self.corpus.json_tokens, start, thought, "stop", corpus=self.corpus)
+            if ask.max_tokens is not None:
+                ask = dataclasses.replace(ask, max_tokens=max(1, ask.max_tokens - thought))
         wanted = (
             wanted_calls(body, last_user_text(body, "chat"), rule.tool_calls if rule else None)
             if (body.get("tools"))
@@ -211,7 +230,7 @@ class Replies:
             else:
                 choices.append(Choice(self._text(mode, ask, rule, rng)))
         logprobs = (body.get("top_logprobs") or 0) if body.get("logprobs") else None
-        return Answer(choices, logprobs)
+        return Answer(choices, logprobs, reasoning=reasoning)
 
     def _legacy(self, mode: str, ask: Ask, rule, rng, n: int) -> Answer:
         body = ask.body
@@ -222,9 +241,7 @@ class Replies:
         choices, extra = [], 0
         for prompt in prompts:
             echo = (prompt if isinstance(prompt, str) else "") if body.get("echo") else ""
-            prompt_ask = Ask(
-                ask.model, {**body, "prompt": prompt}, ask.endpoint, ask.max_tokens, ask.default_count, ask.temperature
-            )
+            prompt_ask = dataclasses.replace(ask, body={**body, "prompt": prompt})
             drawn = [Choice(self._text(mode, prompt_ask, rule, rng), echo=echo) for _ in range(best_of)]
             choices += drawn[:n]
             extra += sum(c.steps for c in drawn[n:])
@@ -265,10 +282,26 @@ class Replies:
         return rules.match(ask.model, last_user_text(body, ask.endpoint), system_text(body), bool(body.get("tools")))
 
 
+def filtered(answer: Answer, after: int) -> Answer:
+    """The answer as a content filter leaves it: each text choice stopped after ``after`` tokens, finishing
+    ``"content_filter"`` (tool calls are left whole)."""
+    choices = []
+    for choice in answer.choices:
+        if choice.tool_calls:
+            choices.append(choice)
+            continue
+        text = dataclasses.replace(choice.text, count=min(after, choice.text.count), finish_reason="content_filter")
+        choices.append(dataclasses.replace(choice, text=text))
+    return Answer(choices, answer.logprobs, answer.extra_tokens, answer.reasoning)
+
+
 def cut_at_stop(text: ReplyText, stops: list[str]) -> ReplyText:
     """The text up to the first stop sequence (which is not sent), finishing with ``"stop"``."""
     full = text.text()
-    found = [i for i in (full.find(s) for s in stops if s) if i >= 0]
+    found = [(i, s) for i, s in ((full.find(s), s) for s in stops if s) if i >= 0]
     if not found:
         return text
-    return from_text(full[: min(found)], None)
+    at, stop = min(found)
+    cut = from_text(full[:at], None)
+    cut.stop_sequence = stop
+    return cut

@@ -37,7 +37,9 @@ class CompletionRequest:
     max_tokens: int | None  # the limit the client named, from whichever parameter it used
     max_tokens_param: str
     temperature: float | None
-    body: dict
+    body: dict  # in the chat-completions shape, which the core reads (another format's view translates to it)
+    fills_max_tokens: bool = True  # see app.replies.Ask
+    reasoning_budget: int = 0  # see app.replies.Ask
 
 
 REQUIRED: dict[type[Schema], tuple[str, ...]] = {

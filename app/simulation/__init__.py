@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from flask import g, request
 from gevent import sleep
 
-from app.apikeys import presented_key
+from app.apikeys import request_key
 from app.config import ERROR_KINDS, Settings
 from app.errors import OpenAIError
 from app.headers import request_id
 from app.journal import annotate
-from app.replies import EMPTY, Answer, Ask, Choice, Replies
+from app.replies import EMPTY, Answer, Ask, Choice, Replies, filtered
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_controls, stream_faults_of
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
@@ -89,6 +89,8 @@ class Simulation:
             max_tokens=parsed.max_tokens,
             default_count=min(responses["max_tokens"], max_output_tokens),
             temperature=parsed.temperature if parsed.temperature is not None else responses["temperature"],
+            fills_max_tokens=parsed.fills_max_tokens,
+            reasoning_budget=parsed.reasoning_budget,
         )
 
         kind, after = (controls.error if controls else None), None
@@ -117,6 +119,11 @@ class Simulation:
             raise OpenAIError(
                 500, f"mock-openai scripted mode: {exc}", "server_error", code="invalid_rules_file"
             ) from None
+        stream_faults = stream_faults_of(controls, kind, after, faults) if (controls or kind) else []
+        if stream_faults and any(f.kind == "filtered" for f in stream_faults):
+            # The content filter is a fate of the answer itself: it ends early, finishing "content_filter".
+            answer = filtered(answer, next(f.after for f in stream_faults if f.kind == "filtered"))
+            stream_faults = [f for f in stream_faults if f.kind != "filtered"]
 
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
         per_model = self.layers.per_model(settings, model)
@@ -130,7 +137,7 @@ class Simulation:
                 settings,
                 answer,
                 per_model.fixed_timing,
-                [] if kind is None else stream_faults_of(None, kind, after, faults),
+                stream_faults,
                 faults["trickle_bytes_per_s"],
                 headers,
             )
@@ -155,13 +162,12 @@ class Simulation:
             controls.ttft_ms if controls else None,
             controls.inter_token_latency_ms if controls else None,
         )
-        stream_faults = stream_faults_of(controls, kind, after, faults) if (controls or kind) else []
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
         return Fate(settings, answer, timing, stream_faults, trickle, headers, release)
 
     def _limits(self, settings: Settings, model: str) -> RateLimits:
         """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""
-        key = presented_key(request.headers.get("Authorization", "")) or "anonymous"
+        key = request_key(request.environ) or "anonymous"
         return RateLimits(self.shared, key, model, settings.for_model("rate_limits", model))
 
     def replay_fallback(self) -> str | None:

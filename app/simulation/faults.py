@@ -26,6 +26,10 @@ OVERLOADED_MESSAGE = (
     "our help center at help.openai.com if the error persists. (Please include the request ID {request_id} in "
     "your message.)"
 )
+INVALID_PROMPT_MESSAGE = (
+    "Invalid prompt: your prompt was flagged as potentially violating our usage policy. Please try again with a "
+    "different prompt: https://platform.openai.com/docs/guides/reasoning#advice-on-prompting"
+)
 # 502 and 504 come from the real API's edge proxy, with their fields in its order and a numeric code.
 EDGE_FIELD_ORDER = ("code", "message", "param", "type")
 
@@ -68,8 +72,14 @@ def rate_limit_error(
 
 
 def error_for(kind: str, model: str, request_id: str, faults: dict, limits) -> OpenAIError:
-    """The error of one of :data:`ERROR_KINDS`, as the real API sends it. ``limits`` gives the rate-limit
-    figures a 429 quotes (:class:`app.simulation.limits.RateLimits`)."""
+    """The error of one of :data:`ERROR_KINDS`, as the real API sends it, with its ``kind`` set. ``limits``
+    gives the rate-limit figures a 429 quotes (:class:`app.simulation.limits.RateLimits`)."""
+    error = _error_for(kind, model, request_id, faults, limits)
+    error.kind = kind
+    return error
+
+
+def _error_for(kind: str, model: str, request_id: str, faults: dict, limits) -> OpenAIError:
     if kind == "429":
         return limits.injected_429(model, faults["retry_after_ms"] / 1000)
     if kind == "insufficient_quota":
@@ -82,6 +92,8 @@ def error_for(kind: str, model: str, request_id: str, faults: dict, limits) -> O
         return OpenAIError(503, OVERLOADED_MESSAGE.format(request_id=request_id), SERVER_ERROR)
     if kind == "timeout":
         return OpenAIError(504, "Gateway timeout.", "cf_gateway_timeout", code=504, field_order=EDGE_FIELD_ORDER)
+    if kind == "content_filter":  # the prompt is refused by the provider's safety system
+        return OpenAIError(400, INVALID_PROMPT_MESSAGE, param="prompt", code="invalid_prompt")
     raise ValueError(kind)
 
 
@@ -174,6 +186,7 @@ HEADERS = {
     "HTTP_X_MOCK_DISCONNECT_AFTER": ("X-Mock-Disconnect-After", _count, "disconnect"),
     "HTTP_X_MOCK_MALFORMED_CHUNK_AFTER": ("X-Mock-Malformed-Chunk-After", _count, "malformed"),
     "HTTP_X_MOCK_STALL_AFTER": ("X-Mock-Stall-After", _count, "stall"),
+    "HTTP_X_MOCK_FILTERED_AFTER": ("X-Mock-Filtered-After", _count, "filtered"),
     "HTTP_X_MOCK_STALL_MS": ("X-Mock-Stall-Ms", _ms, "stall_ms"),
     "HTTP_X_MOCK_TRICKLE_BYTES_PER_S": ("X-Mock-Trickle-Bytes-Per-S", _positive, "trickle_bytes_per_s"),
     "HTTP_X_MOCK_TTFT_MS": ("X-Mock-TTFT-Ms", _ms, "ttft_ms"),

@@ -1,0 +1,115 @@
+"""Anthropic's Messages API: ``POST /v1/messages`` (streaming and not), ``/v1/messages/count_tokens``, and
+``GET /v1/models`` in Anthropic's shape for a request that carries ``anthropic-version``.
+
+Auth is ``x-api-key`` (or a bearer token) against the server's one token; errors, headers and stream events
+are Anthropic's (:mod:`.errors`, :mod:`.render`). A request goes through the same simulation as an OpenAI one
+(latency, faults, rate limits, reply modes, the journal, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Flask, Response, request
+
+from app.delivery import respond
+from app.errors import OpenAIError, neutral_error
+from app.formats.anthropic import models, schema
+from app.formats.anthropic.errors import AnthropicFormat
+from app.formats.anthropic.render import MessagesRenderer
+from app.formats.wire import json_body
+from app.journal import annotate
+from app.render import Reply
+from app.state import current_state
+from app.tokens import count_message_tokens
+
+FORMAT = AnthropicFormat()
+bp = FORMAT.attach(Blueprint("anthropic", __name__, url_prefix="/v1"))
+INVALID_JSON = schema.invalid("There was an error parsing the body of your request: it is not valid JSON.")
+
+
+def _version_required() -> None:
+    if current_state().settings.server["strict_validation"] and "anthropic-version" not in request.headers:
+        raise schema.invalid("anthropic-version: header is required")
+
+
+@bp.post("/messages")
+def create_message():
+    """200 ``message`` JSON, or with ``"stream": true`` the Messages event stream. Anthropic's 400 naming the
+    first bad field, 404 ``not_found_error`` for an unknown model."""
+    _version_required()
+    state = current_state()
+    strict = state.settings.server["strict_validation"]
+    parsed = schema.parse(json_body(INVALID_JSON), strict)
+    annotate(model=parsed.model)
+    model = models.resolve(parsed.model, state.settings.allow_unknown_models)
+    if strict and parsed.max_tokens > model.max_output_tokens:
+        raise schema.invalid(
+            f"max_tokens: {parsed.max_tokens} > {model.max_output_tokens}, which is the maximum allowed number of "
+            f"output tokens for {model.id}"
+        )
+    prompt_tokens = count_message_tokens(parsed.body["messages"], parsed.body.get("tools"), model.id)
+    fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
+    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=fate.answer.completion_tokens)
+    reply = Reply(model=model.id, answer=fate.answer, prompt_tokens=prompt_tokens)
+    return respond(fate, reply, state.renderer(MessagesRenderer), parsed.stream)
+
+
+@bp.post("/messages/count_tokens")
+def count_tokens():
+    """200 ``{"input_tokens": N}``: what the same messages, system prompt and tools would count as input."""
+    _version_required()
+    state = current_state()
+    body = json_body(INVALID_JSON)
+    schema.check(schema.COUNT_TOKENS_REQUEST, body, state.settings.server["strict_validation"])
+    model = models.resolve(body.get("model"), state.settings.allow_unknown_models)
+    neutral = schema.neutral_body(body)
+    tokens = count_message_tokens(neutral["messages"], neutral.get("tools"), model.id)
+    return Response(f'{{"input_tokens":{tokens}}}', mimetype="application/json")
+
+
+def list_models():
+    """``GET /v1/models`` and ``/v1/models/{id}`` with ``anthropic-version``: the Claude models."""
+    if request.path == "/v1/models":
+        limit = request.args.get("limit", "20")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise schema.invalid(
+                "limit: Input should be less than or equal to 1000"
+                if limit.isdigit()
+                else "limit: Input should be a valid integer"
+            )
+        page = models.page(request.args.get("after_id"), request.args.get("before_id"), int(limit))
+        return Response(_compact(page), mimetype="application/json")
+    model_id = request.path[len("/v1/models/") :]
+    model = models.find(model_id)
+    if model is None:
+        raise models.not_found(model_id)
+    return Response(_compact(model.info()), mimetype="application/json")
+
+
+def _compact(body: dict) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _models_in_anthropic_shape():
+    """Before OpenAI's auth and routes: ``/v1/models`` asked by an Anthropic client (it sends
+    ``anthropic-version``) is answered here, with Anthropic's auth and errors. Any other request passes."""
+    path = request.path
+    if not path.startswith("/v1/models") or "anthropic-version" not in request.headers or request.method != "GET":
+        return None
+    if path != "/v1/models" and not path.startswith("/v1/models/"):
+        return None
+    try:
+        FORMAT._authenticate()
+        response = list_models()
+    except Exception as exc:  # noqa: BLE001 (every failure in Anthropic's shape)
+        response = FORMAT.error_response(neutral_error(exc))
+    return FORMAT._finish(response)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request_funcs.setdefault(None, []).insert(0, _models_in_anthropic_shape)
+
+
+__all__ = ["OpenAIError", "bp", "init_app"]

@@ -1,0 +1,204 @@
+"""Message bodies and the Messages stream, as Anthropic sends them.
+
+A stream is ``message_start``, then per content block ``content_block_start``, its deltas (``text_delta``,
+``input_json_delta``, ``thinking_delta`` and the closing ``signature_delta``) and ``content_block_stop``, with
+one ``ping`` after the first block opens; then ``message_delta`` (the stop reason and the usage) and
+``message_stop``. Each event is ``event: <type>`` and its JSON. A plain text reply streams from events built
+once per token (the request only adds nothing: a text delta carries no id), so the per-token path is one
+concatenation, as for OpenAI's chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import string
+
+from app.errors import OpenAIError
+from app.render import Reply, compact
+from app.textgen import Corpus
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_LETTERS = string.ascii_letters + string.digits
+
+
+def message_id() -> str:
+    return "msg_01" + "".join(random.choices(_BASE58, k=22))
+
+
+def tool_use_id(call_id: str) -> str:
+    """``toolu_01`` and 22 characters, taken from the neutral call's id (so a seed keeps it stable)."""
+    return "toolu_01" + call_id.removeprefix("call_")[:22]
+
+
+def signature(thinking: str) -> str:
+    """A stable opaque signature for a thinking block, as long as real ones."""
+    digest = hashlib.sha512(thinking.encode()).digest()
+    return "Eq" + base64.b64encode(digest * 4).decode()
+
+
+def event(name: str, data: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + compact(data) + b"\n\n"
+
+
+PING = event("ping", {"type": "ping"})
+STOP = event("message_stop", {"type": "message_stop"})
+
+
+def stop_reason(choice) -> tuple[str, str | None]:
+    """``(stop_reason, stop_sequence)`` of the neutral choice."""
+    if choice.tool_calls:
+        return "tool_use", None
+    text = choice.text
+    if text.finish_reason == "length":
+        return "max_tokens", None
+    if text.finish_reason == "content_filter":  # Anthropic's safety stop
+        return "refusal", None
+    if text.stop_sequence is not None:
+        return "stop_sequence", text.stop_sequence
+    return "end_turn", None
+
+
+def usage(reply: Reply, output_tokens: int) -> dict:
+    return {
+        "input_tokens": reply.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+class MessagesRenderer:
+    def __init__(self, corpus: Corpus):
+        prefix = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+        prefix += b'{"type":"text_delta","text":'
+        self.text_deltas = [prefix + token + b"}}\n\n" for token in corpus.json_tokens]
+
+    def _blocks(self, reply: Reply) -> list[tuple[dict, list[dict], list[dict], dict]]:
+        """Per content block: its start, its deltas (one per paced token), closing deltas, and its whole form."""
+        answer = reply.answer
+        blocks = []
+        if answer.reasoning is not None:
+            thought = answer.reasoning
+            text = thought.text()
+            blocks.append(
+                (
+                    {"type": "thinking", "thinking": "", "signature": ""},
+                    [{"type": "thinking_delta", "thinking": thought.token(k)} for k in range(thought.count)],
+                    [{"type": "signature_delta", "signature": signature(text)}],
+                    {"type": "thinking", "thinking": text, "signature": signature(text)},
+                )
+            )
+        choice = answer.choices[0]
+        for call in choice.tool_calls:
+            identity = {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name}
+            blocks.append(
+                (
+                    identity | {"input": {}},
+                    [{"type": "input_json_delta", "partial_json": p} for p in ("", *call.tokens)],
+                    [],
+                    identity | {"input": json.loads(call.arguments)},
+                )
+            )
+        if not choice.tool_calls:
+            text = choice.text
+            blocks.append(
+                (
+                    {"type": "text", "text": ""},
+                    [{"type": "text_delta", "text": text.token(k)} for k in range(text.count)],
+                    [],
+                    {"type": "text", "text": text.text()},
+                )
+            )
+        return blocks
+
+    def body(self, reply: Reply) -> str:
+        reason, sequence = stop_reason(reply.answer.choices[0])
+        content = [whole for _, _, _, whole in self._blocks(reply)]
+        return json.dumps(
+            {
+                "model": reply.model,
+                "id": message_id(),
+                "type": "message",
+                "role": "assistant",
+                "content": content,
+                "stop_reason": reason,
+                "stop_sequence": sequence,
+                "usage": usage(reply, reply.answer.completion_tokens),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    def stream(self, reply: Reply):
+        """``(head, event_at, count, tail)`` for :func:`app.streaming.paced_events`."""
+        answer = reply.answer
+        start = event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "model": reply.model,
+                    "id": message_id(),
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": usage(reply, 1),
+                },
+            },
+        )
+        reason, sequence = stop_reason(answer.choices[0])
+        ending = event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                "usage": {
+                    "input_tokens": reply.prompt_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": answer.completion_tokens,
+                },
+            },
+        )
+        if answer.simple and answer.text.corpus is not None:
+            text = answer.text
+            deltas, first, size = self.text_deltas, text.start, len(self.text_deltas)
+            opening = _block_start(0, {"type": "text", "text": ""}) + PING
+            closing = event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            if text.count == 0:
+                return start, deltas.__getitem__, 0, opening + closing + ending + STOP
+            return start + opening, lambda k: deltas[(first + k) % size], text.count, closing + ending + STOP
+        steps, pending = [], b""
+        for index, (opening, deltas, closers, _) in enumerate(self._blocks(reply)):
+            pending += _block_start(index, opening)
+            if index == 0:
+                pending += PING
+            for delta in deltas:
+                steps.append(pending + _delta(index, delta))
+                pending = b""
+            for delta in closers:
+                pending += _delta(index, delta)
+            pending += event("content_block_stop", {"type": "content_block_stop", "index": index})
+        return start, steps.__getitem__, len(steps), pending + ending + STOP
+
+    @staticmethod
+    def error_event(error: OpenAIError) -> bytes:
+        """A mid-stream failure, as Anthropic ends a stream with one."""
+        from app.formats.anthropic.errors import error_object
+
+        return event("error", {"type": "error", "error": error_object(error)})
+
+
+def _block_start(index: int, block: dict) -> bytes:
+    return event("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def _delta(index: int, delta: dict) -> bytes:
+    return event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})

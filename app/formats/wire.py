@@ -1,0 +1,76 @@
+"""What every wire format attaches to its blueprint: its error shape for every failure in its routes, the key
+taken from its own auth header (checked by the one check, :func:`app.auth.key_problem`), and its own
+response headers in place of OpenAI's."""
+
+from __future__ import annotations
+
+import json
+from time import monotonic
+
+from flask import Blueprint, Response, g, request
+
+from app import auth
+from app.apikeys import PRESENTED
+from app.errors import OpenAIError, neutral_error
+from app.headers import request_id
+from app.journal import BODY as JOURNAL_BODY
+
+
+class WireFormat:
+    """A provider's wire format. Subclasses say how its errors look and where its key comes from."""
+
+    name = ""
+
+    def error_response(self, error: OpenAIError) -> Response:
+        """The neutral error (status, message, ``kind``, headers) in this format's shape."""
+        raise NotImplementedError
+
+    def presented_key(self) -> str:
+        raise NotImplementedError
+
+    def auth_error(self, problem: str, key: str) -> OpenAIError:
+        """The 401 (or 403) for a ``"missing"`` or ``"invalid"`` key, in this format's wording."""
+        raise NotImplementedError
+
+    def add_headers(self, response: Response) -> None:
+        """This provider's response headers (request id, rate limits); the status is already set."""
+
+    def attach(self, bp: Blueprint) -> Blueprint:
+        auth.OWN_AUTH.add(bp.name)
+        bp.before_request(self._authenticate)
+        bp.register_error_handler(Exception, lambda exc: self.error_response(neutral_error(exc)))
+        bp.after_request(self._finish)
+        return bp
+
+    def _authenticate(self) -> None:
+        key = self.presented_key()
+        if key:
+            request.environ[PRESENTED] = key  # the rate limits are per key, whichever header carried it
+        problem = auth.key_problem(key)
+        if problem is not None:
+            raise self.auth_error(problem, key)
+
+    def _finish(self, response: Response) -> Response:
+        if getattr(response, "own_headers", False):  # recorded from an upstream: its headers as they were
+            return response
+        self.add_headers(response)
+        response.own_headers = True  # not OpenAI's headers (app.headers) on top
+        return response
+
+
+def processing_ms() -> int:
+    started = g.get("started")
+    return int((monotonic() - started) * 1000) if started is not None else 0
+
+
+def json_body(invalid: OpenAIError):
+    """The request's JSON, or ``invalid`` (this format's 400 for a body that is not JSON)."""
+    raw = request.get_data(cache=False)
+    request.environ[JOURNAL_BODY] = raw  # what the journal shows as the request body
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise invalid from None
+
+
+__all__ = ["WireFormat", "json_body", "processing_ms", "request_id"]
