@@ -112,9 +112,23 @@ def write_refusal(sock, status: int, reason: str, message: str) -> None:
     write_nonblock(sock, head.encode("latin-1") + data)
 
 
+# Path prefixes another wire format owns (``/openai/``, ``/v1beta/``) -> its error renderer: a request that
+# matched none of its routes (a 404, a 405) still gets that format's error shape.
+PATH_OWNERS: dict[str, object] = {}
+
+
 def init_app(app: Flask) -> None:
-    app.register_error_handler(OpenAIError, lambda exc: exc.to_response())
-    app.register_error_handler(Exception, lambda exc: neutral_error(exc).to_response())
+    app.register_error_handler(Exception, _error_response)
+
+
+def _error_response(exc: Exception) -> Response:
+    error = neutral_error(exc)
+    if PATH_OWNERS:
+        path = request.path
+        for prefix, render in PATH_OWNERS.items():
+            if path.startswith(prefix):
+                return render(error)
+    return error.to_response()
 
 
 def neutral_error(exc: BaseException) -> OpenAIError:

@@ -36,11 +36,13 @@ class MockState:
     metrics: Metrics | None
     format_renderers: dict = field(default_factory=dict)  # the other wire formats' (app.formats), built on first use
 
-    def renderer(self, renderer_class):
-        """A wire format's renderer of this corpus, built once per worker."""
-        found = self.format_renderers.get(renderer_class)
+    def renderer(self, renderer_class, of=None):
+        """A wire format's renderer, built once per worker: of this corpus, or wrapping another renderer
+        (``of``: Azure's renderers wrap OpenAI's)."""
+        key = (renderer_class, id(of))
+        found = self.format_renderers.get(key)
         if found is None:
-            found = self.format_renderers[renderer_class] = renderer_class(self.corpus)
+            found = self.format_renderers[key] = renderer_class(self.corpus if of is None else of)
         return found
 
     @classmethod

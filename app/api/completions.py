@@ -36,7 +36,7 @@ def create_chat_completion():
     request = parse_request(ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
     body = request.body
     prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"), request.model)
-    return _complete(state, request, "chat", prompt_tokens, state.chat)
+    return complete(state, request, "chat", prompt_tokens, state.chat)
 
 
 @bp.post("/completions")
@@ -45,12 +45,13 @@ def create_completion():
     carries the ``finish_reason``. 400/404 with an OpenAI error body for a bad request or model."""
     state = current_state()
     request = parse_request(CompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
-    return _complete(
+    return complete(
         state, request, "completions", count_prompt_tokens(request.body.get("prompt"), request.model), state.legacy
     )
 
 
-def _complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
+def complete(state: MockState, request: CompletionRequest, endpoint: str, prompt_tokens: int, renderer) -> Response:
+    """A parsed chat or legacy request, decided and answered by ``renderer`` (Azure's routes wrap OpenAI's)."""
     annotate(model=request.model)  # for the journal and metrics of a request refused below
     model = resolve_model(state, request.model, endpoint)
     model_id, max_output_tokens = model.id, model.max_output_tokens

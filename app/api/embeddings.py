@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response
 
 from app.api.completions import resolve_model
 from app.delivery import respond
@@ -24,8 +24,12 @@ def create_embeddings():
     """200 ``{"object": "list", "data": [Embedding, ...], "model", "usage"}``: one vector per input, in
     ``float`` or ``base64``; 400 for a bad input or ``dimensions``, 404 for a model that does not embed.
     Faults, rate limits and latency (the time to the first token) apply as to completions."""
-    state = current_state()
-    body = validate(EmbeddingsRequestSchema, json_body(), state.settings.server["strict_validation"])
+    return embed(current_state(), json_body(), RENDERER)
+
+
+def embed(state, body, renderer) -> Response:
+    """A decoded embeddings request, checked, decided and answered by ``renderer`` (Azure's routes wrap ours)."""
+    body = validate(EmbeddingsRequestSchema, body, state.settings.server["strict_validation"])
     annotate(model=body.get("model"))
     model = resolve_model(state, body.get("model"), "embeddings")
     inputs = inputs_of(body.get("input", ""))
@@ -68,4 +72,4 @@ def create_embeddings():
         encoding_format=body.get("encoding_format") or "float",
         prompt_tokens=prompt_tokens,
     )
-    return respond(fate, reply, RENDERER, stream=False)
+    return respond(fate, reply, renderer, stream=False)

@@ -107,6 +107,9 @@ DEFAULTS: dict[str, dict] = {
     "metrics": {"enabled": True},  # GET /metrics, Prometheus text, summed over workers
     "record": {"upstream": "", "dir": "fixtures"},
     "replay": {"dir": "", "speed": 1.0, "fallback": ""},
+    # Azure OpenAI's routes (/openai/deployments/{name}/...): each deployment and the model it serves. Every
+    # configured model is also a deployment of its own name.
+    "azure": {"deployments": {}, "region": "East US"},
     "models": {
         # Context windows, output limits, owners, creation times and the dated snapshot each alias answers as,
         # as the real /v1/models and completions report them.

@@ -304,6 +304,13 @@ class ReplaySchema(_Strict):
     fallback = fields.String(required=True, validate=validate.OneOf(["", *RESPONSE_MODES]))
 
 
+class AzureSchema(_Strict):
+    deployments = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1)), values=fields.String(), required=True
+    )
+    region = fields.String(required=True)
+
+
 class ModelsSchema(_Strict):
     available = ModelList(required=True)
     allow_unknown = fields.Boolean(required=True)
@@ -325,6 +332,7 @@ class SettingsSchema(_Strict):
     metrics = fields.Nested(MetricsSchema, required=True)
     record = fields.Nested(RecordSchema, required=True)
     replay = fields.Nested(ReplaySchema, required=True)
+    azure = fields.Nested(AzureSchema, required=True)
     models = fields.Nested(ModelsSchema, required=True)
     scenarios = Scenarios(required=True)
 
@@ -349,6 +357,7 @@ class SettingsSchema(_Strict):
             metrics=data["metrics"],
             record=data["record"],
             replay=data["replay"],
+            azure=data["azure"],
             models=data["models"]["available"],
             allow_unknown_models=data["models"]["allow_unknown"],
             profiles=data["models"]["profiles"],

@@ -56,6 +56,7 @@ class Settings:
     metrics: dict
     record: dict
     replay: dict
+    azure: dict
     models: list[ModelSpec]
     allow_unknown_models: bool
     profiles: dict  # model id -> {latency or rate_limits key: value}

@@ -14,7 +14,7 @@ import importlib
 
 from flask import Flask
 
-FORMATS = ("anthropic",)
+FORMATS = ("anthropic", "azure")
 
 
 def init_app(app: Flask) -> None:

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, g, request
 
 from app import auth
 from app.apikeys import PRESENTED
-from app.errors import OpenAIError, neutral_error
+from app.errors import PATH_OWNERS, OpenAIError, neutral_error
 from app.headers import request_id
 from app.journal import BODY as JOURNAL_BODY
 
@@ -35,7 +35,11 @@ class WireFormat:
     def add_headers(self, response: Response) -> None:
         """This provider's response headers (request id, rate limits); the status is already set."""
 
-    def attach(self, bp: Blueprint) -> Blueprint:
+    def attach(self, bp: Blueprint, owned_prefix: str | None = None) -> Blueprint:
+        """Give ``bp`` this format's auth, errors and headers; a URL under ``owned_prefix`` that matches no
+        route gets this format's 404 too."""
+        if owned_prefix:
+            PATH_OWNERS[owned_prefix] = self.error_response
         auth.OWN_AUTH.add(bp.name)
         bp.before_request(self._authenticate)
         bp.register_error_handler(Exception, lambda exc: self.error_response(neutral_error(exc)))

@@ -1,0 +1,138 @@
+"""Azure OpenAI: ``/openai/deployments/{deployment}/chat/completions``, ``/completions`` and ``/embeddings``
+with ``api-version``, and the newer ``/openai/v1/...`` routes, whose ``model`` names the deployment.
+
+Azure runs OpenAI's models behind its own gateway, and so does this format: a request is OpenAI's (the same
+schemas, simulation and bodies) sent to the model its deployment serves (``[azure] deployments``; every model
+is also a deployment of its own name), and the answer gains what Azure adds: content filter results, the
+prompt-filter chunk that opens a stream, keys in Azure's order, its headers and its errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Flask, request
+
+from app.api.completions import complete
+from app.api.embeddings import embed
+from app.errors import OpenAIError
+from app.formats.azure.errors import DEPLOYMENT, AzureFormat, deployment_not_found
+from app.formats.azure.render import AzureRenderer
+from app.schemas import ChatCompletionRequestSchema, CompletionRequestSchema, json_body, parse_request
+from app.state import current_state
+from app.tokens import count_message_tokens, count_prompt_tokens
+
+FORMAT = AzureFormat()
+bp = FORMAT.attach(Blueprint("azure", __name__, url_prefix="/openai"), owned_prefix="/openai/")
+
+# The data-plane API versions Azure serves: the GA ones and every preview since the first.
+GA_VERSIONS = frozenset(("2022-12-01", "2023-05-15", "2024-02-01", "2024-06-01", "2024-10-21", "v1"))
+_PREVIEW = re.compile(r"^20(2[3-9])-\d\d-\d\d-preview$")
+
+
+def _api_version(required: bool) -> None:
+    version = request.args.get("api-version")
+    if version is None:
+        if required:  # without one Azure's gateway finds no operation to route to
+            raise OpenAIError(404, "Resource not found", code="404")
+        return
+    if version not in GA_VERSIONS and not _PREVIEW.match(version) and version not in ("latest", "preview"):
+        raise OpenAIError(400, "API version not supported", code="BadRequest")
+
+
+def _model_of(deployment: str) -> str:
+    state = current_state()
+    model = state.settings.azure["deployments"].get(deployment)
+    if model is not None:
+        return model
+    if state.settings.model(deployment) is not None or state.settings.allow_unknown_models:
+        return deployment
+    raise deployment_not_found()
+
+
+def _body_for(deployment: str | None) -> dict:
+    """The request's body, sent to the deployment's model whatever ``model`` it names (Azure ignores it). A v1
+    route (``deployment`` None) names the deployment in ``model``."""
+    body = json_body()
+    if not isinstance(body, dict):
+        return body  # the schema refuses it in OpenAI's words
+    if deployment is None:
+        deployment = body.get("model")
+        if not isinstance(deployment, str) or not deployment:
+            raise OpenAIError(
+                400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+            )
+    request.environ[DEPLOYMENT] = deployment
+    return {**body, "model": _model_of(deployment)}
+
+
+def _chat(deployment: str | None):
+    state = current_state()
+    parsed = parse_request(
+        ChatCompletionRequestSchema, _body_for(deployment), state.settings.server["strict_validation"]
+    )
+    parsed.include_obfuscation = False  # Azure's chunks carry no obfuscation padding
+    body = parsed.body
+    prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"), parsed.model)
+    return complete(state, parsed, "chat", prompt_tokens, state.renderer(AzureRenderer, state.chat))
+
+
+def _completion(deployment: str | None):
+    state = current_state()
+    parsed = parse_request(CompletionRequestSchema, _body_for(deployment), state.settings.server["strict_validation"])
+    prompt_tokens = count_prompt_tokens(parsed.body.get("prompt"), parsed.model)
+    return complete(state, parsed, "completions", prompt_tokens, state.renderer(AzureRenderer, state.legacy))
+
+
+def _embeddings(deployment: str | None):
+    from app.api.embeddings import RENDERER
+
+    state = current_state()
+    return embed(state, _body_for(deployment), state.renderer(AzureRenderer, RENDERER))
+
+
+@bp.post("/deployments/<deployment>/chat/completions")
+def deployment_chat(deployment: str):
+    """OpenAI's ``chat.completion`` (or its stream) with Azure's content filter results; 404
+    ``DeploymentNotFound`` for a deployment that does not exist, 404 without an ``api-version``."""
+    _api_version(required=True)
+    return _chat(deployment)
+
+
+@bp.post("/deployments/<deployment>/completions")
+def deployment_completion(deployment: str):
+    """OpenAI's ``text_completion`` (or its stream) with Azure's content filter results."""
+    _api_version(required=True)
+    return _completion(deployment)
+
+
+@bp.post("/deployments/<deployment>/embeddings")
+def deployment_embeddings(deployment: str):
+    """OpenAI's embeddings list, in Azure's key order."""
+    _api_version(required=True)
+    return _embeddings(deployment)
+
+
+@bp.post("/v1/chat/completions")
+def v1_chat():
+    """Azure's v1 API: ``model`` names the deployment; ``api-version`` is optional."""
+    _api_version(required=False)
+    return _chat(None)
+
+
+@bp.post("/v1/completions")
+def v1_completion():
+    """Azure's v1 API for legacy completions."""
+    _api_version(required=False)
+    return _completion(None)
+
+
+@bp.post("/v1/embeddings")
+def v1_embeddings():
+    """Azure's v1 API for embeddings."""
+    _api_version(required=False)
+    return _embeddings(None)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,128 @@
+"""Azure OpenAI's routes through the Flask test client: deployments mapped to models, api-version, Azure's
+content filter results, its stream opening, headers and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.sse import parse_sse
+
+VERSION = "?api-version=2024-10-21"
+CHAT = f"/openai/deployments/gpt-4o/chat/completions{VERSION}"
+HI = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}
+KEY = {"api-key": "azure-key"}
+
+
+def test_a_chat_completion_with_filter_results(client):
+    response = client.post(CHAT, json=HI, headers=KEY)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert list(body) == sorted(body), "Azure's keys are in alphabetical order"
+    assert body["model"] == "gpt-4o-2024-08-06" and body["object"] == "chat.completion"
+    assert "service_tier" not in body
+    (prompt,) = body["prompt_filter_results"]
+    assert prompt["prompt_index"] == 0 and prompt["content_filter_results"]["jailbreak"] == {
+        "filtered": False,
+        "detected": False,
+    }
+    results = body["choices"][0]["content_filter_results"]
+    assert all(not category["filtered"] for category in results.values())
+    assert results["hate"]["severity"] == "safe"
+    for name in ("apim-request-id", "x-request-id", "x-ms-region", "x-ratelimit-remaining-requests"):
+        assert response.headers[name]
+    assert response.headers["x-ms-deployment-name"] == "gpt-4o"
+    assert "openai-version" not in response.headers and "x-ratelimit-reset-requests" not in response.headers
+
+
+def test_the_stream_opens_with_prompt_filter_results(client):
+    response = client.post(CHAT, json=HI | {"stream": True}, headers=KEY)
+    events = parse_sse(response.data)
+    first = events[0]
+    assert first["choices"] == [] and first["id"] == "" and first["prompt_filter_results"]
+    content = [e for e in events[1:-1] if e["choices"] and e["choices"][0]["delta"].get("content")]
+    assert content and all(
+        e["choices"][0]["content_filter_results"]["sexual"] == {"filtered": False, "severity": "safe"} for e in content
+    )
+    assert all("obfuscation" not in e for e in events[1:-1])
+    assert events[-2]["choices"][0]["finish_reason"] == "length"
+
+
+def test_deployments_map_to_models(make_client):
+    client = make_client({"azure": {"deployments": {"prod-chat": "gpt-4o-mini"}}})
+    body = client.post("/openai/deployments/prod-chat/chat/completions" + VERSION, json=HI).get_json()
+    assert body["model"] == "gpt-4o-mini-2024-07-18"
+    missing = client.post("/openai/deployments/nope/chat/completions" + VERSION, json=HI)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "DeploymentNotFound"
+
+
+def test_the_v1_routes_name_the_deployment_in_model(client):
+    body = client.post("/openai/v1/chat/completions", json=HI | {"model": "gpt-4o"}).get_json()
+    assert body["prompt_filter_results"] and body["model"] == "gpt-4o-2024-08-06"
+    assert client.post("/openai/v1/chat/completions", json=HI).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [("", 404, "404"), ("?api-version=1999-01-01", 400, "BadRequest"), ("?api-version=2025-04-01-preview", 200, None)],
+)
+def test_api_version(client, query, status, code):
+    response = client.post("/openai/deployments/gpt-4o/chat/completions" + query, json=HI)
+    assert response.status_code == status
+    if code:
+        assert response.get_json()["error"]["code"] == code
+
+
+def test_legacy_completions_and_embeddings(client):
+    legacy = client.post(
+        f"/openai/deployments/gpt-3.5-turbo-instruct/completions{VERSION}", json={"prompt": "Say", "max_tokens": 3}
+    ).get_json()
+    assert legacy["choices"][0]["content_filter_results"] and legacy["prompt_filter_results"]
+    vectors = client.post(
+        f"/openai/deployments/text-embedding-3-small/embeddings{VERSION}", json={"input": ["a", "b"]}
+    ).get_json()
+    assert [item["index"] for item in vectors["data"]] == [0, 1] and len(vectors["data"][0]["embedding"]) == 1536
+
+
+def test_validation_passes_the_models_own_error_through(client):
+    response = client.post(CHAT, json={"messages": "nope"})
+    assert response.status_code == 400 and response.get_json()["error"]["param"] == "messages"
+
+
+def test_content_filter_faults(client):
+    refused = client.post(CHAT, json=HI, headers={"X-Mock-Error": "content_filter"})
+    error = refused.get_json()["error"]
+    assert refused.status_code == 400 and error["code"] == "content_filter" and error["param"] == "prompt"
+    assert error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+    assert error["innererror"]["content_filter_result"]["violence"]["filtered"] is True
+    cut = client.post(CHAT, json=HI | {"max_tokens": 50}, headers={"X-Mock-Filtered-After": "4"}).get_json()
+    choice = cut["choices"][0]
+    assert choice["finish_reason"] == "content_filter" and cut["usage"]["completion_tokens"] == 4
+    assert choice["content_filter_results"]["violence"] == {"filtered": True, "severity": "medium"}
+
+
+def test_429_in_azures_words(client):
+    response = client.post(CHAT, json=HI, headers={"X-Mock-Error": "429"})
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    error = response.get_json()["error"]
+    assert error["code"] == "429" and error["message"].startswith(
+        "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded"
+    )
+
+
+def test_auth_by_api_key(make_client):
+    client = make_client({"auth": {"token": "azure-right"}})
+    assert client.post(CHAT, json=HI, headers={"api-key": "azure-right"}).status_code == 200
+    assert client.post(CHAT, json=HI, headers={"Authorization": "Bearer azure-right"}).status_code == 200
+    wrong = client.post(CHAT, json=HI, headers={"api-key": "azure-wrong"})
+    assert wrong.status_code == 401 and wrong.get_json()["error"]["code"] == "401"
+    missing = client.post(CHAT, json=HI)
+    assert "missing subscription key" in missing.get_json()["error"]["message"]
+
+
+def test_unknown_route(client):
+    response = client.post("/openai/deployments/gpt-4o/nothing" + VERSION, data=json.dumps(HI))
+    assert response.status_code == 404 and response.get_json() == {
+        "error": {"code": "404", "message": "Resource not found"}
+    }
