@@ -14,7 +14,7 @@ import importlib
 
 from flask import Flask
 
-FORMATS = ("anthropic", "azure")
+FORMATS = ("anthropic", "azure", "gemini")
 
 
 def init_app(app: Flask) -> None:

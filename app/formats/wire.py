@@ -5,6 +5,7 @@ response headers in place of OpenAI's."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from time import monotonic
 
 from flask import Blueprint, Response, g, request
@@ -60,6 +61,24 @@ class WireFormat:
         self.add_headers(response)
         response.own_headers = True  # not OpenAI's headers (app.headers) on top
         return response
+
+
+    def claim(self, app, asks: Callable[[], bool], view: Callable[[], Response]) -> None:
+        """Serve requests of a path another format also serves (``GET /v1/models``), told apart by ``asks``
+        (this format's own header), before any other hook of the app: with this format's auth, errors and
+        headers. Any other request passes on untouched."""
+
+        def claimed():
+            if not asks():
+                return None
+            try:
+                self._authenticate()
+                response = view()
+            except Exception as exc:  # noqa: BLE001 (every failure in this format's shape)
+                response = self.error_response(neutral_error(exc))
+            return self._finish(response)
+
+        app.before_request_funcs.setdefault(None, []).insert(0, claimed)
 
 
 def processing_ms() -> int:
