@@ -62,7 +62,6 @@ class WireFormat:
         response.own_headers = True  # not OpenAI's headers (app.headers) on top
         return response
 
-
     def claim(self, app, asks: Callable[[], bool], view: Callable[[], Response]) -> None:
         """Serve requests of a path another format also serves (``GET /v1/models``), told apart by ``asks``
         (this format's own header), before any other hook of the app: with this format's auth, errors and

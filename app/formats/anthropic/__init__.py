@@ -13,7 +13,7 @@ import json
 from flask import Blueprint, Flask, Response, request
 
 from app.delivery import respond
-from app.errors import OpenAIError, neutral_error
+from app.errors import OpenAIError
 from app.formats.anthropic import models, schema
 from app.formats.anthropic.errors import AnthropicFormat
 from app.formats.anthropic.render import MessagesRenderer
@@ -91,25 +91,17 @@ def _compact(body: dict) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def _models_in_anthropic_shape():
-    """Before OpenAI's auth and routes: ``/v1/models`` asked by an Anthropic client (it sends
-    ``anthropic-version``) is answered here, with Anthropic's auth and errors. Any other request passes."""
+def _asks_for_models() -> bool:
+    """``GET /v1/models`` (or one model) from an Anthropic client: it sends ``anthropic-version``."""
     path = request.path
-    if not path.startswith("/v1/models") or "anthropic-version" not in request.headers or request.method != "GET":
-        return None
-    if path != "/v1/models" and not path.startswith("/v1/models/"):
-        return None
-    try:
-        FORMAT._authenticate()
-        response = list_models()
-    except Exception as exc:  # noqa: BLE001 (every failure in Anthropic's shape)
-        response = FORMAT.error_response(neutral_error(exc))
-    return FORMAT._finish(response)
+    if request.method != "GET" or not (path == "/v1/models" or path.startswith("/v1/models/")):
+        return False
+    return "anthropic-version" in request.headers
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.before_request_funcs.setdefault(None, []).insert(0, _models_in_anthropic_shape)
+    FORMAT.claim(app, _asks_for_models, list_models)
 
 
 __all__ = ["OpenAIError", "bp", "init_app"]
