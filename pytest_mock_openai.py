@@ -145,11 +145,24 @@ class Entry(dict):
         if self["stream"]:
             return response.get("text")
         body = response.get("body")
+        if not isinstance(body, dict):
+            return None
+        if body.get("type") == "message":  # Anthropic
+            return "".join(b.get("text", "") for b in body.get("content") or () if b.get("type") == "text") or None
+        if "candidates" in body:  # Gemini
+            try:
+                parts = body["candidates"][0]["content"]["parts"]
+            except (KeyError, IndexError, TypeError):
+                return None
+            return "".join(p.get("text", "") for p in parts if not p.get("thought")) or None
         try:
             choice = body["choices"][0]
         except (TypeError, KeyError, IndexError):
             return None
         return choice["message"]["content"] if "message" in choice else choice.get("text")
+
+
+AZURE_API_VERSION = "2024-10-21"  # the newest GA data-plane version
 
 
 class MockOpenAI:
@@ -168,6 +181,7 @@ class MockOpenAI:
             self._http.headers["Authorization"] = f"Bearer {token}"
         self._changed_config = self._added_faults = False
         self._client = self._async_client = None
+        self._format_clients: dict = {}
 
     @property
     def client(self):
@@ -179,6 +193,54 @@ class MockOpenAI:
                 base_url=self.base_url, api_key=self.token or "sk-mock-openai", default_headers=self.headers
             )
         return self._client
+
+    @property
+    def anthropic_client(self):
+        """An ``anthropic.Anthropic`` client for this server's Messages API (needs the ``anthropic`` package)."""
+
+        def make():
+            import anthropic
+
+            return anthropic.Anthropic(
+                base_url=self.url, api_key=self.token or "sk-ant-mock", default_headers=self.headers
+            )
+
+        return self._made("anthropic", make)
+
+    @property
+    def azure_client(self):
+        """An ``openai.AzureOpenAI`` client for this server's Azure routes; ``model`` names the deployment."""
+
+        def make():
+            import openai
+
+            return openai.AzureOpenAI(
+                azure_endpoint=self.url,
+                api_key=self.token or "azure-mock",
+                api_version=AZURE_API_VERSION,
+                default_headers=self.headers,
+            )
+
+        return self._made("azure", make)
+
+    @property
+    def gemini_client(self):
+        """A ``google.genai.Client`` for this server's Gemini API (needs the ``google-genai`` package)."""
+
+        def make():
+            from google import genai
+            from google.genai import types
+
+            options = types.HttpOptions(base_url=self.url, headers=dict(self.headers))
+            return genai.Client(api_key=self.token or "gemini-mock", http_options=options)
+
+        return self._made("gemini", make)  # held: a Gemini client let go closes its connections
+
+    def _made(self, name: str, make):
+        client = self._format_clients.get(name)
+        if client is None:
+            client = self._format_clients[name] = make()
+        return client
 
     @property
     def async_client(self):

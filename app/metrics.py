@@ -22,7 +22,6 @@ import tempfile
 from bisect import bisect_left
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 # vLLM's buckets for these three, so that its dashboards' quantiles read the same.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
@@ -63,8 +62,8 @@ class Metrics:
         registry = self.registry
         self.requests = Counter(
             "mock_openai_requests",
-            "Requests answered, by endpoint, method, status and model.",
-            ["endpoint", "method", "status", "model"],
+            "Requests answered, by endpoint, method, status, model and wire format (api).",
+            ["endpoint", "method", "status", "model", "api"],
             registry=registry,
         )
         self.duration = Histogram(
@@ -174,11 +173,12 @@ class Metrics:
         status = exchange.status[:3]
         model = note.get("model") or ""
         latency = exchange.latency
-        self._add(self.requests, (endpoint, environ.get("REQUEST_METHOD", ""), status, model))
+        api = note.get("api", "openai")
+        self._add(self.requests, (endpoint, environ.get("REQUEST_METHOD", ""), status, model, api))
         self._observe(self.duration, (endpoint,), (latency,))
         if exchange.stream:
             self._open_streams -= 1
-        if path not in COMPLETION_PATHS or status != "200":
+        if not note.get("generated") or status != "200":  # a completion, in any wire format
             return
         labels = (model,)
         self._observe(self.e2e, labels, (latency,))

@@ -26,6 +26,9 @@ TITLES = {
     "stored_completions": "Stored chat completions",
     "admin": "Runtime control (/_mock)",
     "journal": "The request journal (/_mock)",
+    "anthropic": "Anthropic Messages API",
+    "azure": "Azure OpenAI",
+    "gemini": "Gemini API",
 }
 
 

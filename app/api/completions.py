@@ -66,7 +66,6 @@ def complete(state: MockState, request: CompletionRequest, endpoint: str, prompt
     refuse_unsupported(model, request.body, state.settings.server["strict_validation"])
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
     answer = fate.answer
-    annotate(model=model_id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
     reply = Reply(
         model=model.answers_as,
         answer=answer,

@@ -63,7 +63,6 @@ def embed(state, body, renderer) -> Response:
     prompt_tokens = sum(counts)
     request = CompletionRequest(model.id, False, False, True, None, "max_tokens", None, body)
     fate = state.simulation.decide(request, "embeddings", model.id, 1, prompt_tokens)
-    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=0)
     reply = EmbeddingsReply(
         model=model.answers_as,
         inputs=inputs,

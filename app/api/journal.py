@@ -1,7 +1,8 @@
 """``/_mock/requests`` and ``/_mock/stats``: the request journal, for test harnesses and the web UI.
 
 - ``GET /_mock/requests``: entries newest first (by the time the request came in), filtered by ``method``,
-  ``path``, ``status``, ``model``, ``stream``, ``ending``, ``test_id``, ``since`` (Unix seconds or ISO 8601)
+  ``path``, ``status``, ``model``, ``api`` (the wire format: ``openai``, ``anthropic``, ``azure``, ``gemini``),
+  ``stream``, ``ending``, ``test_id``, ``since`` (Unix seconds or ISO 8601)
   and text ``q`` (every word of it somewhere in the path, model, test id, fault, scenario, response
   headers or either body); a page is ``limit`` entries (50, at most 1000) after a ``cursor`` (the
   ``next_cursor`` of the page before) or at a ``page`` number. ``{"object": "list", "data", "total",
@@ -32,8 +33,8 @@ from app.state import current_state
 bp = Blueprint("journal", __name__, url_prefix="/_mock")
 bp.before_request(require_admin_token)
 
-LIST_PARAMS = ("method", "path", "status", "model", "stream", "ending", "test_id", "since", "q", "limit", "cursor",
-               "page")  # fmt: skip
+LIST_PARAMS = ("method", "path", "status", "model", "api", "stream", "ending", "test_id", "since", "q", "limit",
+               "cursor", "page")  # fmt: skip
 MAX_LIMIT = 1000
 
 
@@ -89,7 +90,7 @@ def list_query() -> dict:
     if unknown:
         raise invalid(f"Unknown query parameter '{unknown[0]}'; use {', '.join(LIST_PARAMS)}.", unknown[0])
     where = {}
-    for name in ("method", "path", "model", "ending", "test_id"):
+    for name in ("method", "path", "model", "api", "ending", "test_id"):
         if name in request.args:
             where[name] = request.args[name].upper() if name == "method" else request.args[name]
     if "status" in request.args:

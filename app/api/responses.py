@@ -53,7 +53,6 @@ def create_response():
     )
     fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
     answer = fate.answer
-    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=answer.completion_tokens)
     reply = ResponseReply(
         Reply(
             model.answers_as,

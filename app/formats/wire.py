@@ -15,6 +15,7 @@ from app.apikeys import PRESENTED
 from app.errors import PATH_OWNERS, OpenAIError, neutral_error
 from app.headers import request_id
 from app.journal import BODY as JOURNAL_BODY
+from app.journal import annotate
 
 
 class WireFormat:
@@ -48,6 +49,7 @@ class WireFormat:
         return bp
 
     def _authenticate(self) -> None:
+        annotate(api=self.name)  # the journal's and the metrics' label of the request
         key = self.presented_key()
         if key:
             request.environ[PRESENTED] = key  # the rate limits are per key, whichever header carried it

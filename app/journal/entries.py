@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from array import array
 
 from app.journal.preview import preview
 
 # Never stored as sent: credentials and cookies, in either direction.
-SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY"}
+SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY",
+              "HTTP_X_GOOG_API_KEY"}  # fmt: skip
+_KEY_PARAM = re.compile(r"(^|&)key=[^&]*")  # Gemini's ?key=: a credential in the query string
 REDACTED = "[redacted]"
 
 
@@ -37,7 +40,7 @@ def row_of(exchange, limit: int) -> tuple:
         exchange.started,
         environ.get("REQUEST_METHOD", ""),
         environ.get("PATH_INFO", ""),
-        environ.get("QUERY_STRING", ""),
+        _query(environ.get("QUERY_STRING", "")),
         int(exchange.status[:3]),
         round(exchange.latency * 1000, 3),
         round((first_at - exchange.t0) * 1000, 3) if first_at is not None else None,
@@ -60,7 +63,12 @@ def row_of(exchange, limit: int) -> tuple:
         exchange.ending,
         writes,
         os.getpid(),
+        note.get("api", "openai"),
     )
+
+
+def _query(query: str) -> str:
+    return _KEY_PARAM.sub(rf"\1key={REDACTED}", query) if "key=" in query else query
 
 
 _HEADER_KEYS: dict[tuple, tuple] = {}  # an environ's keys -> (its header keys, whether any is a secret)
@@ -168,6 +176,7 @@ def entry_of(row: dict, events: bool = False) -> dict:
         "latency_ms": row["latency_ms"],
         "ttft_ms": row["ttft_ms"],
         "model": row["model"],
+        "api": row["api"],
         "stream": stream,
         "usage": None
         if prompt is None
@@ -177,7 +186,7 @@ def entry_of(row: dict, events: bool = False) -> dict:
         "client": row["client"],
         "client_cert": row["client_cert"],
         "test_id": row["test_id"],
-        "request_id": response["headers"].get("x-request-id"),
+        "request_id": _request_id(response["headers"]),
         "worker": row["worker"],
         "request": {
             "headers": request_headers(row["request_headers"]),
@@ -188,6 +197,11 @@ def entry_of(row: dict, events: bool = False) -> dict:
         "response": response,
         "preview": preview(request_body, response["body"], response.get("text")),
     }
+
+
+def _request_id(headers: dict) -> str | None:
+    """The id the response carried, under whichever name its wire format gives it."""
+    return headers.get("x-request-id") or headers.get("request-id") or headers.get("apim-request-id")
 
 
 def write_times(blob: bytes | None) -> list[tuple[float, int]]:
@@ -210,15 +224,19 @@ def _parsed(text: str):
         return text
 
 
+_EVENT = re.compile(r"(.*?)(\r\n\r\n|\n\n|$)", re.S)
+
+
 def stream_events(body: str, writes: list) -> list[dict]:
     """The stream's events: ``{"t_ms", "data"}`` with ``data`` as JSON where it parses, else the raw text
     (``[DONE]``, a cut chunk); comments (keep-alives) are left out."""
     events, position, w = [], 0, 0
-    for block in body.split("\n\n"):
-        position += len(block.encode()) + 2
-        while w < len(writes) - 1 and writes[w][1] < position - 2:
+    for match in _EVENT.finditer(body):  # events end with a blank line: LF LF, or CRLF CRLF (Gemini's)
+        block, ending = match.group(1), match.group(2)
+        position += len(block.encode()) + len(ending)
+        while w < len(writes) - 1 and writes[w][1] < position - len(ending):
             w += 1
-        lines = [line[5:].lstrip(" ") for line in block.split("\n") if line.startswith("data:")]
+        lines = [line[5:].lstrip(" ") for line in block.splitlines() if line.startswith("data:")]
         if not lines:
             continue
         data = "\n".join(lines)
@@ -231,8 +249,9 @@ def stream_events(body: str, writes: list) -> list[dict]:
 
 
 def assembled_text(events: list[dict]) -> str:
-    """What a client reading the stream put together: the content of choice 0 (chat), its text (legacy), or
-    the output text (the Responses API's ``response.output_text.delta`` events)."""
+    """What a client reading the stream put together: the content of choice 0 (chat), its text (legacy), the
+    output text (the Responses API's ``response.output_text.delta`` events), the text deltas of Anthropic's
+    stream, or the text parts of Gemini's first candidate."""
     parts = []
     for event in events:
         data = event["data"]
@@ -241,6 +260,16 @@ def assembled_text(events: list[dict]) -> str:
         if data.get("type") == "response.output_text.delta" and isinstance(data.get("delta"), str):
             parts.append(data["delta"])
             continue
+        delta = data.get("delta")
+        if data.get("type") == "content_block_delta" and isinstance(delta, dict):
+            if isinstance(delta.get("text"), str):
+                parts.append(delta["text"])
+            continue
+        for candidate in data.get("candidates") or ():
+            if isinstance(candidate, dict) and candidate.get("index", 0) == 0:
+                for part in (candidate.get("content") or {}).get("parts") or ():
+                    if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought"):
+                        parts.append(part["text"])
         for choice in data.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue

@@ -21,6 +21,9 @@ def _asked(body) -> str | None:
     if isinstance(body.get("messages"), list):  # chat
         users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
         return _text_of(users[-1].get("content")) if users else None
+    if isinstance(body.get("contents"), list):  # Gemini
+        users = [c for c in body["contents"] if isinstance(c, dict) and c.get("role", "user") == "user"]
+        return _text_of(users[-1].get("parts")) if users else None
     for key in ("input", "prompt"):  # Responses and embeddings; legacy completions
         value = body.get(key)
         if isinstance(value, str):
@@ -57,6 +60,18 @@ def _answered(body) -> str | None:
             if isinstance(part, dict) and part.get("type") == "output_text"
         ]
         return "".join(texts) or None
+    if body.get("type") == "message" and isinstance(body.get("content"), list):  # Anthropic
+        blocks = [b for b in body["content"] if isinstance(b, dict)]
+        texts = [b["text"] for b in blocks if isinstance(b.get("text"), str)]
+        calls = [f"{b.get('name')}({b.get('input')})" for b in blocks if b.get("type") == "tool_use"]
+        return " ".join(texts) or ", ".join(calls) or None
+    candidates = body.get("candidates")
+    if isinstance(candidates, list) and candidates and isinstance(candidates[0], dict):  # Gemini
+        parts = [p for p in (candidates[0].get("content") or {}).get("parts") or () if isinstance(p, dict)]
+        texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
+        calls = [f"{p['functionCall'].get('name')}({p['functionCall'].get('args')})" for p in parts
+                 if isinstance(p.get("functionCall"), dict)]  # fmt: skip
+        return "".join(texts) or ", ".join(calls) or None
     if body.get("object") == "list" and isinstance(body.get("data"), list) and body["data"]:
         first = body["data"][0]
         if isinstance(first, dict) and first.get("object") == "embedding":

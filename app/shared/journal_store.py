@@ -51,9 +51,10 @@ COLUMNS = (
     "ending",
     "writes",
     "worker",
+    "api",  # the wire format it came in (openai, anthropic, azure, gemini)
 )
 # Filters of GET /_mock/requests that compare a column for equality.
-EQUAL_FILTERS = ("method", "path", "status", "model", "test_id", "stream", "ending")
+EQUAL_FILTERS = ("method", "path", "status", "model", "test_id", "stream", "ending", "api")
 # Searched by text (q): bodies are stored as bytes, so they are compared as text.
 SEARCHED = ("path", "model", "test_id", "response_headers", "cast(request_body as text)", "cast(response_body as text)",
             "fault", "scenario")  # fmt: skip
@@ -67,6 +68,15 @@ create table if not exists batches (id integer primary key autoincrement, count 
 """
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
+
+
+def _add_new_columns(db: sqlite3.Connection) -> None:
+    """A journal file written by an older version (``[journal] path`` kept between runs) gains the columns
+    added since, empty for its old entries."""
+    present = {row[1] for row in db.execute("pragma table_info(requests)")}
+    for column in COLUMNS:
+        if column not in present:
+            db.execute(f"alter table requests add column {column}")
 
 
 class JournalReader:
@@ -152,7 +162,9 @@ class JournalStore(JournalReader):
         try:
             # per worker: digest, pid, captured, committed, open streams
             self._progress = MappedTable(path + ".progress", "=16sqqqq", _PROGRESS_SLOTS)
-            self._db().executescript(_SCHEMA)
+            db = self._db()
+            db.executescript(_SCHEMA)
+            _add_new_columns(db)
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._slot = self._slot_pid = None

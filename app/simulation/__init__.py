@@ -125,6 +125,13 @@ class Simulation:
             answer = filtered(answer, next(f.after for f in stream_faults if f.kind == "filtered"))
             stream_faults = [f for f in stream_faults if f.kind != "filtered"]
 
+        # What the journal and the metrics record of every request, whichever view or format it came through.
+        annotate(
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            generated=endpoint != "embeddings",
+        )
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
         per_model = self.layers.per_model(settings, model)
         if per_model.rate_limited:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import shlex
 
-CREDENTIALS = {"authorization": "Authorization: Bearer $OPENAI_API_KEY", "api-key": "api-key: $OPENAI_API_KEY",
-               "x-api-key": "x-api-key: $OPENAI_API_KEY"}  # fmt: skip
+CREDENTIALS = {"authorization": "Authorization: Bearer $OPENAI_API_KEY", "api-key": "api-key: $AZURE_OPENAI_API_KEY",
+               "x-api-key": "x-api-key: $ANTHROPIC_API_KEY",
+               "x-goog-api-key": "x-goog-api-key: $GEMINI_API_KEY"}  # fmt: skip
 LEFT_OUT = {"host", "content-length", "connection", "accept-encoding", "user-agent", "cookie", "keep-alive"}
 
 

@@ -235,3 +235,82 @@ def test_our_request_schemas_answer_any_json_with_a_reply_or_a_json_error(fuzz_c
             json.loads(raw)
 
     check()
+
+
+# --- the other wire formats -----------------------------------------------------------------------------------
+# Each route with its own field names (so validation goes deep) and a check that an error is in its own shape.
+def _anthropic_error(body, status):
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"} and body["request_id"]
+
+
+def _azure_error(body, status):
+    error = body["error"]
+    assert {"message", "code"} <= set(error), error
+
+
+def _google_error(body, status):
+    error = body["error"]
+    assert error["code"] == status and error["status"] and error["message"]
+
+
+CLAUDE_FIELDS = ["model", "max_tokens", "messages", "system", "stream", "tools", "tool_choice", "thinking",
+                 "stop_sequences", "temperature", "output_config"]  # fmt: skip
+GEMINI_FIELDS = ["contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings"]
+FORMAT_ROUTES = {
+    "/v1/messages": (
+        CLAUDE_FIELDS,
+        {"model": "claude-haiku-4-5"},
+        {"anthropic-version": "2023-06-01"},
+        _anthropic_error,
+    ),
+    "/v1/messages/count_tokens": (
+        CLAUDE_FIELDS,
+        {"model": "claude-haiku-4-5"},
+        {"anthropic-version": "2023-06-01"},
+        _anthropic_error,
+    ),
+    "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21": (
+        FIELDS["/v1/chat/completions"],
+        {},
+        {},
+        _azure_error,
+    ),
+    "/openai/v1/embeddings": (FIELDS["/v1/embeddings"], {"model": "text-embedding-3-small"}, {}, _azure_error),
+    "/v1beta/models/gemini-2.5-flash:generateContent": (GEMINI_FIELDS, {}, {}, _google_error),
+    "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse": (GEMINI_FIELDS, {}, {}, _google_error),
+    "/v1beta/models/gemini-2.5-flash:countTokens": (["contents", "generateContentRequest"], {}, {}, _google_error),
+    "/v1beta/models/gemini-embedding-001:batchEmbedContents": (["requests"], {}, {}, _google_error),
+}
+_CAPPED = {"max_tokens": 16, "maxOutputTokens": 16, "max_output_tokens": 16, "candidateCount": 2, "n": 2,
+           "budget_tokens": 1100, "thinkingBudget": 16}  # fmt: skip
+
+
+def _capped(value):
+    """Lengths a reply would take long to write, capped at any depth."""
+    if isinstance(value, dict):
+        return {k: min(v, _CAPPED[k]) if k in _CAPPED and isinstance(v, int) and not isinstance(v, bool) else _capped(v)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, list):
+        return [_capped(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("route", sorted(FORMAT_ROUTES))
+def test_other_formats_answer_any_json_with_a_reply_or_their_own_json_error(fuzz_client, route):
+    names, base, headers, assert_error = FORMAT_ROUTES[route]
+    known = st.dictionaries(st.sampled_from(names), JSON, max_size=len(names))
+
+    @settings(max_examples=EXAMPLES * 2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(body=st.builds(lambda body: {**body, **base}, known) | known | JSON)
+    def check(body):
+        response = fuzz_client.post(
+            route, data=json.dumps(_capped(body)), headers=headers, content_type="application/json"
+        )
+        raw = response.get_data()
+        assert response.status_code < 500, raw[:300]
+        if response.status_code >= 400:
+            assert_error(json.loads(raw), response.status_code)
+        elif response.mimetype != "text/event-stream":
+            json.loads(raw)
+
+    check()

@@ -45,7 +45,7 @@ def test_two_workers_and_500_concurrent_requests_give_exactly_500_entries(start_
         if 'vllm:time_to_first_token_seconds_count{model_name="gpt-4o-mini"} 250.0' in metrics:
             break
         time.sleep(0.1)
-    labels = 'endpoint="/v1/chat/completions",method="POST",model="gpt-4o-mini",status="200"'
+    labels = 'api="openai",endpoint="/v1/chat/completions",method="POST",model="gpt-4o-mini",status="200"'
     assert f"mock_openai_requests_total{{{labels}}} 500.0" in metrics
     assert 'vllm:time_to_first_token_seconds_count{model_name="gpt-4o-mini"} 250.0' in metrics
     assert 'vllm:generation_tokens_total{model_name="gpt-4o-mini"} 4000.0' in metrics

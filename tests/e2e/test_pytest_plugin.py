@@ -65,6 +65,22 @@ def test_summary_retries_a_429(mock_openai):
     assert attempts[0].text == reply.choices[0].message.content
 """
 
+FORMATS = """
+def test_a_client_for_each_wire_format(mock_openai):
+    message = mock_openai.anthropic_client.messages.create(
+        model="claude-haiku-4-5", max_tokens=4, messages=[{"role": "user", "content": "Hi Claude"}]
+    )
+    azure = mock_openai.azure_client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Hi Azure"}], max_tokens=4
+    )
+    gemini = mock_openai.gemini_client.models.generate_content(model="gemini-2.5-flash", contents="Hi Gemini")
+    (claude,) = mock_openai.requests(api="anthropic")
+    assert claude.text == message.content[0].text and claude.body["messages"][0]["content"] == "Hi Claude"
+    assert mock_openai.requests(api="azure")[0].text == azure.choices[0].message.content
+    assert mock_openai.requests(api="gemini")[0].text == gemini.text
+    assert len(mock_openai.requests()) == 3
+"""
+
 PARALLEL = """
 import pytest
 
@@ -83,9 +99,9 @@ def test_each_sees_only_its_own(mock_openai, n):
 
 def test_the_fixture_starts_a_server_and_reads_its_journal(pytester):
     pytester.makeini("[pytest]\nmock_openai_args = -w 2 --inter-token-latency 0\n")
-    pytester.makepyfile(test_client=TESTS, test_readme=README_EXAMPLE)
+    pytester.makepyfile(test_client=TESTS, test_readme=README_EXAMPLE, test_formats=FORMATS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_parallel_tests_against_one_server_do_not_see_each_other(pytester, start_server):

@@ -265,3 +265,32 @@ def test_unread_batches_stay_bounded_and_reads_keep_the_newest(tmp_path):
         assert [r["path"] for r in rows][:4] == ["/99.2", "/99.1", "/99.0", "/98.2"]  # newest first, by time
     finally:
         store.close()
+
+
+def test_each_wire_format_is_recorded_with_its_api_preview_and_stream_text(journal_client):
+    claude = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "Ask Claude"}]}
+    journal_client.post("/v1/messages", json=claude, headers={"anthropic-version": "2023-06-01"}).get_data()
+    journal_client.post(
+        "/v1/messages", json=claude | {"stream": True}, headers={"anthropic-version": "2023-06-01"}
+    ).get_data()
+    gemini = {"contents": [{"parts": [{"text": "Ask Gemini"}]}], "generationConfig": {"maxOutputTokens": 5}}
+    journal_client.post(
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=secret", json=gemini
+    ).get_data()
+    chat(journal_client)
+    listed = entries(journal_client, "?api=anthropic")["data"]
+    assert [e["api"] for e in listed] == ["anthropic", "anthropic"]
+    streamed, whole = listed
+    assert whole["preview"]["asked"] == "Ask Claude" and whole["preview"]["answered"]
+    assert streamed["response"]["text"] and streamed["preview"]["answered"] == _cut(streamed["response"]["text"])
+    assert whole["request_id"] == whole["response"]["headers"]["request-id"]
+    (google,) = entries(journal_client, "?api=gemini")["data"]
+    assert google["preview"]["asked"] == "Ask Gemini" and google["response"]["text"]
+    assert "secret" not in google["query"] and "key=[redacted]" in google["query"]
+    assert entries(journal_client, "?api=openai")["data"][0]["path"] == "/v1/chat/completions"
+
+
+def _cut(text: str) -> str:
+    from app.journal.preview import _cut as cut
+
+    return cut(text)

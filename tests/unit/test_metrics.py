@@ -30,11 +30,13 @@ def test_completions_count_under_their_endpoint_status_and_model(make_client):
         client.post("/v1/chat/completions", json={**body, "stream": stream}).get_data()
     client.post("/v1/chat/completions", json={**body, "model": "nope"}).get_data()
     text = scrape(client)
-    labels = 'endpoint="/v1/chat/completions",method="POST",model="gpt-4o",status="200"'
+    labels = 'api="openai",endpoint="/v1/chat/completions",method="POST",model="gpt-4o",status="200"'
     assert value(text, f"mock_openai_requests_total{{{labels}}}") == 3
     assert (
         value(
-            text, 'mock_openai_requests_total{endpoint="/v1/chat/completions",method="POST",model="nope",status="404"}'
+            text,
+            'mock_openai_requests_total{api="openai",endpoint="/v1/chat/completions",method="POST",model="nope",'
+            'status="404"}',
         )
         == 1
     )
@@ -68,3 +70,22 @@ def test_gathered_observations_fill_the_same_buckets_as_observe(make_client):
 def test_metrics_can_be_turned_off(make_client):
     response = make_client({"metrics": {"enabled": False}}).get("/metrics")
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "metrics_disabled"
+
+
+def test_every_wire_format_counts_under_its_api_label(client):
+    """A completion in any format is counted by its ``api``, and in vLLM's series like any other."""
+    client.post(
+        "/v1/messages",
+        json={"model": "claude-haiku-4-5", "max_tokens": 6, "messages": [{"role": "user", "content": "Hi"}]},
+        headers={"anthropic-version": "2023-06-01"},
+    ).get_data()
+    client.post(
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        json={"contents": [{"parts": [{"text": "Hi"}]}], "generationConfig": {"maxOutputTokens": 4}},
+    ).get_data()
+    text = scrape(client)
+    labels = 'api="anthropic",endpoint="/v1/messages",method="POST",model="claude-haiku-4-5-20251001",status="200"'
+    assert value(text, f"mock_openai_requests_total{{{labels}}}") == 1
+    assert value(text, 'vllm:generation_tokens_total{model_name="claude-haiku-4-5-20251001"}') == 6
+    assert value(text, 'vllm:generation_tokens_total{model_name="gemini-2.5-flash"}') == 4
+    assert 'api="gemini"' in text

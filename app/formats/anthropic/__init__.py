@@ -50,7 +50,6 @@ def create_message():
         )
     prompt_tokens = count_message_tokens(parsed.body["messages"], parsed.body.get("tools"), model.id)
     fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
-    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=fate.answer.completion_tokens)
     reply = Reply(model=model.id, answer=fate.answer, prompt_tokens=prompt_tokens)
     return respond(fate, reply, state.renderer(MessagesRenderer), parsed.stream)
 

@@ -58,10 +58,12 @@ def _body_for(deployment: str | None) -> dict:
         return body  # the schema refuses it in OpenAI's words
     if deployment is None:
         deployment = body.get("model")
-        if not isinstance(deployment, str) or not deployment:
+        if deployment is None:
             raise OpenAIError(
                 400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
             )
+        if not isinstance(deployment, str):
+            return body  # the schema refuses its type in OpenAI's words
     request.environ[DEPLOYMENT] = deployment
     return {**body, "model": _model_of(deployment)}
 

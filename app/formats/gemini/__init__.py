@@ -85,7 +85,6 @@ def generate(state, model, body, strict, stream=False):
     prompt_tokens = count_message_tokens(neutral["messages"], neutral.get("tools"), model.id)
     spec = model.spec()
     fate = state.simulation.decide(parsed, "chat", model.id, spec.max_output_tokens, prompt_tokens)
-    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=fate.answer.completion_tokens)
     reply = GeminiReply(model.id, fate.answer, prompt_tokens, bool(thinking.get("include_thoughts")))
     return respond(fate, reply, state.renderer(GenerateContentRenderer), stream)
 
@@ -135,8 +134,13 @@ def _embed(state, model, items, batch):
     prompt_tokens = sum(count_tokens(t, model.id) for t in texts)
     parsed = CompletionRequest(model.id, False, False, False, None, "max_tokens", None, {"input": texts})
     fate = state.simulation.decide(parsed, "embeddings", model.id, 1, prompt_tokens)
-    annotate(model=model.id, prompt_tokens=prompt_tokens, completion_tokens=0)
     dims = [item.get("output_dimensionality") for item in items]
+    for size in dims:
+        if size is not None and not 1 <= size <= model.dimensions:
+            raise schema.invalid(
+                f"* EmbedContentRequest.output_dimensionality: must be between 1 and {model.dimensions}, got {size}.\n",
+                "output_dimensionality",
+            )
     reply = EmbeddingsReply(model.id, texts, model.dimensions, dims, batch)
     return respond(fate, reply, EMBEDDINGS, stream=False)
 

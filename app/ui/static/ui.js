@@ -136,7 +136,7 @@ function requestList() {
 
   function query() {
     const params = new URLSearchParams({ limit: String(limit) });
-    for (const name of ["method", "status", "path", "model", "q"]) {
+    for (const name of ["method", "status", "path", "model", "api", "q"]) {
       const value = form.elements[name].value.trim();
       if (value) params.set(name, value);
     }
@@ -159,13 +159,13 @@ function requestList() {
 
   function render(page) {
     body.replaceChildren();
-    if (!page.data.length) body.appendChild(el("tr")).appendChild(el("td", { colspan: 11, class: "empty" }, "No requests match."));
+    if (!page.data.length) body.appendChild(el("tr")).appendChild(el("td", { colspan: 12, class: "empty" }, "No requests match."));
     for (const entry of page.data) {
       const row = el("tr", { "data-id": String(entry.id) });
       const tokens = entry.usage ? `${entry.usage.prompt_tokens} / ${entry.usage.completion_tokens}` : "–";
       const cells = [
         new Date(entry.time * 1000).toLocaleTimeString("en-GB", { hour12: false }) + "." + String(Math.floor((entry.time % 1) * 1000)).padStart(3, "0"),
-        entry.request_id || "–", entry.method, entry.path, entry.status, entry.model || "–", null,
+        entry.request_id || "–", entry.method, entry.path, entry.status, entry.model || "–", entry.api || "openai", null,
         entry.stream ? "yes" : "", ms(entry.latency_ms), tokens, entry.response.ending || "",
       ];
       cells.forEach((text, i) => {
@@ -173,7 +173,8 @@ function requestList() {
         if (i === 1) cell.className = "request-id";
         if (i === 3) cell.className = "path";
         if (i === 4) cell.className = "status-cell s" + String(entry.status)[0] + "xx-text";
-        if (i === 6) previewCell(cell, entry.preview);
+        if (i === 6) cell.className = "api";
+        if (i === 7) previewCell(cell, entry.preview);
       });
       row.addEventListener("click", () => { window.location.href = `/ui/requests/${entry.id}`; });
       body.appendChild(row);
