@@ -1,7 +1,8 @@
 """Record and replay: exchanges with a real upstream, written to fixtures and answered from them.
 
-- Record (``--record-from URL``, ``[record] upstream``): every ``/v1/*`` request is proxied to the upstream
-  as it came (its ``Authorization`` passed through, never stored) and the answer streams back to the client
+- Record (``--record-from URL``, ``[record] upstream``): every API request (``/v1/*``, and the other wire
+  formats' ``/v1beta/*`` and ``/openai/*``) is proxied to the upstream as it came (its key passed through in
+  whichever header or ``?key=`` carried it, never stored) and the answer streams back to the client
   as it arrives. Each exchange is written to ``[record] dir`` as one JSON file named by a stable hash of the
   request (method, path and query, and the JSON body with its keys sorted): status, headers, and the body
   as the chunks it arrived in, each with its time after the request started.
@@ -44,6 +45,11 @@ HOP_HEADERS = {
 }
 FORWARDED_HEADERS = (
     "authorization",
+    "x-api-key",  # Anthropic's key
+    "api-key",  # Azure's
+    "x-goog-api-key",  # Gemini's
+    "anthropic-version",
+    "anthropic-beta",
     "content-type",
     "accept",
     "user-agent",
@@ -77,8 +83,19 @@ def init_app(app: Flask, settings) -> None:
         app.before_request(Recorder(settings.record).handle)
 
 
+# The API paths of every wire format: OpenAI's and Anthropic's (/v1/), Gemini's (/v1beta/), Azure's (/openai/).
+SCOPE = ("/v1/", "/v1beta/", "/openai/")
+_KEY_PARAM = re.compile(r"(^|&)key=[^&]*&?")
+
+
 def _in_scope() -> bool:
-    return request.path.startswith("/v1/")
+    return request.path.startswith(SCOPE)
+
+
+def _query() -> str:
+    """The query string without a credential (Gemini's ``?key=``): never stored, and not part of the key."""
+    query = request.query_string.decode()
+    return _KEY_PARAM.sub(lambda m: m.group(1) if m.group(0).endswith("&") else "", query).strip("&")
 
 
 class Recorder:
@@ -94,8 +111,8 @@ class Recorder:
         import requests  # here, not at import: gunicorn's master must not import ssl before gevent patches it
 
         body = request.get_data(cache=True)
-        query = request.query_string.decode()
-        url = self.upstream + request.path + (f"?{query}" if query else "")
+        query, sent = _query(), request.query_string.decode()  # the upstream gets the key; the fixture does not
+        url = self.upstream + request.path + (f"?{sent}" if sent else "")
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers["accept-encoding"] = "identity"  # chunks recorded as the client reads them
         started = monotonic()
@@ -146,8 +163,7 @@ class Replayer:
         if not _in_scope():
             return None
         body = request.get_data(cache=True)
-        query = request.query_string.decode()
-        key = exchange_key(request.method, request.path, query, body)
+        key = exchange_key(request.method, request.path, _query(), body)
         path = self._find(key)
         if path is None:
             if self.fallback:

@@ -528,3 +528,27 @@ def test_legacy_completions_get_the_same_faults(server):
         ):
             received.append(chunk.choices[0].text)
     assert len(received) == 3
+
+
+def test_record_and_replay_other_wire_formats(start_server, tmp_path):
+    """Anthropic's and Gemini's exchanges are recorded and replayed like OpenAI's: keys in their own headers
+    (or Gemini's ?key=) pass through and are never written down."""
+    upstream = start_server("-w", "1", "--inter-token-latency", "0")
+    fixtures = tmp_path / "fixtures"
+    recorder = start_server("-w", "1", "--record-from", upstream.base_url, "--fixtures", str(fixtures))
+    claude = {"model": "claude-haiku-4-5", "max_tokens": 4, "messages": MESSAGES, "stream": True}
+    claude_headers = {"x-api-key": "sk-ant-very-secret", "anthropic-version": "2023-06-01"}
+    gemini = {"contents": [{"parts": [{"text": "Say hello"}]}], "generationConfig": {"maxOutputTokens": 4}}
+    gemini_path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    recorded_claude = requests.post(recorder.base_url + "/v1/messages", json=claude, headers=claude_headers, timeout=10)
+    recorded_gemini = requests.post(recorder.base_url + gemini_path + "?key=g-very-secret", json=gemini, timeout=10)
+    assert recorded_claude.status_code == 200 and recorded_gemini.status_code == 200
+    assert recorded_claude.headers["request-id"] and "candidates" in recorded_gemini.json()
+    assert len(list(fixtures.iterdir())) == 2
+    assert not any("very-secret" in p.read_text() for p in fixtures.iterdir())
+
+    replayer = start_server("-w", "1", "--replay", str(fixtures))
+    replayed = requests.post(replayer.base_url + "/v1/messages", json=claude, headers=claude_headers, timeout=10)
+    assert replayed.content == recorded_claude.content
+    again = requests.post(replayer.base_url + gemini_path + "?key=another-key", json=gemini, timeout=10)
+    assert again.json() == recorded_gemini.json()
