@@ -11,7 +11,7 @@ from time import monotonic
 from flask import Blueprint, Response, g, request
 
 from app import auth
-from app.apikeys import PRESENTED
+from app.apikeys import PRESENTED, presented_key
 from app.errors import PATH_OWNERS, OpenAIError, neutral_error
 from app.headers import request_id
 from app.journal import BODY as JOURNAL_BODY
@@ -80,6 +80,19 @@ class WireFormat:
             return self._finish(response)
 
         app.before_request_funcs.setdefault(None, []).insert(0, claimed)
+
+
+def key_in(header: str) -> str:
+    """The key in a format's own header, else a bearer token (which each provider's gateway also takes)."""
+    return request.headers.get(header) or presented_key(request.headers.get("Authorization", ""))
+
+
+def with_headers(response: Response, error: OpenAIError, kept: tuple[str, ...]) -> Response:
+    """``response`` with the error's retry hint and the limits a 429 quotes: ``kept`` and ``x-ratelimit-*``."""
+    for name, value in error.headers.items():
+        if name.lower() in kept or name.lower().startswith("x-ratelimit-"):
+            response.headers[name] = value
+    return response
 
 
 def processing_ms() -> int:

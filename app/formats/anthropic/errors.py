@@ -12,10 +12,10 @@ import json
 import re
 import time
 
-from flask import Response, request
+from flask import Response
 
 from app.errors import OpenAIError
-from app.formats.wire import WireFormat, processing_ms, request_id
+from app.formats.wire import WireFormat, key_in, processing_ms, request_id, with_headers
 
 TYPES = {
     400: "invalid_request_error",
@@ -85,17 +85,10 @@ class AnthropicFormat(WireFormat):
         status, kind, message = _reworded(error)
         body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id()}
         response = Response(json.dumps(body, separators=(",", ":")), status, mimetype="application/json")
-        for name, value in error.headers.items():  # the retry hint and the limits the 429 quotes
-            if name.lower() in _KEPT_HEADERS or name.lower().startswith("x-ratelimit-"):
-                response.headers[name] = value
-        return response
+        return with_headers(response, error, _KEPT_HEADERS)
 
     def presented_key(self) -> str:
-        key = request.headers.get("x-api-key", "")
-        if key:
-            return key
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
+        return key_in("x-api-key")
 
     def auth_error(self, problem: str, key: str) -> OpenAIError:
         if problem == "missing":

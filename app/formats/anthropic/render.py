@@ -17,6 +17,7 @@ import random
 import string
 
 from app.errors import OpenAIError
+from app.formats.anthropic.errors import error_object
 from app.render import Reply, compact
 from app.textgen import Corpus
 
@@ -191,8 +192,6 @@ class MessagesRenderer:
     @staticmethod
     def error_event(error: OpenAIError) -> bytes:
         """A mid-stream failure, as Anthropic ends a stream with one."""
-        from app.formats.anthropic.errors import error_object
-
         return event("error", {"type": "error", "error": error_object(error)})
 
 

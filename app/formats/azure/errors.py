@@ -18,7 +18,7 @@ from flask import Response, request
 
 from app.errors import OpenAIError
 from app.formats.azure.render import PROMPT_FILTERED
-from app.formats.wire import WireFormat
+from app.formats.wire import WireFormat, key_in, with_headers
 from app.state import current_state
 
 DEPLOYMENT = "mock_openai.deployment"  # environ key: the deployment a request named
@@ -104,18 +104,10 @@ class AzureFormat(WireFormat):
     def error_response(self, error: OpenAIError) -> Response:
         body = azure_body(error)
         status = 404 if error.kind == "http_405" else error.status
-        response = Response(json.dumps(body), status, mimetype="application/json")
-        for name, value in error.headers.items():
-            if name.lower() in _KEPT or name.lower().startswith("x-ratelimit-"):
-                response.headers[name] = value
-        return response
+        return with_headers(Response(json.dumps(body), status, mimetype="application/json"), error, _KEPT)
 
     def presented_key(self) -> str:
-        key = request.headers.get("api-key", "")
-        if key:
-            return key
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
+        return key_in("api-key")
 
     def auth_error(self, problem: str, key: str) -> OpenAIError:
         return OpenAIError(401, MISSING_KEY if problem == "missing" else INVALID_KEY, code="401")

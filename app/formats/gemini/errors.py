@@ -117,7 +117,7 @@ class GeminiFormat(WireFormat):
 
     def error_response(self, error: OpenAIError) -> Response:
         if error.kind == "content_filter":  # Gemini blocks a prompt with a 200 that has no candidates
-            from app.formats.gemini.render import usage_of_blocked
+            from app.formats.gemini.render import usage_of_blocked  # here: render.py words errors with this one
 
             return Response(json.dumps(BLOCKED_PROMPT | usage_of_blocked(), indent=2), 200, mimetype="application/json")
         body = google_error(error)

@@ -154,6 +154,6 @@ class GenerateContentRenderer:
 
     @staticmethod
     def error_event(error: OpenAIError) -> bytes:
-        from app.formats.gemini.errors import google_error
+        from app.formats.gemini.errors import google_error  # here: errors.py renders with this module
 
         return _sse(google_error(error))
