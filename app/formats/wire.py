@@ -64,22 +64,47 @@ class WireFormat:
         response.own_headers = True  # not OpenAI's headers (app.headers) on top
         return response
 
-    def claim(self, app, asks: Callable[[], bool], view: Callable[[], Response]) -> None:
-        """Serve requests of a path another format also serves (``GET /v1/models``), told apart by ``asks``
-        (this format's own header), before any other hook of the app: with this format's auth, errors and
-        headers. Any other request passes on untouched."""
+    def claim(self, app, prefix: str, asks: Callable[[], bool], view: Callable[[], Response]) -> None:
+        """Serve requests under ``prefix`` that another format also serves (``GET /v1/models``), told apart by
+        ``asks`` (this format's own header), before any other hook of the app: with this format's auth,
+        errors and headers. Any other request passes on, after one test of its path."""
+        claims = app.extensions.get(CLAIMS)
+        if claims is None:
+            claims = app.extensions[CLAIMS] = Claims()
+            app.before_request_funcs.setdefault(None, []).insert(0, claims)
+        claims.add(prefix, self, asks, view)
 
-        def claimed():
-            if not asks():
-                return None
-            try:
-                self._authenticate()
-                response = view()
-            except Exception as exc:  # noqa: BLE001 (every failure in this format's shape)
-                response = self.error_response(neutral_error(exc))
-            return self._finish(response)
+    def serve(self, view: Callable[[], Response]) -> Response:
+        try:
+            self._authenticate()
+            response = view()
+        except Exception as exc:  # noqa: BLE001 (every failure in this format's shape)
+            response = self.error_response(neutral_error(exc))
+        return self._finish(response)
 
-        app.before_request_funcs.setdefault(None, []).insert(0, claimed)
+
+CLAIMS = "mock_openai.claims"
+
+
+class Claims:
+    """The app's one hook for the paths that formats share, called before every request."""
+
+    def __init__(self):
+        self.prefixes: tuple[str, ...] = ()
+        self.claims: list[tuple] = []
+
+    def add(self, prefix: str, wire: WireFormat, asks, view) -> None:
+        self.prefixes = (*self.prefixes, prefix)
+        self.claims.append((prefix, wire, asks, view))
+
+    def __call__(self):
+        path = request.path
+        if not path.startswith(self.prefixes):
+            return None
+        for prefix, wire, asks, view in self.claims:
+            if path.startswith(prefix) and asks():
+                return wire.serve(view)
+        return None
 
 
 def key_in(header: str) -> str:

@@ -100,7 +100,7 @@ def _asks_for_models() -> bool:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    FORMAT.claim(app, _asks_for_models, list_models)
+    FORMAT.claim(app, "/v1/models", _asks_for_models, list_models)
 
 
 __all__ = ["OpenAIError", "bp", "init_app"]

@@ -187,4 +187,4 @@ def _v1_models() -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    FORMAT.claim(app, _asks_v1_models, _v1_models)
+    FORMAT.claim(app, "/v1/models", _asks_v1_models, _v1_models)
