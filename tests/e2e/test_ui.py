@@ -224,3 +224,24 @@ def test_with_a_token_the_ui_asks_once_and_keeps_an_httponly_strict_cookie(brows
         stranger.close()
     finally:
         secured.stop()
+
+
+def test_the_list_shows_each_requests_wire_format_and_filters_by_it(server, page):
+    requests.post(
+        server.base_url + "/v1/messages",
+        json={"model": "claude-haiku-4-5", "max_tokens": 4, "messages": [{"role": "user", "content": "claude-4417"}]},
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=10,
+    )
+    chat(server, "openai-4417")
+    page.goto(server.base_url + "/ui/requests")
+    row = page.locator("#requests tbody tr[data-id]").filter(has_text="claude-4417")
+    row.wait_for()
+    assert row.locator("td.api").text_content() == "anthropic"
+    assert row.locator("td.preview .asked").text_content() == "claude-4417"
+    page.select_option("select[name=api]", "anthropic")
+    page.click("#filters button[type=submit]")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#requests tbody td.api')].every(cell => cell.textContent === 'anthropic')"
+    )
+    assert "openai-4417" not in page.text_content("#requests")
