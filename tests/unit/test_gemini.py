@@ -259,3 +259,20 @@ def test_models(client):
     assert one["inputTokenLimit"] == 1_048_576 and "generateContent" in one["supportedGenerationMethods"]
     assert client.get("/v1/models/gemini-2.5-pro", headers=KEY).get_json()["name"] == "models/gemini-2.5-pro"
     assert client.get("/v1/models").get_json()["object"] == "list"  # an OpenAI client's list is OpenAI's
+
+
+def test_bodies_and_chunks_are_the_sdks_types_with_no_extra_field(client):
+    """google-genai's types forbid unknown fields (the SDK strips them first, so its own calls would not
+    notice one): every body and chunk here validates as a ``GenerateContentResponse`` unstripped."""
+    from google.genai import types
+
+    asked = {"contents": [{"parts": [{"text": "weather in Rome?"}]}], "tools": [WEATHER],
+             "generationConfig": {"maxOutputTokens": 50, "candidateCount": 2,
+                                  "thinkingConfig": {"thinkingBudget": 8, "includeThoughts": True}}}  # fmt: skip
+    bodies = [post(client, GENERATE, asked).get_json(), post(client, GENERATE, HELLO).get_json()]
+    bodies += parse_gemini_sse(post(client, STREAM, asked).data) + parse_gemini_sse(post(client, STREAM, HELLO).data)
+    bodies.append(post(client, GENERATE, HELLO, headers=KEY | {"X-Mock-Error": "content_filter"}).get_json())
+    for body in bodies:
+        types.GenerateContentResponse.model_validate(body)
+    one = post(client, "/v1beta/models/gemini-embedding-001:embedContent", {"content": {"parts": [{"text": "x"}]}})
+    types.ContentEmbedding.model_validate(one.get_json()["embedding"])
