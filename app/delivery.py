@@ -13,6 +13,7 @@ from time import monotonic
 from flask import Response, request
 from gevent import sleep
 
+from app.journal import STREAM_END
 from app.render import Reply, compact
 from app.simulation import Fate
 from app.simulation.faults import error_for
@@ -63,6 +64,7 @@ class _Releasing:
 
 def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     head, event_at, count, tail = renderer.stream(reply)
+    request.environ[STREAM_END] = tail  # how the journal knows the stream ended well, in any format
     timing = fate.timing
     error_event = b""
     if any(f.kind == "stream_error" for f in fate.stream_faults):

@@ -28,6 +28,8 @@ from app.streaming import DONE, KEEPALIVE, STOPPED
 log = logging.getLogger(__name__)
 NOTE = "mock_openai.journal"  # environ key of the note the views fill in
 BODY = "mock_openai.body"  # environ key of the raw request body, once a view has read it
+# environ key of the bytes a stream ends with, when it ends well: OpenAI's [DONE], another format's last event
+STREAM_END = "mock_openai.stream_end"
 SKIPPED = ("/_mock/", "/_mock", "/ui", "/metrics", "/favicon.ico")
 
 
@@ -59,6 +61,8 @@ class Exchange:
         "latency",
         "ending",
         "client_cert",
+        "end",
+        "finished",
     )
 
     def __init__(self, environ):
@@ -68,6 +72,7 @@ class Exchange:
         self.status, self.headers, self.stream = "500 INTERNAL SERVER ERROR", [], False
         self.kept, self.size, self.events, self.writes = [], 0, 0, None
         self.first_at = self.last = self.length = self.latency = self.ending = self.client_cert = None
+        self.end, self.finished = DONE, False  # a stream's last bytes; whether its body ran to its end
 
 
 class Journal:
@@ -105,6 +110,7 @@ class Journal:
                 for name, value in first:
                     if name == "Content-Type" and value.startswith("text/event-stream"):
                         exchange.stream, exchange.writes = True, array("d")
+                        exchange.end = environ.get(STREAM_END, DONE)
                         if self.store is not None:
                             self.store.stream_opened()
                         for observe in self.stream_observers:
@@ -154,10 +160,10 @@ class Journal:
         if exchange.stream:
             if exchange.last == STOPPED:
                 return "stopped"  # still running at the stop deadline of a worker that was stopping
-            if exchange.last is not None and exchange.last.endswith(DONE):
-                return "done"
             if fault in ("disconnect", "stream_error"):
                 return fault
+            if exchange.finished or (exchange.last is not None and exchange.last.endswith(exchange.end)):
+                return "done"
             return "client_gone"
         return fault if fault == "disconnect" else "complete"
 
@@ -220,6 +226,8 @@ class _Capturing:
         try:
             chunk = next(self.it)
         except StopIteration:
+            if self.exchange is not None:
+                self.exchange.finished = True
             self._done(None)  # the whole response went out (the test client never closes it)
             raise
         exchange = self.exchange
@@ -235,7 +243,7 @@ class _Capturing:
                 exchange.writes.append(now)  # the time and the bytes sent by then, in one flat array
                 exchange.writes.append(exchange.size)
                 exchange.events += chunk.count(b"\n\n") - chunk.count(KEEPALIVE)
-                if chunk.endswith(DONE):
+                if chunk.endswith(exchange.end):
                     self._done(None)
             elif exchange.length is not None and exchange.size >= exchange.length:
                 self._done(None)

@@ -128,8 +128,10 @@ def when_ready(arbiter):
     scheme = "https" if settings.tls_enabled else "http"
     shown = "127.0.0.1" if server["host"] in ("0.0.0.0", "::") else host
     port = arbiter.LISTENERS[0].sock.getsockname()[1] if arbiter.LISTENERS else server["port"]
+    root = f"{scheme}://{shown}:{port}"
     print(
-        f"mock-openai listening on {scheme}://{shown}:{port}/v1 ({workers} workers)",
+        f"mock-openai listening on {root}/v1 ({workers} workers); Anthropic, Azure OpenAI and Gemini clients: "
+        f"{root}",
         file=sys.stderr,
         flush=True,
     )

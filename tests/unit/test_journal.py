@@ -103,6 +103,7 @@ def test_a_responses_stream_entry_has_its_output_text(journal_client):
     text = "".join(e["delta"] for e in deltas if e["type"] == "response.output_text.delta")
     entry = next(e for e in entries(journal_client)["data"] if e["path"] == "/v1/responses")
     assert entry["stream"] is True and text and entry["response"]["text"] == text
+    assert entry["response"]["ending"] == "done"  # its last event, not [DONE], which this API never sends
 
 
 def test_an_injected_fault_and_a_scenario_are_recorded(journal_client):
@@ -283,9 +284,11 @@ def test_each_wire_format_is_recorded_with_its_api_preview_and_stream_text(journ
     streamed, whole = listed
     assert whole["preview"]["asked"] == "Ask Claude" and whole["preview"]["answered"]
     assert streamed["response"]["text"] and streamed["preview"]["answered"] == _cut(streamed["response"]["text"])
+    assert streamed["response"]["ending"] == "done"  # a stream that ends well, though no [DONE] ends it
     assert whole["request_id"] == whole["response"]["headers"]["request-id"]
     (google,) = entries(journal_client, "?api=gemini")["data"]
     assert google["preview"]["asked"] == "Ask Gemini" and google["response"]["text"]
+    assert google["response"]["ending"] == "done"
     assert "secret" not in google["query"] and "key=[redacted]" in google["query"]
     assert entries(journal_client, "?api=openai")["data"][0]["path"] == "/v1/chat/completions"
 
