@@ -88,7 +88,9 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     )
     if fate.trickle_bytes_per_s:
         events = trickle(events, fate.trickle_bytes_per_s)
-    return Response(events, mimetype="text/event-stream", direct_passthrough=True)
+    # A renderer may stream something else than events (Gemini's JSON array without alt=sse).
+    mimetype = getattr(renderer, "stream_mimetype", "text/event-stream")
+    return Response(events, mimetype=mimetype, direct_passthrough=True)
 
 
 def _body(fate: Fate, reply: Reply, renderer) -> Response:

@@ -130,8 +130,7 @@ def when_ready(arbiter):
     port = arbiter.LISTENERS[0].sock.getsockname()[1] if arbiter.LISTENERS else server["port"]
     root = f"{scheme}://{shown}:{port}"
     print(
-        f"mock-openai listening on {root}/v1 ({workers} workers); Anthropic, Azure OpenAI and Gemini clients: "
-        f"{root}",
+        f"mock-openai listening on {root}/v1 ({workers} workers); Anthropic, Azure OpenAI and Gemini clients: {root}",
         file=sys.stderr,
         flush=True,
     )

@@ -17,7 +17,7 @@ from app.delivery import respond
 from app.errors import OpenAIError
 from app.formats.gemini import models, schema
 from app.formats.gemini.errors import GeminiFormat
-from app.formats.gemini.render import GeminiReply, GenerateContentRenderer
+from app.formats.gemini.render import GeminiReply, GenerateContentRenderer, JsonArrayRenderer
 from app.formats.gemini.vectors import EmbeddingsRenderer, EmbeddingsReply
 from app.formats.wire import json_body
 from app.journal import annotate
@@ -55,7 +55,7 @@ def _not_found() -> OpenAIError:
     return OpenAIError(404, "Requested entity was not found.", "NOT_FOUND")
 
 
-def generate(state, model, body, strict, stream=False):
+def generate(state, model, body, strict, stream=False, renderer=None):
     checked = schema.check(schema.GENERATE_CONTENT_REQUEST, body, strict)
     if strict:
         schema.check_contents(checked)
@@ -86,13 +86,13 @@ def generate(state, model, body, strict, stream=False):
     spec = model.spec()
     fate = state.simulation.decide(parsed, "chat", model.id, spec.max_output_tokens, prompt_tokens)
     reply = GeminiReply(model.id, fate.answer, prompt_tokens, bool(thinking.get("include_thoughts")))
-    return respond(fate, reply, state.renderer(GenerateContentRenderer), stream)
+    return respond(fate, reply, state.renderer(renderer or GenerateContentRenderer), stream)
 
 
 def stream_generate(state, model, body, strict):
-    if request.args.get("alt") != "sse":
-        raise schema.invalid("streamGenerateContent is served as server-sent events here: add ?alt=sse.")
-    return generate(state, model, body, strict, stream=True)
+    """``alt=sse``: server-sent events, as the SDK asks for them; otherwise one JSON array, streamed."""
+    array = request.args.get("alt") != "sse"
+    return generate(state, model, body, strict, stream=True, renderer=JsonArrayRenderer if array else None)
 
 
 def count(state, model, body, strict):

@@ -157,3 +157,29 @@ class GenerateContentRenderer:
         from app.formats.gemini.errors import google_error  # here: errors.py renders with this module
 
         return _sse(google_error(error))
+
+
+class JsonArrayRenderer:
+    """``streamGenerateContent`` without ``alt=sse``: the same chunks, paced the same, as the elements of one
+    JSON array, as Google streams it by default: ``[`` first, each element followed by ``,\r\n``, the last
+    (the finishing chunk, or an error) followed by ``]``."""
+
+    stream_mimetype = "application/json"
+
+    def __init__(self, corpus: Corpus):
+        self.inner = GenerateContentRenderer(corpus)
+
+    def stream(self, reply: GeminiReply):
+        head, event_at, count, tail = self.inner.stream(reply)
+        return b"[" + _elements(head), lambda k: _elements(event_at(k)), count, _elements(tail)[: -len(_NEXT)] + b"]"
+
+    def error_event(self, error: OpenAIError) -> bytes:
+        return _elements(self.inner.error_event(error))[: -len(_NEXT)] + b"]"
+
+
+_NEXT = b",\r\n"
+
+
+def _elements(events: bytes) -> bytes:
+    """SSE events as array elements, each followed by a comma."""
+    return b"".join(block[6:] + _NEXT for block in events.split(END) if block.startswith(b"data: "))
