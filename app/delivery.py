@@ -13,11 +13,20 @@ from time import monotonic
 from flask import Response, request
 from gevent import sleep
 
-from app.journal import STREAM_END
+from app.errors import SERVER_ERROR, OpenAIError
+from app.journal import STREAM_END, STREAM_STOPPED
 from app.render import Reply, compact
 from app.simulation import Fate
 from app.simulation.faults import error_for
-from app.streaming import paced_events, sse_event, trickle
+from app.streaming import STOPPED, paced_events, sse_event, trickle
+
+# What ends a stream still running when its worker stops, for a renderer that words its own errors.
+SHUTTING_DOWN = OpenAIError(
+    503,
+    "The server is restarting and could not finish this response. Please retry.",
+    SERVER_ERROR,
+    code="server_shutting_down",
+)
 
 
 def respond(fate: Fate, reply: Reply, renderer, stream: bool) -> Response:
@@ -66,14 +75,14 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     head, event_at, count, tail = renderer.stream(reply)
     request.environ[STREAM_END] = tail  # how the journal knows the stream ended well, in any format
     timing = fate.timing
-    error_event = b""
+    error_event, stopped = b"", STOPPED
+    # A renderer of another wire format words a mid-stream error its own way (Anthropic's "event: error").
+    own_errors = hasattr(renderer, "error_event")
     if any(f.kind == "stream_error" for f in fate.stream_faults):
         error = error_for("500", reply.model, "", fate.settings.faults, None)
-        # A renderer of another wire format words a mid-stream error its own way (Anthropic's "event: error").
-        if hasattr(renderer, "error_event"):
-            error_event = renderer.error_event(error)
-        else:
-            error_event = sse_event(compact(error.body()))
+        error_event = renderer.error_event(error) if own_errors else sse_event(compact(error.body()))
+    if own_errors:
+        stopped = request.environ[STREAM_STOPPED] = renderer.error_event(SHUTTING_DOWN)
     events = paced_events(
         head,
         event_at,
@@ -85,6 +94,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
         fate.stream_faults,
         error_event,
         connection_dropper() if fate.stream_faults else None,  # only a faulty stream needs the socket
+        stopped,
     )
     if fate.trickle_bytes_per_s:
         events = trickle(events, fate.trickle_bytes_per_s)

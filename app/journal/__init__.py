@@ -30,6 +30,7 @@ NOTE = "mock_openai.journal"  # environ key of the note the views fill in
 BODY = "mock_openai.body"  # environ key of the raw request body, once a view has read it
 # environ key of the bytes a stream ends with, when it ends well: OpenAI's [DONE], another format's last event
 STREAM_END = "mock_openai.stream_end"
+STREAM_STOPPED = "mock_openai.stream_stopped"  # ... and the bytes it ends with when its worker stops
 SKIPPED = ("/_mock/", "/_mock", "/ui", "/metrics", "/favicon.ico")
 
 
@@ -62,6 +63,7 @@ class Exchange:
         "ending",
         "client_cert",
         "end",
+        "stopped",
         "finished",
     )
 
@@ -72,7 +74,7 @@ class Exchange:
         self.status, self.headers, self.stream = "500 INTERNAL SERVER ERROR", [], False
         self.kept, self.size, self.events, self.writes = [], 0, 0, None
         self.first_at = self.last = self.length = self.latency = self.ending = self.client_cert = None
-        self.end, self.finished = DONE, False  # a stream's last bytes; whether its body ran to its end
+        self.end, self.stopped, self.finished = DONE, STOPPED, False  # a stream's endings; whether it ran out
 
 
 class Journal:
@@ -111,6 +113,7 @@ class Journal:
                     if name == "Content-Type" and value.startswith("text/event-stream"):
                         exchange.stream, exchange.writes = True, array("d")
                         exchange.end = environ.get(STREAM_END, DONE)
+                        exchange.stopped = environ.get(STREAM_STOPPED, STOPPED)
                         if self.store is not None:
                             self.store.stream_opened()
                         for observe in self.stream_observers:
@@ -158,7 +161,7 @@ class Journal:
         worker), the injected fault that cut it, or ``client_gone``; for a body: ``complete`` or ``client_gone``."""
         fault = exchange.note.get("fault")
         if exchange.stream:
-            if exchange.last == STOPPED:
+            if exchange.last == exchange.stopped:
                 return "stopped"  # still running at the stop deadline of a worker that was stopping
             if fault in ("disconnect", "stream_error"):
                 return fault

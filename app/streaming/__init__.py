@@ -102,12 +102,14 @@ def paced_events(
     faults: Sequence = (),
     error_event: bytes = b"",
     drop: Callable[[], None] | None = None,
+    stopped: bytes = STOPPED,
 ) -> Iterator[bytes]:
     """Yield the stream: ``head`` with token 0 at ``first_token_at`` (a ``monotonic()`` time), token ``k`` at
     its deadline, ``tail`` right after the last token. ``event_at(k)`` renders token ``k``'s event.
 
     ``faults`` (each with ``kind``, ``after`` and ``stall_s``, in order) strike after that many tokens;
-    ``error_event`` is what a ``stream_error`` sends, ``drop`` what a ``disconnect`` calls."""
+    ``error_event`` is what a ``stream_error`` sends, ``drop`` what a ``disconnect`` calls, ``stopped`` what
+    ends a stream still running when its worker stops (another wire format's own error event)."""
     schedule = Schedule(first_token_at, inter_token_latency, offsets)
     if first_token_at > monotonic():
         yield b""  # sends the status line and headers now, as the real API does before the first token
@@ -132,7 +134,7 @@ def paced_events(
                 schedule.first += fault.stall_s  # the rest keeps its spacing
         yield from _tokens(event_at, sent, count, count, schedule, prefix, tail)
     except _Stopped:
-        yield STOPPED
+        yield stopped
 
 
 def _tokens(event_at, sent, stop, count, schedule, prefix, suffix):

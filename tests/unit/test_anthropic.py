@@ -255,3 +255,22 @@ def test_models_in_anthropics_shape_only_when_asked(client):
     assert one["max_input_tokens"] == 1_000_000 and one["max_tokens"] == 128000
     assert client.get("/v1/models/claude-nope", headers=HEADERS).get_json()["error"]["type"] == "not_found_error"
     assert client.get("/v1/models").get_json()["object"] == "list"  # an OpenAI client's list is OpenAI's
+
+
+def test_a_stopping_worker_ends_the_stream_with_anthropics_error_event(make_client):
+    from time import monotonic
+
+    from app import streaming
+
+    client = make_client({"latency": {"inter_token_latency_ms": 10, "ttft_ms": 0}})
+    streaming.end_streams_at(monotonic() + 0.1)
+    try:
+        response = post(client, HELLO | {"stream": True, "max_tokens": 500})
+        data = response.get_data()
+    finally:
+        streaming.end_streams_at(float("inf"))
+    last = data.decode().strip().split("\n\n")[-1]
+    assert last.startswith("event: error\ndata: ")
+    assert json.loads(last.split("data: ", 1)[1])["error"]["type"] == "api_error"
+    entry = client.get("/_mock/requests?limit=1").get_json()["data"][0]
+    assert entry["response"]["ending"] == "stopped"
