@@ -21,7 +21,10 @@ def curl_command(entry: dict, base_url: str) -> str:
     and its URL on the first line, then one option a line."""
     request = entry["request"]
     url = base_url.rstrip("/") + entry["path"] + (f"?{entry['query']}" if entry.get("query") else "")
-    first = ["curl", *(["-N"] if entry.get("stream") else []), "-X", entry["method"], shlex.quote(url)]
+    quoted = shlex.quote(url)
+    if "key=[redacted]" in url:  # Gemini's key in the query: double quotes, so the shell fills it in
+        quoted = '"' + url.replace("key=[redacted]", "key=$GEMINI_API_KEY") + '"'
+    first = ["curl", *(["-N"] if entry.get("stream") else []), "-X", entry["method"], quoted]
     lines = [" ".join(first)]
     for name, value in request["headers"].items():
         lower = name.lower()
