@@ -274,3 +274,13 @@ def test_a_stopping_worker_ends_the_stream_with_anthropics_error_event(make_clie
     assert json.loads(last.split("data: ", 1)[1])["error"]["type"] == "api_error"
     entry = client.get("/_mock/requests?limit=1").get_json()["data"][0]
     assert entry["response"]["ending"] == "stopped"
+
+
+def test_rate_limits_count_per_x_api_key_with_anthropics_headers(make_client):
+    client = make_client({"rate_limits": {"requests_per_minute": 2}})
+    first, second, refused = (post(client, HELLO, headers=HEADERS | {"x-api-key": "k1"}) for _ in range(3))
+    assert [r.headers["anthropic-ratelimit-requests-remaining"] for r in (first, second)] == ["1", "0"]
+    assert refused.status_code == 429 and refused.get_json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+    assert post(client, HELLO, headers=HEADERS | {"x-api-key": "k2"}).status_code == 200  # another key's own limit
