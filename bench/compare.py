@@ -3,6 +3,7 @@ per-round ratios.
 
     python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 64] [--pin]
     python bench/compare.py --setting journal.enabled=false [--pin]   # what the journal costs
+    python bench/compare.py REF --both shared.redis_url=redis://127.0.0.1:6379/0 --pin   # both on Redis
 
 The machine is shared and noisy; the median of per-round ratios (each round loads both servers back to back,
 in alternating order) is steadier than a ratio of medians taken over minutes. ``--pin`` runs one worker per
@@ -31,6 +32,13 @@ def main() -> int:
         metavar="SECTION.KEY=VALUE",
         help="instead of REF: this commit with these settings, as the baseline",
     )
+    parser.add_argument(
+        "--both",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting for both servers (on one Redis, each gets a prefix of its own)",
+    )
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--streams", type=int, default=1000)
@@ -43,12 +51,13 @@ def main() -> int:
         args.workers, cpus = 1, "0"
     if bool(args.ref) == bool(args.setting):
         parser.error("give either REF or --setting")
+    both = _env(args.both)
     checkout = worktree(args.ref) if args.ref else None
     if checkout:
-        baseline = start_checkout(checkout, args.workers, cpus)
+        baseline = start_checkout(checkout, args.workers, cpus, env=both | _prefix("before", both))
     else:
-        baseline = start_ours(0, args.workers, cpus, env=_env(args.setting))
-    servers = {"now": start_ours(0, args.workers, cpus), "before": baseline}
+        baseline = start_ours(0, args.workers, cpus, env=both | _prefix("before", both) | _env(args.setting))
+    servers = {"now": start_ours(0, args.workers, cpus, env=both | _prefix("now", both)), "before": baseline}
     label = args.ref or ", ".join(args.setting)
     rps = {"now": [], "before": []}
     chunks = {"now": [], "before": []}
@@ -84,6 +93,15 @@ def main() -> int:
             f"{statistics.median(ratios(figures)):.2f} |"
         )
     return 0
+
+
+def _prefix(who: str, env: dict) -> dict:
+    """Two servers on one Redis keep apart: each its own key prefix."""
+    return (
+        {"MOCK_OPENAI_SHARED_REDIS_PREFIX": f"bench-{who}-{os.getpid()}"}
+        if "MOCK_OPENAI_SHARED_REDIS_URL" in env
+        else {}
+    )
 
 
 def _env(settings: list[str]) -> dict:

@@ -42,6 +42,11 @@ class SharedState(ABC):
     def pending_faults(self) -> int:
         """How many one-shot faults are queued (0 on the fast path)."""
 
+    @abstractmethod
+    def changes(self) -> tuple[int, int]:
+        """``(version(), pending_faults())`` in one read: what every request checks first (one round trip on
+        Redis, not two)."""
+
     # --- runtime configuration ----------------------------------------------------------------------------
     @abstractmethod
     def runtime_layer(self) -> dict:

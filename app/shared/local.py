@@ -109,6 +109,10 @@ class LocalSharedState(SharedState):
     def pending_faults(self) -> int:
         return _COUNTERS.unpack_from(self._counters, 0)[1]
 
+    def changes(self) -> tuple[int, int]:
+        version, pending = _COUNTERS.unpack_from(self._counters, 0)[:2]
+        return version, pending
+
     # --- runtime configuration ----------------------------------------------------------------------------
     def runtime_layer(self) -> dict:
         row = self._db().execute("select value from kv where key = 'runtime'").fetchone()

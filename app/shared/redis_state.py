@@ -143,10 +143,24 @@ def instance_name() -> str:
     return os.environ.get(INSTANCE_ENV) or socket.gethostname()  # without a master: pids are this host's
 
 
+# Connections a worker keeps to Redis at most. Every greenlet that asks Redis something needs one while it
+# waits; beyond this many at once they wait for one to be free (redis-py's own pool refuses the 101st request
+# outright, as "Too many connections": a 503 to every stream past the hundredth).
+MAX_CONNECTIONS = 64
+
+
 def connect_redis(url: str):
     import redis
 
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=10,  # seconds a greenlet waits for a free connection, as long as a reply may take
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 class RedisSharedState(SharedState):
@@ -161,6 +175,7 @@ class RedisSharedState(SharedState):
         )
         self._put = self.redis.register_script(_PUT_OBJECT)
         self._delete = self.redis.register_script(_DELETE_OBJECT)
+        self._changes = [self._key("version"), self._key("pending")]
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -174,6 +189,10 @@ class RedisSharedState(SharedState):
 
     def pending_faults(self) -> int:
         return int(self.redis.get(self._key("pending")) or 0)
+
+    def changes(self) -> tuple[int, int]:
+        version, pending = self.redis.mget(self._changes)
+        return int(version or 0), int(pending or 0)
 
     # --- runtime configuration ----------------------------------------------------------------------------
     def runtime_layer(self) -> dict:

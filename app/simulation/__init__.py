@@ -72,7 +72,8 @@ class Simulation:
         """The fate of a parsed completion request (:class:`app.schemas.CompletionRequest`) for ``model``."""
         base = self.layers.base
         controls = read_controls(request.environ) if base.faults["request_headers"] else None
-        settings = self.layers.current(controls.scenario if controls else None)
+        version, pending = self.shared.changes()  # one read of shared state for both
+        settings = self.layers.current(controls.scenario if controls else None, version)
         responses = settings.responses
         if parsed.stream and not responses["streaming_enabled"]:
             raise OpenAIError(
@@ -94,7 +95,7 @@ class Simulation:
         )
 
         kind, after = (controls.error if controls else None), None
-        if kind is None and self.shared.pending_faults():
+        if kind is None and pending:
             one_shot = self.shared.take_fault(model, request.environ.get(TEST_ID))
             if one_shot is not None:
                 kind, after = one_shot["error"], one_shot.get("after")

@@ -54,8 +54,10 @@ class Layers:
             found = self.models[key] = per_model(settings, model)
         return found
 
-    def current(self, scenario: str | None = None) -> Settings:
-        version = self.shared.version()
+    def current(self, scenario: str | None = None, version: int | None = None) -> Settings:
+        """The settings now (of ``scenario``, if named); ``version`` is the shared one, when already read."""
+        if version is None:
+            version = self.shared.version()
         if version != self.version:
             self._refresh(version)
         if scenario is None:

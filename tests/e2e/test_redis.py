@@ -123,3 +123,21 @@ def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage
         redis.wait()
     reply = requests.post(server.base_url + "/v1/chat/completions", json=CHAT)
     assert reply.status_code == 503 and reply.json()["error"]["type"] == "server_error", reply.text
+
+
+def test_more_requests_at_once_than_a_worker_has_connections_all_succeed(start_server, redis_url, tmp_path):
+    """A worker's greenlets share a bounded pool of Redis connections and wait for one: 300 streams at once
+    on one worker all succeed (redis-py's default pool refused the 101st with "Too many connections")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"MOCK_OPENAI_SHARED_REDIS_URL": redis_url, "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex}
+    server = start_server("-w", "1", "--inter-token-latency", "5", env=env, cwd=tmp_path)
+
+    def stream(_):
+        with requests.post(server.base_url + "/v1/chat/completions", json=CHAT | {"stream": True, "max_tokens": 20},
+                           stream=True, timeout=30) as response:  # fmt: skip
+            return response.status_code, response.content.endswith(b"data: [DONE]\n\n")
+
+    with ThreadPoolExecutor(300) as pool:
+        results = list(pool.map(stream, range(300)))
+    assert results == [(200, True)] * 300

@@ -49,6 +49,14 @@ def test_version_and_runtime_layer_are_seen_by_another_process(path):
     assert second.version() == 1 and second.runtime_layer() == {"latency": {"ttft_ms": 5}}
 
 
+def test_changes_reads_the_version_and_the_pending_faults_at_once(path):
+    first, second = open_(path), open_(path)
+    assert second.changes() == (0, 0)
+    first.set_runtime_layer({"latency": {"ttft_ms": 5}})
+    first.add_faults([{"error": "500", "count": 2}])
+    assert second.changes() == (second.version(), second.pending_faults()) == (1, 2)
+
+
 def test_faults_are_served_first_in_first_out_and_by_model(path):
     shared = open_(path)
     shared.add_faults([{"error": "429", "count": 2, "model": "a"}, {"error": "500", "count": 1}])
