@@ -88,12 +88,13 @@ def live_server(tmp_path_factory):
     server.stop()
 
 
-def start_redis(folder) -> tuple[subprocess.Popen, str]:
-    """A real ``redis-server`` (Debian's) on a free port, saving nothing to disk, once it answers PING."""
+def start_redis(folder, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A real ``redis-server`` (Debian's) on a free port (or ``port``: one that went away, back), saving nothing
+    to disk, once it answers PING."""
     import redis
 
     binary = component("redis-server")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL,

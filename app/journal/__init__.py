@@ -86,6 +86,10 @@ class Journal:
         self.store = shared.journal() if config["enabled"] else None
         self.limit = config["max_body_bytes"]
         self.interval = config["flush_interval_ms"] / 1000
+        # While the store is unreachable (Redis down), entries wait; beyond the journal's own size the oldest
+        # go, as the journal would not have kept them anyway.
+        self.max_backlog = config["max_entries"]
+        self.dropped = 0
         self.mtls = settings.tls_enabled and bool(settings.tls["ca_cert_path"])
         self.observers = list(observers)  # called with each finished exchange
         self.stream_observers = list(stream_observers)  # called when a stream starts
@@ -202,7 +206,25 @@ class Journal:
                     self.store.append(pending)
                 except BaseException:
                     self.pending[:0] = pending  # kept for the next try (the flush at exit)
+                    self._bound_backlog()
                     raise
+
+    def _bound_backlog(self) -> None:
+        excess = len(self.pending) - self.max_backlog
+        if excess <= 0:
+            return
+        del self.pending[:excess]
+        self.dropped += excess
+        log.warning(
+            "journal store unreachable: dropped the %d oldest waiting entries (%d so far), keeping the newest %d",
+            excess,
+            self.dropped,
+            self.max_backlog,
+        )
+        try:  # nothing left to wait for: a reader must not wait for these
+            self.store.discarded(excess)
+        except Exception:  # noqa: BLE001 (the store is still down: its readers are too)
+            pass
 
     def _flush_at_exit(self):
         if os.getpid() == self._pid or self.pending:

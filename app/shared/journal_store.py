@@ -255,6 +255,11 @@ class JournalStore(JournalReader):
         self._mine[1] += len(rows)
         self._publish()
 
+    def discarded(self, n: int) -> None:
+        """``n`` captured entries were given up before they could be written: no reader waits for them."""
+        self._mine[1] += n
+        self._publish()
+
     def _drop_unread(self, db) -> None:
         kept, oldest_kept = 0, None
         for batch_id, count in db.execute("select id, count from batches order by id desc").fetchall():

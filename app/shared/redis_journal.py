@@ -123,6 +123,10 @@ class RedisJournalStore(JournalReader):
     def captured(self, n: int = 1) -> None:
         self._count("captured", n)
 
+    def discarded(self, n: int) -> None:
+        """``n`` captured entries were given up before they could be written: no reader waits for them."""
+        self._count("committed", n)
+
     def stream_opened(self) -> None:
         self._count("streams", 1)
 

@@ -141,3 +141,40 @@ def test_more_requests_at_once_than_a_worker_has_connections_all_succeed(start_s
     with ThreadPoolExecutor(300) as pool:
         results = list(pool.map(stream, range(300)))
     assert results == [(200, True)] * 300
+
+
+def test_while_redis_is_down_the_journal_keeps_only_its_newest_entries(start_server, tmp_path):
+    """Entries wait while Redis is away, bounded by [journal] max_entries (the oldest go, as the journal would
+    not keep them anyway); once it is back the newest are written."""
+    import os
+    import signal
+
+    from tests.conftest import start_redis
+
+    redis, url = start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    env = {"MOCK_OPENAI_SHARED_REDIS_URL": url, "MOCK_OPENAI_JOURNAL_MAX_ENTRIES": "20",
+           "MOCK_OPENAI_JOURNAL_FLUSH_INTERVAL_MS": "10"}  # fmt: skip
+    server = start_server("-w", "1", "--inter-token-latency", "0", env=env, cwd=tmp_path)
+    os.kill(redis.pid, signal.SIGKILL)
+    redis.wait()
+    for n in range(60):
+        sent = requests.post(server.base_url + "/v1/chat/completions", json=CHAT, headers={"X-Mock-Test-Id": f"t{n}"})
+        assert sent.status_code == 503
+    deadline = time.monotonic() + 10
+    while "dropped the" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "keeping the newest 20" in server.output()
+    redis, _ = start_redis(tmp_path, port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the writer retries each second
+            listed = requests.get(server.base_url + "/_mock/requests", params={"limit": 100}, timeout=5)
+            ids = {e["test_id"] for e in listed.json()["data"]} if listed.status_code == 200 else set()
+            if "t59" in ids or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert {f"t{n}" for n in range(40, 60)} <= ids and "t0" not in ids
+    finally:
+        redis.terminate()
+        redis.wait()
