@@ -19,6 +19,7 @@ from app.server import tls
 from app.shared import PATH_ENV, open_configured, shared_path
 from app.shared.redis_state import INSTANCE_ENV, connect_redis
 from app.textgen import Corpus, CorpusError
+from app.tokens import load_vocabularies
 
 try:
     settings = load_settings()
@@ -28,6 +29,10 @@ try:
         load_rules(settings.responses["rules_path"])
 except (ConfigError, CorpusError) as exc:
     sys.exit(f"mock-openai: {exc}")
+
+# The exact tokenizer's vocabularies (bpe-openai, where installed), loaded once here: the workers fork with
+# them and share their pages, where each loaded its own (about 60 MB and half a second of CPU a worker).
+load_vocabularies()
 
 if settings.shared["redis_url"]:  # several instances share one Redis: say so now if it cannot be reached
     try:
