@@ -7,7 +7,8 @@ entries added since the last, so queries run on the same SQL as on one host (:cl
 empties the stream and bumps a generation number, which tells every copy to start again.
 
 Progress, for reads that must see every answered request: each worker counts in Redis what it has captured and
-committed, and marks itself alive for ``ALIVE_S``. A reader waits for live workers that have captured more
+committed, and marks itself alive for ``ALIVE_S``; its open streams go along with those counts (one round
+trip a request, none for a stream's start or end). A reader waits for live workers that have captured more
 than they committed; a worker gone without a word (its whole instance killed) stops being waited for when its
 mark expires.
 """
@@ -19,11 +20,13 @@ import marshal
 import os
 import tempfile
 from contextlib import contextmanager
+from time import monotonic
 
 from app.shared import connect
 from app.shared.journal_store import COLUMNS, JournalReader
 
 ALIVE_S = 30
+STREAMS_PUBLISHED_EVERY_S = 0.1
 
 _APPEND = """
 local last = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -56,7 +59,8 @@ class RedisJournalStore(JournalReader):
         self._forget = client.register_script(_FORGET)
         self._copy = self._copy_pid = self._copy_path = None
         self._seen, self._generation = None, None
-        self._streams = 0
+        self._streams = 0  # this worker's open streams, published with its next capture (or at most 10 a second)
+        self._streams_published_at = 0.0
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -106,21 +110,26 @@ class RedisJournalStore(JournalReader):
         return int(self._clear(keys=[self._key("stream"), self._key("generation")]))
 
     # --- progress -----------------------------------------------------------------------------------------
-    def _count(self, field: str, n: int) -> None:
-        """Best effort: with Redis unreachable the response still goes out (its entry waits to be written,
-        and a reader elsewhere may not wait for it)."""
+    def _count(self, field: str | None, n: int = 0) -> None:
+        """One round trip: ``field`` counted up by ``n``, this worker's open streams as they are now, and its
+        mark of life. Best effort: with Redis unreachable the response still goes out (its entry waits to be
+        written, and a reader elsewhere may not wait for it)."""
         from redis.exceptions import RedisError
 
         worker = self.worker()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(self._key(field), worker, n)
+        if field is not None:
+            pipe.hincrby(self._key(field), worker, n)
+        pipe.hset(self._key("streams"), worker, self._streams)
         pipe.set(self._key("alive:" + worker), 1, ex=ALIVE_S)
+        self._streams_published_at = monotonic()
         try:
             pipe.execute()
         except RedisError:
             pass
 
     def captured(self, n: int = 1) -> None:
+        """The one round trip a request costs the journal: a reader must know of an answered request at once."""
         self._count("captured", n)
 
     def discarded(self, n: int) -> None:
@@ -128,10 +137,14 @@ class RedisJournalStore(JournalReader):
         self._count("committed", n)
 
     def stream_opened(self) -> None:
-        self._count("streams", 1)
+        """Counted here; told to Redis with the next capture, or now if it has not heard for a tenth of a
+        second (the open-streams figure of ``/_mock/stats`` lags by that much at most while streams open)."""
+        self._streams += 1
+        if monotonic() - self._streams_published_at >= STREAMS_PUBLISHED_EVERY_S:
+            self._count(None)
 
     def stream_closed(self) -> None:
-        self._count("streams", -1)
+        self._streams -= 1  # told to Redis with this stream's capture, which follows at once
 
     def _alive(self, workers) -> set:
         workers = list(workers)
