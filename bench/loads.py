@@ -5,7 +5,8 @@ wall time, 1.0 = one core), the load client's, and the machine's steal (the hype
 - :func:`wrk_streams`: streaming chat completions with wrk and ``wrk/stream.lua``, which checks every
   response (its content events, the usage chunk, ``[DONE]``) and counts the content events of whole ones;
 - :func:`hey_bodies`: the first original's own load test, ``hey`` with keep-alive off at an offered rate;
-- :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives.
+- :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives;
+  :func:`paced_loop`: the same, N kept open for a while, each client opening its next as its last ends.
 """
 
 from __future__ import annotations
@@ -180,6 +181,30 @@ async def _wave(port: int, streams: int, tokens: int, ramp_s: float):
     )
 
 
+async def _loop(port: int, streams: int, tokens: int, duration_s: float):
+    """``streams`` clients, each opening its next stream as soon as its last one ends, until ``duration_s``
+    has passed: a closed loop, where new streams' starts compete with running ones all along."""
+    body = chat_body(tokens, True).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.0\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    stop_at = time.monotonic() + duration_s
+    results: list = []
+
+    async def client(index: int):
+        delay = duration_s / 10 * index / streams  # the first streams spread over a tenth of the run
+        while time.monotonic() < stop_at:
+            try:
+                results.append(await _one_stream(port, request, tokens, delay))
+            except OSError as exc:
+                results.append(exc)
+            delay = 0.0
+
+    await asyncio.gather(*(client(i) for i in range(streams)))
+    return results
+
+
 def percentile(values, q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -188,9 +213,19 @@ def percentile(values, q: float) -> float:
 def paced_wave(server, streams: int, tokens: int, ramp_s: float) -> dict:
     """``streams`` paced streams opened evenly over ``ramp_s``; every gap of every stream pooled. Runs in this
     process, which must be on CPU 1."""
+    return _paced(server, streams, lambda: _wave(server.port, streams, tokens, ramp_s))
+
+
+def paced_loop(server, streams: int, tokens: int, duration_s: float) -> dict:
+    """``streams`` kept open for ``duration_s`` (:func:`_loop`), new ones starting as others end; every gap of
+    every stream pooled, as for a wave. ``streams`` in the figures is the number kept open."""
+    return _paced(server, streams, lambda: _loop(server.port, streams, tokens, duration_s))
+
+
+def _paced(server, streams: int, load) -> dict:
     cpu, client, steal = server.cpu_seconds(), time.process_time(), _steal()
     started = time.monotonic()
-    results = asyncio.run(_wave(server.port, streams, tokens, ramp_s))
+    results = asyncio.run(load())
     wall = time.monotonic() - started
     whole = [r for r in results if isinstance(r, tuple)]
     gaps = [g for _, stream in whole for g in stream]
@@ -200,7 +235,7 @@ def paced_wave(server, streams: int, tokens: int, ramp_s: float) -> dict:
     settle(server)
     return {
         "streams": streams,
-        "failures": streams - len(whole),
+        "failures": len(results) - len(whole),
         "gap_p50": statistics.median(gaps) * 1000 if gaps else float("nan"),
         "gap_p99": percentile(gaps, 0.99) * 1000,
         "ttft_p99": percentile(ttfts, 0.99) * 1000,

@@ -11,8 +11,9 @@ Loads (every figure is the median over rounds; each row also gives the CPU each 
   p99 (fairness: p99 at most 3x p50);
 - keep-alive off: the first original's own load test (hey, 512 connections offering 3,000 requests a second,
   ``--disable-keepalive``, max_tokens 2048, then a stream of 64 tokens) and wrk with ``Connection: close``;
-- paced capacity at an inter-token latency of 10 ms: the most streams of 200 tokens (opened over 1 s) each
-  server holds with no failure, gap p50 <= 12.5 ms and gap p99 <= 30 ms;
+- paced capacity at an inter-token latency of 10 ms: the most streams each server holds with no failure, gap
+  p50 <= 12.5 ms and gap p99 <= 30 ms, in two shapes: one wave of 200-token streams opened over 1 s, and a
+  closed loop keeping that many 64-token streams open for 10 s, new ones starting as others end;
 - start-up time (spawn to first answer) and idle resident memory; and two workers against one (unpinned).
 
 Results are printed as Markdown and, unless ``--no-record``, appended to ``bench/RESULTS.md`` with the date and
@@ -132,26 +133,38 @@ def main() -> int:
     return 0
 
 
+# The two shapes of paced load: one wave of streams opened over a second, and a closed loop that keeps N open
+# for 10 s, new ones starting as others end (their starts then compete with running streams all along).
+SHAPES = {
+    "one wave": lambda server, streams: loads.paced_wave(server, streams, 200, 1.0),
+    "closed loop": lambda server, streams: loads.paced_loop(server, streams, 64, 10.0),
+}
+
+
 def paced_capacity(args, started) -> dict:
-    """For each server that paces, the most streams held at ITL 10 ms, and the figures at each step."""
+    """For each server that paces and each shape, the most streams held at ITL 10 ms, and the figures at each
+    step."""
     capacity = {}
     paced = {"aimock": lambda: servers.start_aimock(10, cpus="0"), "ours": lambda: servers.start_ours(10, cpus="0")}
     for who, start in paced.items():
         server = start()
         if server is None:
             continue
-        steps = []
         try:
-            for streams in CAPACITY_STEPS:
-                figures = loads.paced_wave(server, streams, 200, 1.0)
-                steps.append(figures)
-                print(f"  paced ITL 10 ms {who:7s} " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
-                if not loads.held(figures, 10):
-                    break
+            for shape, load in SHAPES.items():
+                steps = []
+                for streams in CAPACITY_STEPS:
+                    figures = load(server, streams)
+                    steps.append(figures)
+                    print(
+                        f"  paced ITL 10 ms {who:7s} {shape}: " + ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
+                    )
+                    if not loads.held(figures, 10):
+                        break
+                held = [f["streams"] for f in steps if loads.held(f, 10)]
+                capacity[who, shape] = (max(held) if held else 0, steps)
         finally:
             server.stop()
-        held = [f["streams"] for f in steps if loads.held(f, 10)]
-        capacity[who] = (max(held) if held else 0, steps)
     return capacity
 
 
@@ -205,15 +218,16 @@ def render(args, table, capacity, scaling, started) -> str:
             )
     lines += [
         "",
-        "Paced streams at ITL 10 ms held (no failure, gap p50 <= 12.5 ms, p99 <= 30 ms), 200 tokens each:",
+        "Paced streams at ITL 10 ms held (no failure, gap p50 <= 12.5 ms, p99 <= 30 ms): one wave of 200-token",
+        "streams opened over 1 s, and a closed loop keeping that many 64-token streams open for 10 s:",
         "",
     ]
-    lines += ["| server | streams held | at the first step that failed: streams, gap p50, gap p99, failures, "
-              "server CPU, client CPU |", "|---|---:|---|"]  # fmt: skip
-    for who, (count, steps) in capacity.items():
+    lines += ["| server | shape | streams held | at the first step that failed: streams, gap p50, gap p99, failures, "
+              "server CPU, client CPU |", "|---|---|---:|---|"]  # fmt: skip
+    for (who, shape), (count, steps) in capacity.items():
         last = steps[-1]
         lines.append(
-            f"| {who} | {count} | {last['streams']}, {last['gap_p50']:.1f} ms, {last['gap_p99']:.1f} ms, "
+            f"| {who} | {shape} | {count} | {last['streams']}, {last['gap_p50']:.1f} ms, {last['gap_p99']:.1f} ms, "
             f"{last['failures']}, {last['server_cpu']:.2f}, {last['client_cpu']:.2f} |"
         )
     lines += ["", "| server | start-up (spawn to first answer) | idle RSS per process, MB |", "|---|---:|---|"]
