@@ -181,6 +181,7 @@ class Journal:
 
         self._wake = Event()
         self._writer = gevent.spawn(self._write_forever)
+        self.store.attend(self.flush)  # a reader elsewhere may ask this worker to write what it holds
 
     def _write_forever(self):
         from gevent import sleep

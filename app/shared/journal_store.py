@@ -92,20 +92,20 @@ class JournalReader:
         raise NotImplementedError
 
     @staticmethod
-    def _wait(wanted: dict, still_behind, timeout: float) -> bool:
-        """Sleep (in gevent) until ``still_behind(wanted)``, the workers of ``{worker: captured}`` that have
-        not committed that much yet, is empty; False if ``timeout`` passes first."""
+    def _wait(done, timeout: float) -> bool:
+        """Sleep (in gevent) until ``done()``; False if ``timeout`` passes first."""
         from gevent import sleep
 
         deadline = time.monotonic() + timeout
-        while wanted:
-            wanted = still_behind(wanted)
-            if not wanted:
-                return True
+        while not done():
             if time.monotonic() > deadline:
                 return False
             sleep(0.002)
         return True
+
+    def attend(self, flush) -> None:
+        """This process's entries are about to be written from a greenlet of their own; a backend whose
+        readers must ask for them keeps ``flush`` to call when one does."""
 
     # --- reading ------------------------------------------------------------------------------------------
     def query(self, where: dict, q: str | None, since: float | None, before: tuple | None, limit: int, offset: int):
@@ -228,11 +228,13 @@ class JournalStore(JournalReader):
         """Wait (sleeping in gevent) until every live worker has committed what it had captured by now."""
         wanted = {r[1]: r[2] for _, r in self._progress.records() if r[2] > r[3]}
 
-        def still_behind(wanted):
+        def all_committed():
+            nonlocal wanted
             done = {r[1] for _, r in self._progress.records() if r[1] in wanted and r[3] >= wanted[r[1]]}
-            return {pid: n for pid, n in wanted.items() if pid not in done and _alive(pid)}
+            wanted = {pid: n for pid, n in wanted.items() if pid not in done and _alive(pid)}
+            return not wanted
 
-        return self._wait(wanted, still_behind, timeout)
+        return self._wait(all_committed, timeout)
 
     def forget_process(self, pid: int) -> None:
         for slot, record in list(self._progress.records()):
@@ -299,6 +301,11 @@ class JournalStore(JournalReader):
         self._connection, self._pid = None, None
         self._progress.close()
         self._lock.close()
+
+
+def process_id() -> int:
+    """``os.getpid()`` without the system call."""
+    return _PID[0]
 
 
 # This process's id, kept current across forks: os.getpid() is a system call, and _publish runs for every

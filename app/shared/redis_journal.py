@@ -6,33 +6,39 @@ reads keeps its own SQLite copy of the stream in a temporary file, brought up to
 entries added since the last, so queries run on the same SQL as on one host (:class:`JournalReader`). A clear
 empties the stream and bumps a generation number, which tells every copy to start again.
 
-Progress, for reads that must see every answered request: each worker counts in Redis what it has captured and
-committed, and marks itself alive for ``ALIVE_S``; its open streams go along with those counts (one round
-trip a request, none for a stream's start or end). A reader waits for live workers that have captured more
-than they committed; a worker gone without a word (its whole instance killed) stops being waited for when its
-mark expires.
+Reads that must see every answered request ask for it: the reader publishes a sync on a channel every
+worker listens to, and Redis answers with how many listeners got it; each listener writes what it holds
+(waiting for a write already under way) and acknowledges. When all have, every request answered before the
+read is in the stream. So the request path costs the journal no round trip of its own, only a flush's now
+and then; a worker gone without a word (its whole instance killed) is simply not a listener any more.
+
+A worker's open streams go to Redis with each flush, and while they open at most ten times a second, with
+a mark of life for ``ALIVE_S`` that a count from a vanished instance expires with.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import marshal
 import os
 import tempfile
+import uuid
 from contextlib import contextmanager
 from time import monotonic
 
 from app.shared import connect
-from app.shared.journal_store import COLUMNS, JournalReader
+from app.shared.journal_store import COLUMNS, JournalReader, process_id
 
+log = logging.getLogger(__name__)
 ALIVE_S = 30
 STREAMS_PUBLISHED_EVERY_S = 0.1
+SYNC_TIMEOUT_S = 5  # for Redis to confirm a subscription; acknowledgements are kept ten times as long
 
 _APPEND = """
 local last = redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('XADD', KEYS[2], last .. '-0', 'n', ARGV[1], 'rows', ARGV[2])
 redis.call('XTRIM', KEYS[2], 'MINID', math.max(1, last - tonumber(ARGV[3]) + 1))
-redis.call('HINCRBY', KEYS[3], ARGV[4], ARGV[1])
 return last
 """
 _CLEAR = """
@@ -41,11 +47,6 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do held = held +
 redis.call('DEL', KEYS[1])
 redis.call('INCR', KEYS[2])
 return held
-"""
-_FORGET = """
-redis.call('HSET', KEYS[2], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]) or 0)
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('DEL', KEYS[4])
 """
 _SCHEMA = f"create table if not exists requests (id integer primary key, {', '.join(COLUMNS)});"
 _INSERT = f"insert or replace into requests (id, {', '.join(COLUMNS)}) values ({', '.join('?' * (len(COLUMNS) + 1))})"
@@ -56,11 +57,11 @@ class RedisJournalStore(JournalReader):
         self.redis, self.prefix, self.worker, self.max_entries = client, prefix, worker, max_entries
         self._append = client.register_script(_APPEND)
         self._clear = client.register_script(_CLEAR)
-        self._forget = client.register_script(_FORGET)
         self._copy = self._copy_pid = self._copy_path = None
         self._seen, self._generation = None, None
         self._streams = 0  # this worker's open streams, published with its next capture (or at most 10 a second)
         self._streams_published_at = 0.0
+        self._listening = None  # the process whose listener answers syncs
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -102,49 +103,110 @@ class RedisJournalStore(JournalReader):
 
     # --- writing ------------------------------------------------------------------------------------------
     def append(self, rows: list[tuple]) -> None:
+        """One round trip: the batch, and this worker's open streams and mark of life along with it."""
         if rows:
-            keys = [self._key("next"), self._key("stream"), self._key("committed")]
-            self._append(keys=keys, args=[len(rows), marshal.dumps(rows), self.max_entries, self.worker()])
+            pipe = self.redis.pipeline(transaction=False)
+            keys = [self._key("next"), self._key("stream")]
+            self._append(keys=keys, args=[len(rows), marshal.dumps(rows), self.max_entries], client=pipe)
+            self._streams_into(pipe)
+            pipe.execute()
 
     def clear(self) -> int:
         return int(self._clear(keys=[self._key("stream"), self._key("generation")]))
 
-    # --- progress -----------------------------------------------------------------------------------------
-    def _count(self, field: str | None, n: int = 0) -> None:
-        """One round trip: ``field`` counted up by ``n``, this worker's open streams as they are now, and its
-        mark of life. Best effort: with Redis unreachable the response still goes out (its entry waits to be
-        written, and a reader elsewhere may not wait for it)."""
+    # --- syncs: what a reader waits for -------------------------------------------------------------------
+    def attend(self, flush) -> None:
+        """From now on this process answers readers' syncs with ``flush()`` (which writes what it holds, or
+        waits for the write under way). Called before its first entry is captured; returns once Redis has the
+        subscription, so no sync after that can miss this worker."""
+        if self._listening == process_id():
+            return
+        self._listening = process_id()
+        import gevent
+
+        try:
+            pubsub = self._subscribe()
+        except Exception as exc:  # noqa: BLE001 (Redis is away: keep trying; its readers are away too)
+            log.warning("the journal could not listen for syncs yet, trying again: %r", exc)
+            gevent.spawn(self._answer_syncs, None, flush)
+        else:
+            gevent.spawn(self._answer_syncs, pubsub, flush)
+
+    def _subscribe(self):
+        pubsub = self.redis.pubsub()
+        try:
+            pubsub.subscribe(self._key("sync"))
+            confirmed = pubsub.get_message(timeout=SYNC_TIMEOUT_S)  # the subscription, as Redis confirms it
+            if not confirmed or confirmed["type"] != "subscribe":
+                raise ConnectionError("Redis did not confirm the journal's sync subscription")
+        except BaseException:
+            pubsub.close()
+            raise
+        return pubsub
+
+    def _answer_syncs(self, pubsub, flush) -> None:
+        from gevent import sleep
         from redis.exceptions import RedisError
 
+        while True:
+            try:
+                if pubsub is None:
+                    pubsub = self._subscribe()
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=ALIVE_S / 3)
+                if message is not None:
+                    flush()
+                    pipe = self.redis.pipeline(transaction=False)
+                    acknowledged = self._key("synced:" + message["data"].decode())
+                    pipe.incr(acknowledged)
+                    pipe.expire(acknowledged, SYNC_TIMEOUT_S * 10)
+                    pipe.execute()
+                elif self._streams:
+                    self._publish_streams()  # long streams with nothing else: keep their count alive
+            except RedisError:  # Redis is away: the next read reconnects and subscribes again
+                sleep(0.5)
+            except Exception:  # noqa: BLE001 (the flush failed; the reader times out, the writer retries)
+                sleep(0.5)
+
+    def wait_committed(self, timeout: float) -> bool:
+        """Publish a sync and wait (in gevent) until every worker that heard it has written what it held."""
+        token = uuid.uuid4().hex
+        acknowledged = self._key("synced:" + token)
+        listeners = self.redis.publish(self._key("sync"), token)
+        return self._wait(lambda: listeners <= int(self.redis.get(acknowledged) or 0), timeout)
+
+    # --- progress -----------------------------------------------------------------------------------------
+    def captured(self, n: int = 1) -> None:
+        """Nothing to tell Redis: a reader's sync finds the entry wherever it waits."""
+
+    def discarded(self, n: int) -> None:
+        """Nothing to tell: no reader counts entries it was not given."""
+
+    def _streams_into(self, pipe) -> None:
         worker = self.worker()
-        pipe = self.redis.pipeline(transaction=False)
-        if field is not None:
-            pipe.hincrby(self._key(field), worker, n)
         pipe.hset(self._key("streams"), worker, self._streams)
         pipe.set(self._key("alive:" + worker), 1, ex=ALIVE_S)
         self._streams_published_at = monotonic()
+
+    def _publish_streams(self) -> None:
+        """Best effort: with Redis unreachable the stream goes on, and the count is told with the next flush."""
+        from redis.exceptions import RedisError
+
+        pipe = self.redis.pipeline(transaction=False)
+        self._streams_into(pipe)
         try:
             pipe.execute()
         except RedisError:
             pass
 
-    def captured(self, n: int = 1) -> None:
-        """The one round trip a request costs the journal: a reader must know of an answered request at once."""
-        self._count("captured", n)
-
-    def discarded(self, n: int) -> None:
-        """``n`` captured entries were given up before they could be written: no reader waits for them."""
-        self._count("committed", n)
-
     def stream_opened(self) -> None:
-        """Counted here; told to Redis with the next capture, or now if it has not heard for a tenth of a
+        """Counted here; told to Redis with the next flush, or now if it has not heard for a tenth of a
         second (the open-streams figure of ``/_mock/stats`` lags by that much at most while streams open)."""
         self._streams += 1
         if monotonic() - self._streams_published_at >= STREAMS_PUBLISHED_EVERY_S:
-            self._count(None)
+            self._publish_streams()
 
     def stream_closed(self) -> None:
-        self._streams -= 1  # told to Redis with this stream's capture, which follows at once
+        self._streams -= 1  # told to Redis with this stream's entry, which is written next
 
     def _alive(self, workers) -> set:
         workers = list(workers)
@@ -159,27 +221,12 @@ class RedisJournalStore(JournalReader):
         counts = {w: int(n) for w, n in self.redis.hgetall(self._key("streams")).items() if int(n) > 0}
         return sum(counts[w] for w in self._alive(counts))
 
-    def _behind(self) -> dict:
-        """Live workers that captured more than they committed: ``{worker: captured}``."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self._key("captured"))
-        pipe.hgetall(self._key("committed"))
-        captured, committed = pipe.execute()
-        behind = {w: int(n) for w, n in captured.items() if int(n) > int(committed.get(w, 0))}
-        return {w: behind[w] for w in self._alive(behind)}
-
-    def wait_committed(self, timeout: float) -> bool:
-        def still_behind(wanted):
-            committed = self.redis.hmget(self._key("committed"), list(wanted))
-            wanted = {w: n for (w, n), done in zip(wanted.items(), committed, strict=True) if int(done or 0) < n}
-            return {w: wanted[w] for w in self._alive(wanted)}
-
-        return self._wait(self._behind(), still_behind, timeout)
-
     def forget_process(self, pid: int) -> None:
         worker = self.worker(pid)
-        keys = [self._key("captured"), self._key("committed"), self._key("streams"), self._key("alive:" + worker)]
-        self._forget(keys=keys, args=[worker])
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(self._key("streams"), worker)
+        pipe.delete(self._key("alive:" + worker))
+        pipe.execute()
 
     def close(self) -> None:
         if self._copy is not None and self._copy_pid == os.getpid():

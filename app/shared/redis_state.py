@@ -8,8 +8,9 @@ retried if another worker wrote them meanwhile). Keys start with ``[shared] redi
 A worker is named ``<instance>:<pid>``: the instance is made once by the gunicorn master
 (``MOCK_OPENAI_INSTANCE``), so pids that repeat on other hosts or in other containers stay apart.
 
-What it costs: the request path's two questions (:meth:`version`, :meth:`pending_faults`) are a round trip
-each, where the one-host backend reads shared memory; each feature that is on adds its own.
+What it costs: the request path's one question (:meth:`changes`) is one ``MGET``, shared by the requests of
+a worker that ask while one is out, where the one-host backend reads shared memory; the journal writes a
+batch a flush and asks nothing a request; each feature that is on adds its own.
 """
 
 from __future__ import annotations
@@ -176,6 +177,13 @@ class RedisSharedState(SharedState):
         self._put = self.redis.register_script(_PUT_OBJECT)
         self._delete = self.redis.register_script(_DELETE_OBJECT)
         self._changes = [self._key("version"), self._key("pending")]
+        self._reading, self._following = False, None  # a read of the changes out; who waits for the next
+        self._coalesced = self._spawn = None  # gevent's AsyncResult and spawn, in a gevent worker
+        if _under_gevent():
+            import gevent
+            from gevent.event import AsyncResult
+
+            self._coalesced, self._spawn = AsyncResult, gevent.spawn
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -191,8 +199,41 @@ class RedisSharedState(SharedState):
         return int(self.redis.get(self._key("pending")) or 0)
 
     def changes(self) -> tuple[int, int]:
+        """Under load many requests of a worker ask at once; they share reads. Each request still gets an
+        answer read after it asked (a fault queued before its request was sent is seen): one that asks while a
+        read is out waits for the next, which goes as soon as that one is back and serves all who waited."""
+        if self._coalesced is None:
+            return self._read_changes()
+        if not self._reading:
+            return self._lead(None)
+        following = self._following
+        if following is None:
+            following = self._following = self._coalesced()
+        return following.get()
+
+    def _read_changes(self) -> tuple[int, int]:
         version, pending = self.redis.mget(self._changes)
         return int(version or 0), int(pending or 0)
+
+    def _lead(self, waiting) -> tuple[int, int]:
+        """Send a read now, for the caller and for ``waiting`` (those who asked while the last was out)."""
+        self._reading = True
+        try:
+            value = self._read_changes()
+        except BaseException as exc:
+            if waiting is not None:
+                waiting.set_exception(exc)
+            raise
+        else:
+            if waiting is not None:
+                waiting.set(value)
+            return value
+        finally:
+            following, self._following = self._following, None
+            if following is None:
+                self._reading = False
+            else:
+                self._spawn(self._lead, following)  # their read goes now, after every one of them asked
 
     # --- runtime configuration ----------------------------------------------------------------------------
     def runtime_layer(self) -> dict:
@@ -349,6 +390,12 @@ class RedisSharedState(SharedState):
             self._journal.close()
             self._journal = None
         self.redis.close()
+
+
+def _under_gevent() -> bool:
+    from gevent import monkey
+
+    return monkey.is_module_patched("socket")
 
 
 def _at(body: dict, path: str):

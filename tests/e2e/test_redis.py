@@ -94,6 +94,28 @@ def test_three_instances_behind_nginx_act_as_one(cluster):
     assert requests.get(servers[2].base_url + "/_mock/faults").json()["pending"] == 0
 
 
+def test_a_request_answered_anywhere_is_in_the_journal_read_next_elsewhere(start_server, redis_url, tmp_path):
+    """Workers write the journal only once a minute here, and a request costs it no round trip: a reader's
+    sync has every worker of every instance write what it holds before the read, streams and bodies alike."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"MOCK_OPENAI_SHARED_REDIS_URL": redis_url, "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex,
+           "MOCK_OPENAI_JOURNAL_FLUSH_INTERVAL_MS": "60000"}  # fmt: skip
+    writer, reader = (start_server("-w", "2", "--inter-token-latency", "0", env=env, cwd=tmp_path) for _ in range(2))
+
+    def ask(n):
+        body = CHAT | {"stream": n % 2 == 0, "user": f"u{n}"}
+        return requests.post(writer.base_url + "/v1/chat/completions", json=body, timeout=30).status_code
+
+    for rounds in range(3):  # each round's requests, read at once
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(ask, range(40 * rounds, 40 * rounds + 40))) == {200}
+        query = {"limit": 200, "path": "/v1/chat/completions"}
+        listed = requests.get(reader.base_url + "/_mock/requests", params=query, timeout=10).json()
+        assert listed["total"] == 40 * (rounds + 1)
+    assert sorted(e["request"]["body"]["user"] for e in listed["data"]) == sorted(f"u{n}" for n in range(120))
+
+
 def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage_is_a_503(start_server, tmp_path):
     import os
     import signal

@@ -57,6 +57,43 @@ def test_changes_reads_the_version_and_the_pending_faults_at_once(path):
     assert second.changes() == (second.version(), second.pending_faults()) == (1, 2)
 
 
+def test_on_redis_requests_that_ask_at_once_share_reads_but_none_is_answered_from_one_sent_before_it(redis_url):
+    """The coalescing of a gevent worker, with each reply from Redis held back until the test lets it go: a
+    request that asks while a read is out waits for the next read, which goes when that one is back."""
+    import gevent
+    from gevent.event import AsyncResult, Event
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    reader, writer = (open_shared("", redis_url=redis_url, redis_prefix=prefix) for _ in "rw")
+    reader._coalesced, reader._spawn = AsyncResult, gevent.spawn  # as in a gevent worker
+    reads, gates, real = [], [], reader._read_changes
+
+    def held_read():
+        value = real()  # Redis answers now; the reply reaches the worker when the gate opens
+        reads.append(value)
+        gates.append(Event())
+        gates[-1].wait()
+        return value
+
+    reader._read_changes = held_read
+    first = gevent.spawn(reader.changes)
+    gevent.sleep(0)  # its read is out
+    writer.add_faults([{"error": "500", "count": 1}])  # queued after that read was sent
+    later = [gevent.spawn(reader.changes) for _ in range(5)]
+    gevent.sleep(0)
+    assert len(reads) == 1  # the five wait for the next read
+    gates[0].set()
+    gevent.sleep(0.01)
+    assert first.value == (0, 0) and len(reads) == 2  # one read, sent now, for all five
+    gates[1].set()
+    gevent.joinall(later, timeout=5)
+    assert [g.value for g in later] == [(0, 1)] * 5
+    reader._read_changes = real
+    writer.add_faults([{"error": "500", "count": 1}])
+    assert reader.changes() == (0, 2)  # nothing out: a read of its own, at once
+    assert not reader._reading
+
+
 def test_faults_are_served_first_in_first_out_and_by_model(path):
     shared = open_(path)
     shared.add_faults([{"error": "429", "count": 2, "model": "a"}, {"error": "500", "count": 1}])
