@@ -22,8 +22,8 @@ from time import monotonic, time
 
 from flask import request
 
-from app.journal.entries import row_of
-from app.streaming import DONE, KEEPALIVE, STOPPED
+from app.journal.entries import count_events, row_of
+from app.streaming import DONE, STOPPED
 
 log = logging.getLogger(__name__)
 NOTE = "mock_openai.journal"  # environ key of the note the views fill in
@@ -260,15 +260,16 @@ class _Capturing:
         if chunk and exchange is not None:  # (None: the last chunk has been entered)
             if exchange.size < self.journal.limit:
                 exchange.kept.append(chunk)
+            elif exchange.writes is not None:  # a stream's events beyond what is kept are counted as they pass;
+                exchange.events += count_events(chunk)  # the others when its entry is made (entries.row_of)
             exchange.size += len(chunk)
             exchange.last = chunk
-            if exchange.writes is not None:  # a stream: when each write went out, and its events
+            if exchange.writes is not None:  # a stream: when each write went out
                 now = monotonic()
                 if exchange.first_at is None:
                     exchange.first_at = now
                 exchange.writes.append(now)  # the time and the bytes sent by then, in one flat array
                 exchange.writes.append(exchange.size)
-                exchange.events += chunk.count(b"\n\n") - chunk.count(KEEPALIVE)
                 if chunk.endswith(exchange.end):
                     self._done(None)
             elif exchange.length is not None and exchange.size >= exchange.length:

@@ -9,6 +9,7 @@ import re
 from array import array
 
 from app.journal.preview import preview
+from app.streaming import KEEPALIVE
 
 # Never stored as sent: credentials and cookies, in either direction.
 SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY",
@@ -36,6 +37,7 @@ def row_of(exchange, limit: int) -> tuple:
     if "Set-Cookie" in response_headers:
         response_headers = "\n".join(f"{k}: {REDACTED if k == 'Set-Cookie' else v}" for k, v in exchange.headers)
     first_at = exchange.first_at
+    kept = b"".join(exchange.kept)
     return (
         exchange.started,
         environ.get("REQUEST_METHOD", ""),
@@ -57,14 +59,22 @@ def row_of(exchange, limit: int) -> tuple:
         request_body[:limit],
         request_size,
         response_headers,
-        b"".join(exchange.kept)[:limit],
+        kept[:limit],
         exchange.size,
-        exchange.events if exchange.stream else None,
+        # A stream's events are counted when it is read, from its body, unless the body was cut: then what
+        # was not kept was counted as it passed (a scan of every byte sent costs a stream 4 % of its time).
+        exchange.events + count_events(kept) if exchange.stream and exchange.size > limit else None,
         exchange.ending,
         writes,
         os.getpid(),
         note.get("api", "openai"),
     )
+
+
+def count_events(data: bytes) -> int:
+    """Server-sent events in ``data``: each ends with a blank line (LF LF, or Gemini's CRLF CRLF); keep-alive
+    comments are not events. Counted once per entry, not per write: this is a scan of every byte sent."""
+    return data.count(b"\n\n") + data.count(b"\r\n\r\n") - data.count(KEEPALIVE)
 
 
 def _query(query: str) -> str:
@@ -155,7 +165,7 @@ def entry_of(row: dict, events: bool = False) -> dict:
     if stream:
         parsed = stream_events(body, write_times(row["writes"]))
         response.update(
-            events=row["events"],
+            events=row["events"] if row["events"] is not None else count_events(row["response_body"]),
             ending=row["ending"],
             text=assembled_text(parsed),
         )

@@ -136,14 +136,16 @@ class SharedState(ABC):
         """Let go of the backend (gunicorn's master does, before it forks another worker)."""
 
 
-def connect(path: str, synchronous: str = "normal", page_size: int | None = None) -> sqlite3.Connection:
+def connect(
+    path: str, synchronous: str = "normal", page_size: int | None = None, journal_mode: str = "wal"
+) -> sqlite3.Connection:
     """A connection to one of the shared SQLite files: WAL (readers never wait for a writer), autocommit
     (transactions are begun explicitly), usable from any greenlet. Never carried across a fork.
     ``page_size`` applies to a file made now (SQLite fixes it when the first table is made)."""
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     if page_size:
         connection.execute(f"pragma page_size={int(page_size)}")
-    connection.execute("pragma journal_mode=wal")
+    connection.execute(f"pragma journal_mode={journal_mode}")
     connection.execute(f"pragma synchronous={synchronous}")
     connection.execute("pragma busy_timeout=5000")
     return connection

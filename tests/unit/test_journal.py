@@ -42,6 +42,17 @@ def entries(client, query: str = "") -> dict:
     return response.get_json()
 
 
+def test_a_stream_cut_at_max_body_bytes_still_counts_every_event_it_sent(make_client):
+    """Paced, the stream goes out an event a write: those past the kept bytes are counted as they pass, the
+    one cut in two at the limit with those kept."""
+    client = make_client({"latency": {"inter_token_latency_ms": 0.01}, "journal": {"max_body_bytes": 1000}})
+    sent = chat(client, stream=True, max_tokens=40)
+    events = parse_sse(sent.get_data())
+    entry = entries(client)["data"][0]
+    assert entry["response"]["truncated"] is True and len(events) > 40
+    assert entry["response"]["events"] == len(events)
+
+
 def test_a_completion_is_recorded_with_its_request_and_response(journal_client):
     journal_client.set_cookie("session", "secret-cookie")
     sent = chat(journal_client, headers={"Authorization": "Bearer sk-secret-key-1234"})
@@ -259,11 +270,31 @@ def test_unread_batches_stay_bounded_and_reads_keep_the_newest(tmp_path):
         row = dict.fromkeys(COLUMNS)
         for n in range(100):  # a long load test that nobody reads: 100 flushes of 3 entries
             store.append([tuple({**row, "time": n + k / 10, "path": f"/{n}.{k}"}.values()) for k in range(3)])
-            pending = store._db().execute("select sum(count) from batches").fetchone()[0]
+            pending = store._batches().execute("select sum(count) from batches").fetchone()[0]
             assert pending <= 2 * 10 + 3
         rows, total = store.query({}, None, None, None, 50, 0)
         assert total == 10
         assert [r["path"] for r in rows][:4] == ["/99.2", "/99.1", "/99.0", "/98.2"]  # newest first, by time
+    finally:
+        store.close()
+
+
+def test_a_journal_file_kept_from_before_the_batches_file_keeps_its_waiting_entries(tmp_path):
+    """A ``[journal] path`` written by an older version held its waiting batches in the journal file itself."""
+    import marshal
+    import sqlite3
+
+    from app.shared.journal_store import _SCHEMA, COLUMNS, JournalStore
+
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA + "create table batches (id integer primary key autoincrement, count, rows);")
+        rows = [tuple({**dict.fromkeys(COLUMNS), "time": n, "path": f"/old/{n}"}.values()) for n in range(3)]
+        db.execute("insert into batches (count, rows) values (?, ?)", (3, marshal.dumps(rows)))
+    store = JournalStore(str(path), max_entries=10)
+    try:
+        found, total = store.query({}, None, None, None, 10, 0)
+        assert total == 3 and [r["path"] for r in found] == ["/old/2", "/old/1", "/old/0"]
     finally:
         store.close()
 
