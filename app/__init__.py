@@ -18,7 +18,18 @@ def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:
     state = app.extensions["mock_openai"] = MockState.build(settings)
 
     from app import auth, errors, formats, headers, recording, ui
-    from app.api import admin, completions, embeddings, journal, meta, models, responses, stored_completions
+    from app.api import (
+        admin,
+        batches,
+        completions,
+        embeddings,
+        files,
+        journal,
+        meta,
+        models,
+        responses,
+        stored_completions,
+    )
 
     errors.init_app(app)
     headers.init_app(app)
@@ -30,6 +41,8 @@ def create_app(config: Settings | dict | None = None) -> MockOpenAIFlask:
     app.register_blueprint(embeddings.bp)
     app.register_blueprint(responses.bp)
     app.register_blueprint(stored_completions.bp)
+    app.register_blueprint(files.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(journal.bp)
     app.register_blueprint(ui.bp)

@@ -4,7 +4,8 @@ Where vLLM exports the same quantity, the name is vLLM's (``vllm:time_to_first_t
 ``vllm:inter_token_latency_seconds``, ``vllm:e2e_request_latency_seconds``, ``vllm:prompt_tokens_total``,
 ``vllm:generation_tokens_total``, label ``model_name``), so a dashboard built for a vLLM server works against
 the mock. The rest are ours: ``mock_openai_requests_total`` (by endpoint, method, status and model),
-``mock_openai_request_duration_seconds`` and ``mock_openai_active_streams``.
+``mock_openai_request_duration_seconds``, ``mock_openai_active_streams``, and for the Batch API
+``mock_openai_batch_requests_total`` (its lines) and ``mock_openai_batches_total`` (batches ended, by status).
 
 Under gunicorn every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (made by the master
 in ``gunicorn.conf.py``) and a scrape sums them (``prometheus_client``'s multiprocess mode); under the Flask
@@ -20,6 +21,8 @@ import os
 import shutil
 import tempfile
 from bisect import bisect_left
+
+from app.journal.entries import BATCH
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # vLLM's buckets for these three, so that its dashboards' quantiles read the same.
@@ -101,6 +104,16 @@ class Metrics:
         self.generation_tokens = Counter(
             "vllm:generation_tokens", "Generation tokens processed.", model, registry=registry
         )
+        self.batch_requests = Counter(
+            "mock_openai_batch_requests",
+            "Lines of batches answered, by endpoint and status (each also counts in mock_openai_requests_total).",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.batches = Counter(
+            "mock_openai_batches", "Batches ended, by status: completed, failed, expired, cancelled.", ["status"],
+            registry=registry,
+        )  # fmt: skip
         self._children: dict = {}
         # What requests add is gathered here and added to the metrics by a greenlet twice a second: an
         # update in multiprocess mode takes a lock and writes a mapped file, and a completion makes seven.
@@ -176,6 +189,8 @@ class Metrics:
         api = note.get("api", "openai")
         self._add(self.requests, (endpoint, environ.get("REQUEST_METHOD", ""), status, model, api))
         self._observe(self.duration, (endpoint,), (latency,))
+        if BATCH in environ:
+            self._add(self.batch_requests, (endpoint, status))
         if exchange.stream:
             self._open_streams -= 1
         if not note.get("generated") or status != "200":  # a completion, in any wire format
@@ -190,6 +205,9 @@ class Metrics:
             times = exchange.writes[0::2]  # (time, bytes) pairs, flat
             if len(times) > 1:
                 self._observe(self.itl, labels, [b - a for a, b in zip(times, times[1:], strict=False)])
+
+    def batch_ended(self, status: str) -> None:
+        self._add(self.batches, (status,))
 
     def exposition(self) -> tuple[bytes, str]:
         """The text a scrape gets, and its content type."""

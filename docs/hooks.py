@@ -24,6 +24,8 @@ TITLES = {
     "embeddings": "Embeddings",
     "responses": "Responses",
     "stored_completions": "Stored chat completions",
+    "files": "Files",
+    "batches": "Batch API",
     "admin": "Runtime control (/_mock)",
     "journal": "The request journal (/_mock)",
     "anthropic": "Anthropic Messages API",

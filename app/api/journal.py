@@ -33,8 +33,8 @@ from app.state import current_state
 bp = Blueprint("journal", __name__, url_prefix="/_mock")
 bp.before_request(require_admin_token)
 
-LIST_PARAMS = ("method", "path", "status", "model", "api", "stream", "ending", "test_id", "since", "q", "limit",
-               "cursor", "page")  # fmt: skip
+LIST_PARAMS = ("method", "path", "status", "model", "api", "batch", "stream", "ending", "test_id", "since", "q",
+               "limit", "cursor", "page")  # fmt: skip
 MAX_LIMIT = 1000
 
 
@@ -90,7 +90,7 @@ def list_query() -> dict:
     if unknown:
         raise invalid(f"Unknown query parameter '{unknown[0]}'; use {', '.join(LIST_PARAMS)}.", unknown[0])
     where = {}
-    for name in ("method", "path", "model", "api", "ending", "test_id"):
+    for name in ("method", "path", "model", "api", "batch", "ending", "test_id"):
         if name in request.args:
             where[name] = request.args[name].upper() if name == "method" else request.args[name]
     if "status" in request.args:

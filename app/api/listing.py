@@ -17,10 +17,10 @@ class ListParams:
     after: str | None
 
 
-def list_params(default_order: str = "asc", max_limit: int = 100) -> ListParams:
+def list_params(default_order: str = "asc", max_limit: int = 100, default_limit: int = 20) -> ListParams:
     """The query's list parameters, checked by the same checks (and wording) as request bodies."""
     args = request.args
-    raw = args.get("limit", "20")
+    raw = args.get("limit", str(default_limit))
     try:
         number = int(raw)
     except ValueError:

@@ -110,6 +110,9 @@ DEFAULTS: dict[str, dict] = {
     # Azure OpenAI's routes (/openai/deployments/{name}/...): each deployment and the model it serves. Every
     # configured model is also a deployment of its own name.
     "azure": {"deployments": {}, "region": "East US"},
+    # The Batch API's clock: a batch is validated, runs its lines and is finalized within duration_s (the real
+    # API takes up to 24 hours); one still running when window_s has passed since it was made expires.
+    "batch": {"duration_s": 2.0, "window_s": 86400.0},
     "models": {
         # Context windows, output limits, owners, creation times and the dated snapshot each alias answers as,
         # as the real /v1/models and completions report them.

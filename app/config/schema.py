@@ -311,6 +311,11 @@ class AzureSchema(_Strict):
     region = fields.String(required=True)
 
 
+class BatchSchema(_Strict):
+    duration_s = fields.Float(required=True, validate=validate.Range(min=0, max=7 * 86400))
+    window_s = fields.Float(required=True, validate=validate.Range(min=0, max=7 * 86400))
+
+
 class ModelsSchema(_Strict):
     available = ModelList(required=True)
     allow_unknown = fields.Boolean(required=True)
@@ -333,6 +338,7 @@ class SettingsSchema(_Strict):
     record = fields.Nested(RecordSchema, required=True)
     replay = fields.Nested(ReplaySchema, required=True)
     azure = fields.Nested(AzureSchema, required=True)
+    batch = fields.Nested(BatchSchema, required=True)
     models = fields.Nested(ModelsSchema, required=True)
     scenarios = Scenarios(required=True)
 
@@ -358,6 +364,7 @@ class SettingsSchema(_Strict):
             record=data["record"],
             replay=data["replay"],
             azure=data["azure"],
+            batch=data["batch"],
             models=data["models"]["available"],
             allow_unknown_models=data["models"]["allow_unknown"],
             profiles=data["models"]["profiles"],

@@ -57,6 +57,7 @@ class Settings:
     record: dict
     replay: dict
     azure: dict
+    batch: dict
     models: list[ModelSpec]
     allow_unknown_models: bool
     profiles: dict  # model id -> {latency or rate_limits key: value}

@@ -18,6 +18,9 @@ _KEY_PARAM = re.compile(r"(^|&)key=[^&]*")  # Gemini's ?key=: a credential in th
 REDACTED = "[redacted]"
 
 
+BATCH = "mock_openai.batch"  # environ key of the batch whose line a request is (app.batches.runner)
+
+
 def row_of(exchange, limit: int) -> tuple:
     """The stored row (:data:`app.shared.journal_store.COLUMNS` order) of a finished exchange. Headers are
     kept as ``name: value`` lines, request headers under their WSGI names, turned into the usual names
@@ -68,6 +71,7 @@ def row_of(exchange, limit: int) -> tuple:
         writes,
         os.getpid(),
         note.get("api", "openai"),
+        environ.get(BATCH),
     )
 
 
@@ -187,6 +191,7 @@ def entry_of(row: dict, events: bool = False) -> dict:
         "ttft_ms": row["ttft_ms"],
         "model": row["model"],
         "api": row["api"],
+        "batch": row["batch"],
         "stream": stream,
         "usage": None
         if prompt is None

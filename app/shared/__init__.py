@@ -2,8 +2,8 @@
 
 What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-shot faults
 (``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, stored
-objects (chat completions and responses made with ``store``, deleted fine-tunes) and the request journal
-(:meth:`SharedState.journal`).
+objects (chat completions and responses made with ``store``, deleted fine-tunes, files and batches), the
+contents of files, and the request journal (:meth:`SharedState.journal`).
 
 The request path asks two questions on every request, :meth:`SharedState.version` and
 :meth:`SharedState.pending_faults`, and both are answered from a word of shared memory, without a lock or a
@@ -124,6 +124,19 @@ class SharedState(ABC):
     ) -> tuple[list[dict], bool]:
         """``(objects, has_more)`` in the order they were stored, starting after the object ``after``;
         ``where`` maps a dotted path in the body (``model``, ``metadata.user``) to the value it must have."""
+
+    # --- file contents: uploads (``/v1/files``) and what batches write ---------------------------------------
+    @abstractmethod
+    def put_content(self, file_id: str, data: bytes) -> None:
+        """Keep a file's bytes (its description is a stored object of its own)."""
+
+    @abstractmethod
+    def get_content(self, file_id: str) -> bytes | None:
+        """The bytes kept for ``file_id``, or None."""
+
+    @abstractmethod
+    def delete_content(self, file_id: str) -> None:
+        """Let the bytes go (nothing happens if there were none)."""
 
     # --- the request journal ------------------------------------------------------------------------------
     @abstractmethod

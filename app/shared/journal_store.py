@@ -57,9 +57,10 @@ COLUMNS = (
     "writes",
     "worker",
     "api",  # the wire format it came in (openai, anthropic, azure, gemini)
+    "batch",  # the batch whose line it was (app.batches), or None
 )
 # Filters of GET /_mock/requests that compare a column for equality.
-EQUAL_FILTERS = ("method", "path", "status", "model", "test_id", "stream", "ending", "api")
+EQUAL_FILTERS = ("method", "path", "status", "model", "test_id", "stream", "ending", "api", "batch")
 # Searched by text (q): bodies are stored as bytes, so they are compared as text.
 SEARCHED = ("path", "model", "test_id", "response_headers", "cast(request_body as text)", "cast(response_body as text)",
             "fault", "scenario")  # fmt: skip

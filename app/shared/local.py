@@ -19,6 +19,7 @@ import fcntl
 import json
 import mmap
 import os
+import re
 import sqlite3
 import struct
 import time
@@ -47,6 +48,7 @@ create table if not exists objects (
     seq integer primary key autoincrement, kind text not null, id text not null, body text not null);
 create unique index if not exists objects_by_id on objects (kind, id);
 """
+_FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PRUNE_EVERY = 100  # stored objects: drop the oldest past MAX_OBJECTS once in this many writes
 
 
@@ -302,6 +304,33 @@ class LocalSharedState(SharedState):
         )
         bodies = [json.loads(body) for (body,) in rows]
         return bodies[:limit], len(bodies) > limit
+
+    # --- file contents: a folder beside the state file, a file each ----------------------------------------
+    def _content_path(self, file_id: str) -> str:
+        if not _FILE_ID.fullmatch(file_id):  # ids are ours; anything else never names a path
+            raise KeyError(file_id)
+        return os.path.join(self.path + ".files", file_id)
+
+    def put_content(self, file_id, data):
+        path = self._content_path(file_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = f"{path}.{os.getpid()}.partial"
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)  # whole or not at all, for a reader in another worker
+
+    def get_content(self, file_id):
+        try:
+            with open(self._content_path(file_id), "rb") as source:
+                return source.read()
+        except (FileNotFoundError, KeyError):
+            return None
+
+    def delete_content(self, file_id):
+        try:
+            os.remove(self._content_path(file_id))
+        except (FileNotFoundError, KeyError):
+            pass
 
     # --- the request journal ------------------------------------------------------------------------------
     def journal(self) -> JournalStore:

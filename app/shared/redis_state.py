@@ -377,6 +377,16 @@ class RedisSharedState(SharedState):
                         found.append(value)
         return found[:limit], len(found) > limit
 
+    # --- file contents: a key each ---------------------------------------------------------------------------
+    def put_content(self, file_id, data):
+        self.redis.set(self._key("content", file_id), data)
+
+    def get_content(self, file_id):
+        return self.redis.get(self._key("content", file_id))
+
+    def delete_content(self, file_id):
+        self.redis.delete(self._key("content", file_id))
+
     # --- the request journal ------------------------------------------------------------------------------
     def journal(self):
         if self._journal is None:

@@ -26,7 +26,7 @@ from app.apikeys import request_key
 from app.config import ERROR_KINDS, Settings
 from app.errors import OpenAIError
 from app.headers import request_id
-from app.journal import annotate
+from app.journal import BATCH, annotate
 from app.replies import EMPTY, Answer, Ask, Choice, Replies, filtered
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_controls, stream_faults_of
@@ -35,6 +35,9 @@ from app.simulation.limits import RateLimits, static_headers
 from app.simulation.scenarios import Layers
 
 NOTHING = Answer([Choice(EMPTY)])  # what an embeddings request generates: no tokens, only the time to the first
+# A batch's line (environ[BATCH]) is answered at once: the batch keeps its own clock, and neither the per-minute
+# limits nor the running sequences of live traffic hold it (its faults by rate still apply).
+INSTANT = Timing(0.0, 0.0, None)
 
 
 @dataclass(slots=True)
@@ -134,6 +137,8 @@ class Simulation:
             generated=endpoint != "embeddings",
         )
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
+        if BATCH in request.environ:
+            return Fate(settings, answer, INSTANT, stream_faults, 0, static_headers(reserved))
         per_model = self.layers.per_model(settings, model)
         if per_model.rate_limited:
             headers = self._limits(settings, model).admit(reserved)

@@ -47,6 +47,15 @@ SERVED = {  # the spec's operations that the server implements
     ("DELETE", "/responses/{response_id}"),
     ("POST", "/responses/{response_id}/cancel"),
     ("GET", "/responses/{response_id}/input_items"),
+    ("POST", "/files"),
+    ("GET", "/files"),
+    ("GET", "/files/{file_id}"),
+    ("DELETE", "/files/{file_id}"),
+    ("GET", "/files/{file_id}/content"),
+    ("POST", "/batches"),
+    ("GET", "/batches"),
+    ("GET", "/batches/{batch_id}"),
+    ("POST", "/batches/{batch_id}/cancel"),
 }
 MODELS = {  # a model each endpoint serves
     "/chat/completions": "gpt-4o-mini",
@@ -169,6 +178,10 @@ def assert_answer_is_faithful(case, response) -> None:
         for item in body["data"]:
             assert len(base64.b64decode(item["embedding"], validate=True)) % 4 == 0
             item["embedding"] = []
+    for file in body.get("data", [body]) if name in ("OpenAIFile", "ListFilesResponse") else ():
+        # the spec lets a file be uploaded for "evals" (CreateFileRequest) but leaves it out of the file's enum
+        if file.get("purpose") == "evals":
+            file["purpose"] = "user_data"
     openapi.assert_valid(name, body)
 
 

@@ -245,3 +245,34 @@ def test_the_list_shows_each_requests_wire_format_and_filters_by_it(server, page
         "[...document.querySelectorAll('#requests tbody td.api')].every(cell => cell.textContent === 'anthropic')"
     )
     assert "openai-4417" not in page.text_content("#requests")
+
+
+def test_a_batchs_lines_are_marked_in_the_list_and_its_link_lists_only_them(server, page):
+    import json
+    import time
+
+    def line(n):
+        asked = [{"role": "user", "content": f"batchline-{n}"}]
+        body = {"model": "gpt-4o-mini", "max_tokens": 3, "messages": asked}
+        return {"custom_id": f"u{n}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+    lines = [line(n) for n in range(2)]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    file = requests.post(server.base_url + "/v1/files", data={"purpose": "batch"},
+                         files={"file": ("lines.jsonl", data)}, timeout=10).json()  # fmt: skip
+    body = {"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    batch = requests.post(server.base_url + "/v1/batches", json=body, timeout=10).json()
+    deadline = time.monotonic() + 20
+    while batch["status"] != "completed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        batch = requests.get(server.base_url + f"/v1/batches/{batch['id']}", timeout=10).json()
+    chat(server, "not-in-a-batch-5150")
+    page.goto(server.base_url + "/ui/requests")
+    row = page.locator("#requests tbody tr[data-id]").filter(has_text="batchline-0")
+    row.wait_for()
+    assert row.locator("td.api").text_content() == "openai · batch"
+    row.click()
+    page.click("text=a line of this batch >> xpath=.. >> a")
+    page.wait_for_function("document.querySelectorAll('#requests tbody tr[data-id]').length === 2")
+    assert page.input_value("input[name=batch]") == batch["id"]
+    assert "not-in-a-batch-5150" not in page.text_content("#requests")

@@ -136,7 +136,7 @@ function requestList() {
 
   function query() {
     const params = new URLSearchParams({ limit: String(limit) });
-    for (const name of ["method", "status", "path", "model", "api", "q"]) {
+    for (const name of ["method", "status", "path", "model", "api", "batch", "q"]) {
       const value = form.elements[name].value.trim();
       if (value) params.set(name, value);
     }
@@ -165,7 +165,7 @@ function requestList() {
       const tokens = entry.usage ? `${entry.usage.prompt_tokens} / ${entry.usage.completion_tokens}` : "–";
       const cells = [
         new Date(entry.time * 1000).toLocaleTimeString("en-GB", { hour12: false }) + "." + String(Math.floor((entry.time % 1) * 1000)).padStart(3, "0"),
-        entry.request_id || "–", entry.method, entry.path, entry.status, entry.model || "–", entry.api || "openai", null,
+        entry.request_id || "–", entry.method, entry.path, entry.status, entry.model || "–", (entry.api || "openai") + (entry.batch ? " · batch" : ""), null,
         entry.stream ? "yes" : "", ms(entry.latency_ms), tokens, entry.response.ending || "",
       ];
       cells.forEach((text, i) => {
@@ -186,6 +186,10 @@ function requestList() {
     older.dataset.next = page.next_cursor === null ? "" : String(page.next_cursor);
   }
 
+  // A link to the list with filters (a batch's lines, from a request's page) starts with them set.
+  for (const [name, value] of new URLSearchParams(window.location.search)) {
+    if (form.elements[name] && form.elements[name].type !== "checkbox") form.elements[name].value = value;
+  }
   form.addEventListener("submit", (event) => { event.preventDefault(); cursors = [null]; load(); });
   older.addEventListener("click", () => { cursors.push(older.dataset.next); load(); });
   newer.addEventListener("click", () => { cursors.pop(); load(); });
