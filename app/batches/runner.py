@@ -28,7 +28,7 @@ from app.state import current_state
 
 KIND = "batch"  # stored: {"batch": the Batch object, "created": its creation time, to the fraction}
 CANCELS = "batch_cancel"  # stored by a cancel, {"at": when}: only the run writes the batch while it runs
-LEASE_S = 10.0
+LEASE_S = 3.0  # renewed at least every second while it runs
 SAVE_EVERY_S = 0.2  # progress (request_counts) written at most this often
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 EXPIRED = {

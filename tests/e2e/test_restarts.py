@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -189,3 +190,34 @@ def test_a_killed_worker_is_replaced_and_the_shared_state_keeps_what_was_committ
     # the 429s were queued after the streams began, so the streams did not use them: 2 left, none lost
     assert faults["pending"] == 2 and [f["used"] for f in faults["data"]] == [3, 0]
     assert requests.post(url, json=chat(2, stream=False)).status_code == 429
+
+
+def test_a_batch_whose_worker_is_killed_is_taken_over_and_completes(start_server):
+    """The worker running a batch holds a lease on it; killed, its lease runs out, and the next read of the
+    batch (by the worker that replaced it) runs the batch again from its first line."""
+    server = start_server("-w", "1", env={"MOCK_OPENAI_BATCH_DURATION_S": "6"})
+    lines = [{"custom_id": f"k{n}", "method": "POST", "url": "/v1/embeddings",
+              "body": {"model": "text-embedding-3-small", "input": f"line {n}"}} for n in range(30)]  # fmt: skip
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    file = requests.post(server.base_url + "/v1/files", data={"purpose": "batch"},
+                         files={"file": ("k.jsonl", data)}, timeout=10).json()  # fmt: skip
+    body = {"input_file_id": file["id"], "endpoint": "/v1/embeddings", "completion_window": "24h"}
+    batch = requests.post(server.base_url + "/v1/batches", json=body, timeout=10).json()
+    url = server.base_url + f"/v1/batches/{batch['id']}"
+    while requests.get(url, timeout=10).json()["request_counts"]["completed"] < 5:
+        time.sleep(0.1)
+    (worker,) = workers_of(server.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            batch = requests.get(url, timeout=5).json()
+            if batch["status"] == "completed":
+                break
+        except requests.RequestException:
+            pass  # while no worker serves
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    assert batch["request_counts"] == {"total": 30, "completed": 30, "failed": 0}
+    output = requests.get(server.base_url + f"/v1/files/{batch['output_file_id']}/content", timeout=10).text
+    assert sorted(json.loads(line)["custom_id"] for line in output.splitlines()) == sorted(f"k{n}" for n in range(30))
