@@ -64,6 +64,7 @@ def complete(state: MockState, request: CompletionRequest, endpoint: str, prompt
             code="invalid_value",
         )
     refuse_unsupported(model, request.body, state.settings.server["strict_validation"])
+    refuse_past_context(model, prompt_tokens, request.max_tokens, endpoint)
     fate = state.simulation.decide(request, endpoint, model_id, max_output_tokens, prompt_tokens)
     answer = fate.answer
     reply = Reply(
@@ -81,6 +82,39 @@ def complete(state: MockState, request: CompletionRequest, endpoint: str, prompt
 
 
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+LEGACY_DEFAULT_MAX_TOKENS = 16  # what /v1/completions generates when the request names no max_tokens
+
+
+def refuse_past_context(model: ModelSpec, prompt_tokens: int, max_tokens: int | None, endpoint: str) -> None:
+    """The real 400 ``context_length_exceeded`` when the prompt, with the completion asked for, does not fit
+    the model's context window; in the chat API's words or the legacy API's."""
+    window = model.context_window
+    if endpoint == "completions":
+        completion = max_tokens if max_tokens is not None else LEGACY_DEFAULT_MAX_TOKENS
+        if prompt_tokens + completion > window:
+            raise OpenAIError(
+                400,
+                f"This model's maximum context length is {window} tokens, however you requested "
+                f"{prompt_tokens + completion} tokens ({prompt_tokens} in your prompt; {completion} for the "
+                "completion). Please reduce your prompt; or completion length.",
+                param="prompt",
+                code="context_length_exceeded",
+            )
+        return
+    if prompt_tokens + (max_tokens or 0) <= window:
+        return
+    if max_tokens:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, you requested "
+            f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
+            "completion). Please reduce the length of the messages or completion."
+        )
+    else:
+        message = (
+            f"This model's maximum context length is {window} tokens. However, your messages resulted in "
+            f"{prompt_tokens} tokens. Please reduce the length of the messages."
+        )
+    raise OpenAIError(400, message, param="messages", code="context_length_exceeded")
 
 
 def refuse_unsupported(model: ModelSpec, body: dict, strict: bool) -> None:

@@ -40,6 +40,15 @@ def create_response():
     history = _history(state, body.get("previous_response_id"))
     chat = as_chat(body, history)
     prompt_tokens = count_message_tokens(chat["messages"], chat.get("tools"), model.id)
+    if prompt_tokens > model.context_window:
+        if body.get("truncation") != "auto":
+            raise OpenAIError(
+                400,
+                "Your input exceeds the context window of this model. Please adjust your input and try again.",
+                param="input",
+                code="context_length_exceeded",
+            )
+        prompt_tokens = model.context_window  # "auto": the oldest items are dropped until it fits
     stream = bool(body.get("stream"))
     parsed = CompletionRequest(
         model.id,

@@ -265,9 +265,10 @@ def test_a_graceful_stop_does_not_wait_for_pooled_clients(start_server):
 
 
 def test_a_large_body_arriving_in_pieces_is_read_whole(server):
-    """A 4 MB prompt, sent in small writes: the worker gathers the whole body before the app sees it."""
+    """A 4 MB prompt, sent in small writes: the worker gathers the whole body before the app sees it (800,000
+    tokens: a model with a window of a million)."""
     text = "word " * 800_000
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": 2})
+    body = json.dumps({"model": "gpt-4.1-nano", "messages": [{"role": "user", "content": text}], "max_tokens": 2})
     raw = chat_request(body=body)
     with connect(server) as sock:
         for i in range(0, len(raw), 1 << 16):
