@@ -13,15 +13,24 @@ from app.delivery import respond
 from app.errors import OpenAIError
 from app.journal import annotate
 from app.render import Reply, answered_tier, pretty
+from app.render.compaction import seal
 from app.render.responses import ResponseReply, item_id, output_items, response_object
 from app.schemas import CompletionRequest, json_body, register, validate
-from app.schemas.responses import CreateResponseSchema, as_chat, check_response_request, input_items
+from app.schemas.responses import (
+    CompactResponseSchema,
+    CreateResponseSchema,
+    as_chat,
+    check_response_request,
+    input_items,
+)
 from app.state import current_state
 from app.tokens import count_message_tokens
 
 bp = Blueprint("responses", __name__, url_prefix="/v1")
 register(CreateResponseSchema, ("model",), check_response_request)
+register(CompactResponseSchema, ("model",))
 KIND = "response"  # stored: {"response", "input", "ready_at", "cancelled"}
+SUMMARY_TOKENS = 512  # the most a compaction's summary runs to
 
 
 def not_found(response_id: str) -> OpenAIError:
@@ -73,6 +82,7 @@ def create_response():
         ),
         body,
     )
+    reply.compaction = _compaction(body.get("context_management"), prompt_tokens, model.context_window)
     items = [dict(item, id=item.get("id") or item_id("msg_")) for item in input_items(body.get("input"))]
     background = bool(body.get("background"))
     if background and not stream:
@@ -81,6 +91,74 @@ def create_response():
         ready_at = time.time() if background else None
         reply.on_done = lambda completed: _store(state, completed, items, history, ready_at)
     return respond(fate, reply, state.responses, stream)
+
+
+def _compaction(entries, prompt_tokens: int, window: int) -> dict | None:
+    """The compaction item of a request whose input has reached a ``context_management`` entry's
+    ``compact_threshold`` (without one, nine tenths of the model's window): the context is compacted before
+    the answer, which the next request reads back as the summary."""
+    for entry in entries or ():
+        threshold = entry.get("compact_threshold") or int(window * 0.9)
+        if entry["type"] == "compaction" and prompt_tokens >= threshold:
+            summary = f"A summary of the conversation so far ({prompt_tokens} tokens compacted)."
+            return {"type": "compaction", "id": item_id("cmp_"), "encrypted_content": seal(summary)}
+    return None
+
+
+@bp.post("/responses/compact")
+def compact_response():
+    """200 ``response.compaction``: the conversation's user messages, then one ``compaction`` item standing for
+    the rest (its summary, composed and timed as a reply is); give ``output`` back as the next ``input``."""
+    state = current_state()
+    body = validate(CompactResponseSchema, json_body(), state.settings.server["strict_validation"])
+    annotate(model=body.get("model"))
+    model = resolve_model(state, body.get("model"), "chat")
+    history = _history(state, body.get("previous_response_id"))
+    chat = as_chat(body, history)
+    prompt_tokens = count_message_tokens(chat["messages"], None, model.id)
+    if prompt_tokens > model.context_window:
+        raise OpenAIError(
+            400,
+            "Your input exceeds the context window of this model. Please adjust your input and try again.",
+            param="input",
+            code="context_length_exceeded",
+        )
+    summary_tokens = min(SUMMARY_TOKENS, max(16, prompt_tokens // 4))  # a summary is shorter than its text
+    parsed = CompletionRequest(model.id, False, False, True, summary_tokens, "max_output_tokens", None, chat)
+    fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
+    try:
+        time.sleep(fate.non_stream_wait_s)  # the compaction pass takes as long as a reply of its length
+    finally:
+        if fate.release is not None:
+            fate.release()
+    conversation = [*history, *input_items(body.get("input"))]
+    output = [_user_message(item) for item in conversation if item.get("type") == "message" and item["role"] == "user"]
+    output.append({"type": "compaction", "id": item_id("cmp_"), "encrypted_content": seal(fate.answer.text.text())})
+    tokens = fate.answer.completion_tokens
+    compacted = {
+        "id": item_id("resp_"),
+        "object": "response.compaction",
+        "output": output,
+        "created_at": int(time.time()),
+        "usage": {
+            "input_tokens": prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt_tokens + tokens,
+        },
+    }
+    response = Response(pretty(compacted), mimetype="application/json")
+    response.headers.extend(fate.rate_limit_headers)
+    return response
+
+
+def _user_message(item: dict) -> dict:
+    """A user message of the conversation as the compacted output shows it: an item with its input parts."""
+    content = item["content"]
+    parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else content
+    return {"id": item.get("id") or item_id("msg_"), "type": "message", "status": "completed", "role": "user",
+            "content": parts}  # fmt: skip
 
 
 def _start_in_background(state, reply: ResponseReply, fate, items: list, history: list):

@@ -32,9 +32,15 @@ class ResponseReply:
     created_at: int = field(default_factory=lambda: int(time.time()))
     on_done: object = None  # called with the completed response object (to store it)
     status: str = "completed"
+    compaction: dict | None = None  # the item of a compaction the input's size set off (context_management)
 
 
 def output_items(reply: ResponseReply) -> list[dict]:
+    compacted = [reply.compaction] if reply.compaction is not None else []
+    return compacted + _answer_items(reply)
+
+
+def _answer_items(reply: ResponseReply) -> list[dict]:
     choice = reply.reply.answer.choices[0]
     if choice.tool_calls:
         return [
@@ -159,7 +165,12 @@ class ResponsesRenderer:
         steps: list[bytes] = []
         pending = b""  # events that go out with the next token (an item's opening)
         choice = reply.reply.answer.choices[0]
+        calls = 0  # the function calls so far: the k-th call item streams the k-th tool call's tokens
         for index, item in enumerate(final_items):
+            if item["type"] == "compaction":  # done before the answer starts: it comes whole
+                head += event("response.output_item.added", output_index=index, item=item)
+                head += event("response.output_item.done", output_index=index, item=item)
+                continue
             opening = event("response.output_item.added", output_index=index, item=in_progress(item))
             if item["type"] == "message":
                 part = dict(item["content"][0], text="")
@@ -169,7 +180,8 @@ class ResponsesRenderer:
                 tokens = [choice.text.token(k) for k in range(choice.text.count)]
                 kind, extra = "response.output_text.delta", {"content_index": 0}
             else:
-                tokens = choice.tool_calls[index].tokens
+                tokens = choice.tool_calls[calls].tokens
+                calls += 1
                 kind, extra = "response.function_call_arguments.delta", {}
             pending += opening
             for k, token in enumerate(tokens):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from app.render.compaction import opened
 from app.schemas.chat import FUNCTION_DEFINITION, NAME_PATTERN
 from app.schemas.fields import (
     METADATA,
@@ -53,6 +54,11 @@ ITEM = Tagged(
         ),
         "item_reference": Obj({"id": Str(nullable=False)}, required=("id",)),
         "reasoning": Obj(),
+        # what POST /v1/responses/compact made of a conversation, given back as the context it stands for
+        "compaction": Obj(
+            {"id": Str(), "encrypted_content": Str(nullable=False), "created_by": Str()},
+            required=("encrypted_content",),
+        ),
     },
     nullable=False,
 )
@@ -97,6 +103,20 @@ FORMAT = Tagged(
 )
 
 
+SERVICE_TIER = Str(choices=("auto", "default", "fast", "flex", "scale", "priority"))
+PROMPT_CACHE_OPTIONS = Obj({"mode": Str(choices=("implicit", "explicit")), "ttl": Str(choices=("30m",))})
+IMAGE = Obj({"context_compression": Str(choices=("auto", "enabled", "disabled"))})
+# Compaction on the server's side: when the input passes compact_threshold tokens, the response compacts it.
+CONTEXT_MANAGEMENT = Arr(
+    Obj(
+        {"type": Str(choices=("compaction",), nullable=False), "compact_threshold": Int(minimum=1000)},
+        required=("type",),
+        nullable=False,
+    ),
+    min_items=1,
+)
+
+
 class CreateResponseSchema(ApiSchema):
     model = ApiField(Str(nullable=False))
     input = ApiField(INPUT)
@@ -122,10 +142,28 @@ class CreateResponseSchema(ApiSchema):
     safety_identifier = ApiField(Str(max_length=64))
     prompt_cache_key = ApiField(Str())
     prompt_cache_retention = ApiField(Str(choices=("in_memory", "24h")))
-    service_tier = ApiField(Str(choices=("auto", "default", "flex", "scale", "priority")))
+    prompt_cache_options = ApiField(PROMPT_CACHE_OPTIONS)
+    service_tier = ApiField(SERVICE_TIER)
     truncation = ApiField(Str(choices=("auto", "disabled")))
     include = ApiField(Arr(Str()))
     prompt = ApiField(Obj())
+    context_management = ApiField(CONTEXT_MANAGEMENT)
+    image = ApiField(IMAGE)
+    moderation = ApiField(Obj())
+
+
+class CompactResponseSchema(ApiSchema):
+    """``POST /v1/responses/compact``: a conversation (``input``, or ``previous_response_id``) to compact."""
+
+    model = ApiField(Str())
+    input = ApiField(INPUT)
+    instructions = ApiField(Str())
+    previous_response_id = ApiField(Str())
+    prompt_cache_key = ApiField(Str(max_length=64))
+    prompt_cache_retention = ApiField(Str(choices=("in_memory", "24h")))
+    prompt_cache_options = ApiField(PROMPT_CACHE_OPTIONS)
+    service_tier = ApiField(SERVICE_TIER)
+    image = ApiField(IMAGE)
 
 
 def check_response_request(body: dict) -> None:
@@ -167,6 +205,11 @@ def as_chat(body: dict, history: list[dict]) -> dict:
         elif kind == "function_call_output":
             output = item["output"]
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _text_of(output)})
+        elif kind == "compaction":
+            # What came before it is pruned to the instructions and what the user said (as the compact
+            # endpoint's output keeps them), and the rest is read back from the compaction: its summary.
+            messages = [m for m in messages if m["role"] in ("system", "developer", "user")]
+            messages.append({"role": "assistant", "content": opened(item["encrypted_content"])})
     chat = {"messages": messages or [{"role": "user", "content": ""}]}
     tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
     if tools:

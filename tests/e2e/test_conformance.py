@@ -308,6 +308,32 @@ def test_sdk_responses_create_stream_and_parse(server):
         client.responses.retrieve(created.id)
 
 
+def test_sdk_responses_compact_and_context_management(server):
+    """``compact`` with the SDK's method, and its output given back as input. Its client is not strict: the
+    SDK types the compacted output as output items, where the spec (and the real API) gives the user's
+    messages as ``role: user`` messages with ``input_text`` parts, which the SDK's assistant message model
+    refuses; the body is checked against the spec's ``CompactResource`` instead."""
+    loose = openai.OpenAI(base_url=server.base_url + "/v1", api_key="sk-test", max_retries=0)
+    conversation = [
+        {"role": "user", "content": "Tell me about lighthouses. " * 30},
+        {"role": "assistant", "content": "Lighthouses guide ships. " * 100},
+    ]
+    raw = loose.responses.with_raw_response.compact(model="gpt-5.4", input=conversation, prompt_cache_key="k")
+    assert_valid("CompactResource", raw.http_response.json())
+    compacted = raw.parse()
+    assert compacted.object == "response.compaction" and compacted.output[-1].type == "compaction"
+    strict = sdk(server)
+    follow = strict.responses.create(
+        model="gpt-5.4", input=[*raw.http_response.json()["output"], {"role": "user", "content": "More"}]
+    )
+    assert follow.usage.input_tokens < compacted.usage.input_tokens
+    managed = strict.responses.create(
+        model="gpt-5.4", input="word " * 1500, max_output_tokens=16,
+        context_management=[{"type": "compaction", "compact_threshold": 1000}],
+    )  # fmt: skip
+    assert [item.type for item in managed.output] == ["compaction", "message"]
+
+
 def test_sdk_embeddings_default_base64_and_floats(server):
     client = sdk(server)
     # The SDK asks for base64 and decodes it before it builds its model, so its strict validation (which

@@ -47,6 +47,7 @@ SERVED = {  # the spec's operations that the server implements
     ("DELETE", "/responses/{response_id}"),
     ("POST", "/responses/{response_id}/cancel"),
     ("GET", "/responses/{response_id}/input_items"),
+    ("POST", "/responses/compact"),
     ("POST", "/files"),
     ("GET", "/files"),
     ("GET", "/files/{file_id}"),
@@ -60,6 +61,7 @@ SERVED = {  # the spec's operations that the server implements
 MODELS = {  # a model each endpoint serves
     "/chat/completions": "gpt-4o-mini",
     "/responses": "gpt-4.1-nano",
+    "/responses/compact": "gpt-4.1-nano",
     "/completions": "gpt-3.5-turbo-instruct",
     "/embeddings": "text-embedding-3-small",
 }

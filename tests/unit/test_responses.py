@@ -193,3 +193,66 @@ def test_settings_sent_as_null_are_echoed_as_their_defaults(client):
     assert body["parallel_tool_calls"] is True and body["store"] is True and body["tool_choice"] == "auto"
     assert body["temperature"] == 1.0 and body["top_p"] == 1.0 and body["truncation"] == "disabled"
     assert_valid("Response", body)
+
+
+# --- compaction: POST /v1/responses/compact, and context_management ---------------------------------------
+
+CONVERSATION = [
+    {"role": "user", "content": "Plan the launch of a dog petting cafe. " * 40},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A plan: " * 300}]},
+    {"role": "user", "content": "And the budget?"},
+]
+
+
+def compact(client, **body):
+    body.setdefault("model", "gpt-4.1")
+    response = client.post("/v1/responses/compact", json=body)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_compact_keeps_the_users_messages_and_one_compaction_item_that_stands_for_the_rest(client):
+    compacted = compact(client, input=CONVERSATION)
+    assert_valid("CompactResource", compacted)
+    assert compacted["object"] == "response.compaction" and compacted["id"].startswith("resp_")
+    *users, item = compacted["output"]
+    assert [u["content"][0]["text"] for u in users] == [CONVERSATION[0]["content"], "And the budget?"]
+    assert {u["role"] for u in users} == {"user"} and item["type"] == "compaction" and item["id"].startswith("cmp_")
+    whole = create(client, input=CONVERSATION).get_json()["usage"]["input_tokens"]
+    usage = compacted["usage"]
+    assert usage["input_tokens"] == whole and 16 <= usage["output_tokens"] <= whole // 4
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    # Given back as the next input, it costs the summary's tokens, not the assistant's 300-word answer's.
+    after = create(client, input=[*compacted["output"], {"role": "user", "content": "Go on"}]).get_json()
+    assert after["usage"]["input_tokens"] < whole - 250
+
+
+def test_compact_reads_a_stored_conversation_and_is_as_strict_as_the_rest(client):
+    first = create(client, input="Remember the number 7").get_json()
+    compacted = compact(client, previous_response_id=first["id"], input="What was it?", prompt_cache_key="k",
+                        prompt_cache_options={"mode": "implicit", "ttl": "30m"}, service_tier="auto")  # fmt: skip
+    assert [o["type"] for o in compacted["output"]] == ["message", "message", "compaction"]
+    refused = client.post("/v1/responses/compact", json={"input": "hi"})
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "missing_required_parameter"
+    refused = client.post("/v1/responses/compact", json={"model": "gpt-4.1", "stream": True})
+    assert refused.get_json()["error"]["message"] == "Unrecognized request argument supplied: stream"
+    assert client.post("/v1/responses/compact", json={"model": "gpt-9"}).status_code == 404
+
+
+def test_context_management_compacts_an_input_past_its_threshold_before_the_answer(client):
+    policy = [{"type": "compaction", "compact_threshold": 1000}]
+    small = create(client, input="hi", context_management=policy).get_json()
+    assert [o["type"] for o in small["output"]] == ["message"]
+    big = create(client, input="word " * 1200, context_management=policy, max_output_tokens=16).get_json()
+    assert_valid("Response", big)
+    assert [o["type"] for o in big["output"]] == ["compaction", "message"]
+    events = events_of(create(client, input="word " * 1200, context_management=policy, stream=True))
+    for event in events:
+        assert_valid_response_event(event)
+    opened = [e for e in events if e["type"] == "response.output_item.added"]
+    assert [(e["output_index"], e["item"]["type"]) for e in opened] == [(0, "compaction"), (1, "message")]
+    assert {e["output_index"] for e in events if e["type"] == "response.output_text.delta"} == {1}
+    for wrong, code in (({"type": "summary"}, "invalid_value"), ({"type": "compaction", "compact_threshold": 10},
+                        "integer_below_min_value")):  # fmt: skip
+        refused = client.post("/v1/responses", json={"model": "gpt-4.1", "input": "hi", "context_management": [wrong]})
+        assert refused.status_code == 400 and refused.get_json()["error"]["code"] == code
