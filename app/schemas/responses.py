@@ -124,7 +124,7 @@ class CreateResponseSchema(ApiSchema):
     previous_response_id = ApiField(Str())
     conversation = ApiField(AnyOf(Str(), Obj(), expected="one of a string or object"))
     max_output_tokens = ApiField(Int(minimum=16))
-    max_tool_calls = ApiField(Int(minimum=1))
+    max_tool_calls = ApiField(Int(minimum=0))  # the spec sets no minimum; 0 allows no built-in tool call
     temperature = ApiField(Number(minimum=0, maximum=2))
     top_p = ApiField(Number(minimum=0, maximum=1))
     top_logprobs = ApiField(Int(minimum=0, maximum=20))
@@ -150,6 +150,8 @@ class CreateResponseSchema(ApiSchema):
     context_management = ApiField(CONTEXT_MANAGEMENT)
     image = ApiField(IMAGE)
     moderation = ApiField(Obj())
+    background_options = ApiField(Obj({"completion_window": Str(), "continuation_id": Str()}))
+    access_programs = ApiField(Obj())
 
 
 class CompactResponseSchema(ApiSchema):
