@@ -74,6 +74,7 @@ def complete(state: MockState, request: CompletionRequest, endpoint: str, prompt
         include_usage=request.include_usage,
         include_obfuscation=request.include_obfuscation,
         service_tier=answered_tier(request.body.get("service_tier")),
+        cached_tokens=fate.cached_tokens,
     )
     if endpoint == "chat" and request.body.get("store"):
         reply.completion_id = new_id("chatcmpl-")

@@ -79,6 +79,7 @@ def create_response():
             False,
             parsed.include_obfuscation,
             answered_tier(body.get("service_tier")),
+            cached_tokens=fate.cached_tokens,
         ),
         body,
     )
@@ -142,7 +143,7 @@ def compact_response():
         "created_at": int(time.time()),
         "usage": {
             "input_tokens": prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": fate.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt_tokens + tokens,

@@ -113,6 +113,10 @@ DEFAULTS: dict[str, dict] = {
     # The Batch API's clock: a batch is validated, runs its lines and is finalized within duration_s (the real
     # API takes up to 24 hours); one still running when window_s has passed since it was made expires.
     "batch": {"duration_s": 2.0, "window_s": 86400.0},
+    # Prompt caching as OpenAI does it: a prompt's prefixes of min_tokens and more, in steps of step_tokens, are
+    # cached per model (and prompt_cache_key) for every worker and instance, and forgotten after retention_s
+    # unused; a repeated prefix is reported as cached_tokens and skips prefill.
+    "prompt_cache": {"enabled": True, "min_tokens": 1024, "step_tokens": 128, "retention_s": 300.0},
     "models": {
         # Context windows, output limits, owners, creation times and the dated snapshot each alias answers as,
         # as the real /v1/models and completions report them.

@@ -316,6 +316,13 @@ class BatchSchema(_Strict):
     window_s = fields.Float(required=True, validate=validate.Range(min=0, max=7 * 86400))
 
 
+class PromptCacheSchema(_Strict):
+    enabled = fields.Boolean(required=True)
+    min_tokens = fields.Integer(required=True, validate=validate.Range(min=1))
+    step_tokens = fields.Integer(required=True, validate=validate.Range(min=1))
+    retention_s = fields.Float(required=True, validate=validate.Range(min=0, max=7 * 86400))
+
+
 class ModelsSchema(_Strict):
     available = ModelList(required=True)
     allow_unknown = fields.Boolean(required=True)
@@ -339,6 +346,7 @@ class SettingsSchema(_Strict):
     replay = fields.Nested(ReplaySchema, required=True)
     azure = fields.Nested(AzureSchema, required=True)
     batch = fields.Nested(BatchSchema, required=True)
+    prompt_cache = fields.Nested(PromptCacheSchema, required=True)
     models = fields.Nested(ModelsSchema, required=True)
     scenarios = Scenarios(required=True)
 
@@ -365,6 +373,7 @@ class SettingsSchema(_Strict):
             replay=data["replay"],
             azure=data["azure"],
             batch=data["batch"],
+            prompt_cache=data["prompt_cache"],
             models=data["models"]["available"],
             allow_unknown_models=data["models"]["allow_unknown"],
             profiles=data["models"]["profiles"],

@@ -58,6 +58,7 @@ class Settings:
     replay: dict
     azure: dict
     batch: dict
+    prompt_cache: dict
     models: list[ModelSpec]
     allow_unknown_models: bool
     profiles: dict  # model id -> {latency or rate_limits key: value}

@@ -63,12 +63,12 @@ def system_fingerprint(model: str) -> str:
     return "fp_" + hashlib.sha1(model.encode()).hexdigest()[:10]
 
 
-def chat_usage(prompt_tokens: int, completion_tokens: int) -> dict:
+def chat_usage(prompt_tokens: int, completion_tokens: int, cached_tokens=0) -> dict:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -127,6 +127,7 @@ class Reply:
     include_obfuscation: bool = True
     service_tier: str = SERVICE_TIER
     completion_id: str | None = None  # fixed beforehand when the completion is stored
+    cached_tokens: int = 0  # of prompt_tokens, served by the prompt cache
 
     @property
     def text(self) -> ReplyText:

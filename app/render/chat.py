@@ -46,7 +46,8 @@ class ChatRenderer:
                     "finish_reason": "@finish_reason@",
                 }
             ],
-            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@") | {"total_tokens": "@total_tokens@"},
+            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@", "@cached_tokens@")
+            | {"total_tokens": "@total_tokens@"},
             "service_tier": "@service_tier@",
             "system_fingerprint": "@system_fingerprint@",
         }
@@ -63,6 +64,7 @@ class ChatRenderer:
             content=text.text(),
             finish_reason=text.finish_reason,
             prompt_tokens=reply.prompt_tokens,
+            cached_tokens=reply.cached_tokens,
             completion_tokens=text.count,
             total_tokens=reply.prompt_tokens + text.count,
             system_fingerprint=system_fingerprint(reply.model),
@@ -94,7 +96,7 @@ class ChatRenderer:
                 "created": int(time.time()),
                 "model": reply.model,
                 "choices": choices,
-                "usage": chat_usage(reply.prompt_tokens, answer.completion_tokens),
+                "usage": chat_usage(reply.prompt_tokens, answer.completion_tokens, reply.cached_tokens),
                 "service_tier": reply.service_tier,
                 "system_fingerprint": system_fingerprint(reply.model),
             }
@@ -145,7 +147,7 @@ class ChatRenderer:
         head = chunk(choice({"role": "assistant", "content": "", "refusal": None}), pad=pads[start - 1])
         tail = chunk(choice({}, text.finish_reason), pad=pads[(start + count) % size])
         if reply.include_usage:
-            usage = chat_usage(reply.prompt_tokens, count)
+            usage = chat_usage(reply.prompt_tokens, count, reply.cached_tokens)
             tail += chunk([], usage, pad=pads[(start + count + 1) % size])
         return head, event_at, count, tail + DONE
 
@@ -198,5 +200,5 @@ class ChatRenderer:
         steps = interleaved(lanes)
         tail = b"".join(finishes)
         if reply.include_usage:
-            tail += chunk([], chat_usage(reply.prompt_tokens, answer.completion_tokens))
+            tail += chunk([], chat_usage(reply.prompt_tokens, answer.completion_tokens, reply.cached_tokens))
         return b"".join(heads), steps.__getitem__, len(steps), tail + DONE

@@ -98,7 +98,7 @@ def response_object(reply: ResponseReply, output: list, status: str) -> dict:
         "top_logprobs": _given(body, "top_logprobs", 0),
         "top_p": _given(body, "top_p", 1.0),
         "truncation": _given(body, "truncation", "disabled"),
-        "usage": _usage(inner.prompt_tokens, answer.completion_tokens) if done or cut else None,
+        "usage": _usage(inner.prompt_tokens, answer.completion_tokens, inner.cached_tokens) if done or cut else None,
         # "user" (deprecated) only when sent: the spec does not allow the null the real API writes
         **({"user": body["user"]} if body.get("user") is not None else {}),
         "metadata": body.get("metadata") or {},
@@ -123,10 +123,10 @@ def _tool(tool: dict) -> dict:
     }
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict:
+def _usage(input_tokens: int, output_tokens: int, cached_tokens: int) -> dict:
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,

@@ -229,7 +229,8 @@ def as_chat(body: dict, history: list[dict]) -> dict:
         chat["response_format"] = {"type": "json_schema", "json_schema": text_format}
     elif text_format.get("type") == "json_object":
         chat["response_format"] = {"type": "json_object"}
-    for key in ("temperature", "top_p", "metadata", "user"):
+    for key in ("temperature", "top_p", "metadata", "user", "prompt_cache_key", "prompt_cache_retention",
+                "prompt_cache_options"):  # fmt: skip
         if key in body:
             chat[key] = body[key]
     return chat

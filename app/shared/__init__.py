@@ -1,7 +1,8 @@
 """State that every worker of a server shares, behind one interface.
 
 What lives here: the runtime configuration layer (``PATCH /_mock/config``), one-shot faults
-(``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, stored
+(``POST /_mock/faults``), rate-limit buckets, the count of running and queued sequences per model, the
+prompt cache's prefixes, stored
 objects (chat completions and responses made with ``store``, deleted fine-tunes, files and batches), the
 contents of files, and the request journal (:meth:`SharedState.journal`).
 
@@ -104,6 +105,13 @@ class SharedState(ABC):
     @abstractmethod
     def forget_process(self, pid: int) -> None:
         """A worker is gone: drop the sequences it held, so they do not leak, and its journal counters."""
+
+    # --- the prompt cache -----------------------------------------------------------------------------------
+    @abstractmethod
+    def cache_prefixes(self, digests: list[bytes], expires_at: float) -> int:
+        """The prompt cache, in one step: how many of ``digests`` (a prompt's cacheable prefixes, shortest
+        first, each naming all before it) were cached, counted from the first until one is not; then every one
+        of them is cached until ``expires_at`` (an idle prefix is forgotten then, a used one kept longer)."""
 
     # --- stored objects: chat completions and responses with ``store``, deleted fine-tunes -----------------
     @abstractmethod

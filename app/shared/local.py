@@ -33,6 +33,7 @@ _COUNTERS = struct.Struct("=qq")  # version, pending faults
 BUCKET_SLOTS = 1 << 16  # keys x models x 2 limits; 24 bytes each
 MODEL_SLOTS = 1 << 12
 SHARE_SLOTS = 1 << 14  # models x workers
+PREFIX_SLOTS = 1 << 17  # cached prompt prefixes, one per 128 tokens: 16M tokens of distinct prompts; 3 MB
 
 
 def _idle(record) -> bool:
@@ -70,6 +71,8 @@ class LocalSharedState(SharedState):
             # per model: digest, running, queued; per (model, worker): digest, model digest, pid, running, queued
             self._models = MappedTable(path + ".models", "=16sqq", MODEL_SLOTS)
             self._shares = MappedTable(path + ".shares", "=16s16sqqq", SHARE_SLOTS)
+            # a cached prompt prefix: its digest, and the time it is forgotten
+            self._prefixes = MappedTable(path + ".prefixes", "=16sd", PREFIX_SLOTS)
         self._pid = None
         self._connection = None
         with self._locked():
@@ -199,6 +202,24 @@ class LocalSharedState(SharedState):
                 for slot, d, value in zip(slots, digests, new_values, strict=True):
                     self._buckets.put(slot, d, value)
         return result
+
+    # --- the prompt cache -----------------------------------------------------------------------------------
+    def cache_prefixes(self, digests, expires_at):
+        with self._locked():
+            now = time.time()
+            table, cached, counting = self._prefixes, 0, True
+            for key in digests:
+                try:
+                    slot = table.slot(key, lambda record: record[1] <= now)
+                except RuntimeError:  # as many live prefixes as slots: this one is not cached (a cache evicts)
+                    counting = False
+                    continue
+                if counting and table.get(slot, key)[0] > now:
+                    cached += 1
+                else:
+                    counting = False
+                table.put(slot, key, expires_at)
+        return cached
 
     # --- running sequences --------------------------------------------------------------------------------
     def _counts(self, model: str):
@@ -347,7 +368,7 @@ class LocalSharedState(SharedState):
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        for table in (self._buckets, self._models, self._shares):
+        for table in (self._buckets, self._models, self._shares, self._prefixes):
             table.close()
         self._counters.close()
         self._control.close()

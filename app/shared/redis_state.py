@@ -318,6 +318,22 @@ class RedisSharedState(SharedState):
                 except redis.WatchError:
                     continue  # another worker took from these buckets meanwhile: read them again
 
+    # --- the prompt cache: a key a prefix, which Redis lets go when it has been idle too long --------------------
+    def cache_prefixes(self, digests, expires_at):
+        names = [self._key("prefix", key.hex()) for key in digests]
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip: read, then (re)cache them all
+            pipe.mget(names)
+            at = int(expires_at * 1000)
+            for name in names:
+                pipe.set(name, b"1", pxat=at)
+            found = pipe.execute()[0]
+        cached = 0
+        for value in found:
+            if value is None:
+                break
+            cached += 1
+        return cached
+
     # --- running sequences --------------------------------------------------------------------------------
     def _sequences(self, model: str) -> list[str]:
         return [self._key("seq", model), self._key("seq-models")]

@@ -6,7 +6,8 @@ Views call :meth:`Simulation.decide` and then only act on the Fate. In order, it
 2. a fault: the ``X-Mock-Error`` header, else a queued one-shot fault, else one drawn from the error mix
    (:mod:`.faults`); an error is raised here, as the real API would answer it;
 3. the rate limits (:mod:`.limits`), which may refuse the request with the real 429;
-4. the reply text, by mode (:mod:`app.replies`);
+4. the reply text, by mode (:mod:`app.replies`), and how much of the prompt the prompt cache serves
+   (:mod:`.prompt_cache`);
 5. a running sequence of the model, waiting in the queue if need be, and how load stretches the timing
    (:mod:`.latency`);
 6. the timing and the mid-stream faults the writer acts on.
@@ -32,6 +33,7 @@ from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_controls, stream_faults_of
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
 from app.simulation.limits import RateLimits, static_headers
+from app.simulation.prompt_cache import PromptCache
 from app.simulation.scenarios import Layers
 
 NOTHING = Answer([Choice(EMPTY)])  # what an embeddings request generates: no tokens, only the time to the first
@@ -49,6 +51,7 @@ class Fate:
     trickle_bytes_per_s: int = 0
     rate_limit_headers: list = field(default_factory=list)
     release: object = None  # called once the reply is over: gives back the running sequence
+    cached_tokens: int = 0  # of the prompt, served by the prompt cache
 
     @property
     def non_stream_wait_s(self) -> float:
@@ -66,6 +69,7 @@ class Simulation:
         self.layers = Layers(settings, shared)
         self.replies = replies
         self.gate = SequenceGate(shared)
+        self.prompt_cache = PromptCache(shared)
         self.fallback_mode = bool(settings.replay["dir"] and settings.replay["fallback"])
 
     def settings(self) -> Settings:
@@ -129,16 +133,20 @@ class Simulation:
             answer = filtered(answer, next(f.after for f in stream_faults if f.kind == "filtered"))
             stream_faults = [f for f in stream_faults if f.kind != "filtered"]
 
+        cached = 0
+        if endpoint == "chat":
+            cached = self.prompt_cache.cached_tokens(settings.prompt_cache, parsed.body, model, prompt_tokens)
         # What the journal and the metrics record of every request, whichever view or format it came through.
         annotate(
             model=model,
             prompt_tokens=prompt_tokens,
+            cached_tokens=cached,
             completion_tokens=answer.completion_tokens,
             generated=endpoint != "embeddings",
         )
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
         if BATCH in request.environ:
-            return Fate(settings, answer, INSTANT, stream_faults, 0, static_headers(reserved))
+            return Fate(settings, answer, INSTANT, stream_faults, 0, static_headers(reserved), cached_tokens=cached)
         per_model = self.layers.per_model(settings, model)
         if per_model.rate_limited:
             headers = self._limits(settings, model).admit(reserved)
@@ -153,6 +161,7 @@ class Simulation:
                 stream_faults,
                 faults["trickle_bytes_per_s"],
                 headers,
+                cached_tokens=cached,
             )
         latency = per_model.latency
         load_factor, release = 1.0, None
@@ -168,7 +177,7 @@ class Simulation:
 
         timing = plan(
             latency,
-            prompt_tokens,
+            prompt_tokens - cached,  # a cached prefix is not prefilled again
             answer.count,
             load_factor,
             random,
@@ -176,7 +185,7 @@ class Simulation:
             controls.inter_token_latency_ms if controls else None,
         )
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
-        return Fate(settings, answer, timing, stream_faults, trickle, headers, release)
+        return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached)
 
     def _limits(self, settings: Settings, model: str) -> RateLimits:
         """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""

@@ -85,7 +85,9 @@ def generate(state, model, body, strict, stream=False, renderer=None):
     prompt_tokens = count_message_tokens(neutral["messages"], neutral.get("tools"), model.id)
     spec = model.spec()
     fate = state.simulation.decide(parsed, "chat", model.id, spec.max_output_tokens, prompt_tokens)
-    reply = GeminiReply(model.id, fate.answer, prompt_tokens, bool(thinking.get("include_thoughts")))
+    reply = GeminiReply(
+        model.id, fate.answer, prompt_tokens, bool(thinking.get("include_thoughts")), fate.cached_tokens
+    )
     return respond(fate, reply, state.renderer(renderer or GenerateContentRenderer), stream)
 
 

@@ -30,6 +30,7 @@ class GeminiReply:
     answer: Answer
     prompt_tokens: int
     include_thoughts: bool = False
+    cached_tokens: int = 0  # of prompt_tokens, from the (implicit) cache
 
 
 def response_id() -> str:
@@ -50,6 +51,9 @@ def usage(reply: GeminiReply, final: bool) -> dict:
         "totalTokenCount": prompt + candidates + thoughts,
         "promptTokensDetails": details,
     }
+    if reply.cached_tokens:  # implicit caching, as Gemini 2.5 reports it
+        counted["cachedContentTokenCount"] = reply.cached_tokens
+        counted["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.cached_tokens}]
     if thoughts:
         counted["thoughtsTokenCount"] = thoughts
     return counted
