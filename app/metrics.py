@@ -32,8 +32,29 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
                80.0)  # fmt: skip
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
                960.0, 1920.0, 7680.0)  # fmt: skip
+# vLLM's buckets of its request-phase histograms (queue, prefill, decode, inference) and per-output-token time.
+PHASE_BUCKETS = E2E_BUCKETS
+TPOT_BUCKETS = ITL_BUCKETS
 FLUSH_INTERVAL_S = 0.5
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def one_two_five(ceiling: int) -> tuple[int, ...]:
+    """vLLM's buckets for token counts: 1, 2, 5, 10, 20, 50, ... up to ``ceiling`` (its max_model_len; here the
+    largest context window served)."""
+    buckets, scale = [], 1
+    while True:
+        for mantissa in (1, 2, 5):
+            if mantissa * scale > ceiling:
+                return tuple(buckets)
+            buckets.append(mantissa * scale)
+        scale *= 10
+
+
+TOKEN_BUCKETS = one_two_five(2_000_000)
+# vLLM's finished_reason label: a reply that ended by itself, or at its limit; one cut short was aborted.
+FINISHED_REASONS = {"stop": "stop", "tool_calls": "stop", "function_call": "stop", "content_filter": "stop",
+                    "length": "length"}  # fmt: skip
 
 
 def prepare_multiprocess_dir() -> str:
@@ -104,6 +125,45 @@ class Metrics:
         self.generation_tokens = Counter(
             "vllm:generation_tokens", "Generation tokens processed.", model, registry=registry
         )
+        # vLLM's scheduler gauges, this server's requests (each worker's, summed): generating, and waiting for
+        # one of max_concurrent_sequences.
+        self.running = Gauge("vllm:num_requests_running", "Number of requests in model execution batches.", model,
+                             multiprocess_mode="livesum", registry=registry)  # fmt: skip
+        self.waiting = Gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", model,
+                             multiprocess_mode="livesum", registry=registry)  # fmt: skip
+        self.cache_queries = Counter("vllm:prefix_cache_queries",
+                                     "Prefix cache queries, in terms of number of queried tokens.", model,
+                                     registry=registry)  # fmt: skip
+        self.cache_hits = Counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+                                  model, registry=registry)  # fmt: skip
+        self.success = Counter("vllm:request_success", "Count of successfully processed requests.",
+                               [*model, "finished_reason"], registry=registry)  # fmt: skip
+        phases = {
+            "queue": "Histogram of time spent in WAITING phase for request.",
+            "prefill": "Histogram of time spent in PREFILL phase for request.",
+            "decode": "Histogram of time spent in DECODE phase for request.",
+            "inference": "Histogram of time spent in RUNNING phase for request.",
+        }
+        self.phases = {
+            phase: Histogram(
+                f"vllm:request_{phase}_time_seconds", text, model, buckets=PHASE_BUCKETS, registry=registry
+            )  # fmt: skip
+            for phase, text in phases.items()
+        }
+        self.tpot = Histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.",
+                              model, buckets=TPOT_BUCKETS, registry=registry)  # fmt: skip
+        self.request_prompt_tokens = Histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.",
+                                               model, buckets=TOKEN_BUCKETS, registry=registry)  # fmt: skip
+        self.request_generation_tokens = Histogram("vllm:request_generation_tokens",
+                                                   "Number of generation tokens processed.", model,
+                                                   buckets=TOKEN_BUCKETS, registry=registry)  # fmt: skip
+        self.max_tokens_param = Histogram("vllm:request_params_max_tokens",
+                                          "Histogram of the max_tokens request parameter.", model,
+                                          buckets=TOKEN_BUCKETS, registry=registry)  # fmt: skip
+        self.n_param = Histogram("vllm:request_params_n", "Histogram of the n request parameter.", model,
+                                 buckets=(1, 2, 5, 10, 20), registry=registry)  # fmt: skip
+        self._running: dict[str, int] = {}  # this worker's running requests, by model
+        self.queued = dict  # () -> {model: waiting}: the simulation's waiting queues (see app.state)
         self.batch_requests = Counter(
             "mock_openai_batch_requests",
             "Lines of batches answered, by endpoint and status (each also counts in mock_openai_requests_total).",
@@ -163,6 +223,10 @@ class Metrics:
             for i, n in buckets.items():
                 child._buckets[i].inc(n)
         self.active_streams.set(self._open_streams)
+        for model, count in self._running.items():
+            self._child(self.running, (model,)).set(count)
+        for model, count in self.queued().items():
+            self._child(self.waiting, (model,)).set(count)
 
     def _flush_forever(self) -> None:
         from gevent import sleep
@@ -174,6 +238,9 @@ class Metrics:
     # --- observers of the capture --------------------------------------------------------------------------
     def stream_opened(self, exchange) -> None:
         self._open_streams += 1
+
+    def generation_started(self, model: str) -> None:
+        self._running[model] = self._running.get(model, 0) + 1
 
     def observe(self, exchange) -> None:
         if self._flusher is None and self.background:
@@ -193,6 +260,9 @@ class Metrics:
             self._add(self.batch_requests, (endpoint, status))
         if exchange.stream:
             self._open_streams -= 1
+        started = note.get("started")
+        if started is not None:
+            self._running[model] -= 1
         if not note.get("generated") or status != "200":  # a completion, in any wire format
             return
         labels = (model,)
@@ -200,11 +270,40 @@ class Metrics:
         if note.get("prompt_tokens") is not None:
             self._add(self.prompt_tokens, labels, note["prompt_tokens"])
             self._add(self.generation_tokens, labels, note.get("completion_tokens") or 0)
+            self._add(self.cache_queries, labels, note["prompt_tokens"])
+            self._add(self.cache_hits, labels, note.get("cached_tokens") or 0)
+        times = exchange.writes[0::2] if exchange.writes is not None else ()  # (time, bytes) pairs, flat
         if exchange.first_at is not None:
             self._observe(self.ttft, labels, (exchange.first_at - exchange.t0,))
-            times = exchange.writes[0::2]  # (time, bytes) pairs, flat
             if len(times) > 1:
                 self._observe(self.itl, labels, [b - a for a, b in zip(times, times[1:], strict=False)])
+        if started is not None:
+            self._finished(exchange, labels, started, times)
+
+    def _finished(self, exchange, labels: tuple, started: tuple, times) -> None:
+        """vLLM's per-request histograms: the phases a reply went through, its sizes, and how it ended. A stream's
+        phases are measured (first and last write); a body's, which arrives whole, are the ones planned for it."""
+        timing, answer, queued_s, max_tokens = started
+        count = answer.count
+        if exchange.stream and exchange.first_at is not None and len(times) > 1:
+            prefill = max(0.0, exchange.first_at - exchange.t0 - queued_s)
+            decode = times[-1] - exchange.first_at
+        else:
+            prefill, decode = timing.ttft_s, timing.generation_s(count)
+        for phase, value in (("queue", queued_s), ("prefill", prefill), ("decode", decode),
+                             ("inference", prefill + decode)):  # fmt: skip
+            self._observe(self.phases[phase], labels, (value,))
+        if count > 1:
+            self._observe(self.tpot, labels, (decode / (count - 1),))
+        note = exchange.note
+        self._observe(self.request_prompt_tokens, labels, (note.get("prompt_tokens") or 0,))
+        self._observe(self.request_generation_tokens, labels, (answer.completion_tokens,))
+        self._observe(self.n_param, labels, (len(answer.choices),))
+        if max_tokens:
+            self._observe(self.max_tokens_param, labels, (max_tokens,))
+        ended = exchange.ending in ("done", "complete")  # not cut by a fault, a stop or the client
+        reason = FINISHED_REASONS.get(answer.choices[0].finish_reason, "stop") if ended else "abort"
+        self._add(self.success, (*labels, reason))
 
     def batch_ended(self, status: str) -> None:
         self._add(self.batches, (status,))

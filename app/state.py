@@ -54,6 +54,10 @@ class MockState:
             load_rules(settings.responses["rules_path"])  # a bad rules file stops start-up, with its line
         shared = open_configured(settings)
         simulation = Simulation(settings, shared, Replies(corpus))
+        journal, metrics = _capture(settings, shared)
+        if metrics is not None:  # vLLM's scheduler gauges: the replies running and waiting in this worker
+            simulation.on_start = metrics.generation_started
+            metrics.queued = simulation.gate.queued
         return cls(
             settings,
             corpus,
@@ -62,7 +66,8 @@ class MockState:
             ResponsesRenderer(chunks.pads),
             shared,
             simulation,
-            *_capture(settings, shared),
+            journal,
+            metrics,
         )
 
 

@@ -18,6 +18,7 @@ With every feature off this costs two reads of shared memory and a scan of the r
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 from flask import g, request
@@ -27,7 +28,7 @@ from app.apikeys import request_key
 from app.config import ERROR_KINDS, Settings
 from app.errors import OpenAIError
 from app.headers import request_id
-from app.journal import BATCH, annotate
+from app.journal import BATCH, NOTE, annotate
 from app.replies import EMPTY, Answer, Ask, Choice, Replies, filtered
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_controls, stream_faults_of
@@ -71,6 +72,7 @@ class Simulation:
         self.gate = SequenceGate(shared)
         self.prompt_cache = PromptCache(shared)
         self.fallback_mode = bool(settings.replay["dir"] and settings.replay["fallback"])
+        self.on_start = None  # told of each reply that starts generating (the metrics' running requests)
 
     def settings(self) -> Settings:
         return self.layers.current()
@@ -154,6 +156,7 @@ class Simulation:
             headers = static_headers(reserved)
 
         if per_model.fixed_timing is not None and controls is None:  # no jitter, prefill or load: constant
+            self._started(model, per_model.fixed_timing, answer, 0.0, ask.max_tokens)
             return Fate(
                 settings,
                 answer,
@@ -164,14 +167,16 @@ class Simulation:
                 cached_tokens=cached,
             )
         latency = per_model.latency
-        load_factor, release = 1.0, None
+        load_factor, release, queued_s = 1.0, None, 0.0
         limit = latency["max_concurrent_sequences"]
         if limit:
+            asked = time.monotonic()
             try:
                 running = self.gate.enter(model, limit, latency["max_queued_sequences"])
             except QueueFull:
                 limits = self._limits(settings, model)
                 raise error_for(latency["queue_full_error"], model, request_id(), faults, limits) from None
+            queued_s = time.monotonic() - asked
             load_factor += latency["load_slowdown"] * min(1.0, running / limit)
             release = _Release(self.gate, model)
 
@@ -185,7 +190,18 @@ class Simulation:
             controls.inter_token_latency_ms if controls else None,
         )
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
+        self._started(model, timing, answer, queued_s, ask.max_tokens)
         return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached)
+
+    def _started(self, model: str, timing: Timing, answer: Answer, queued_s: float, max_tokens: int | None) -> None:
+        """The reply has its sequence and starts: the metrics count it running until it ends, and read how
+        long it waited and was planned to take."""
+        if self.on_start is None:
+            return
+        note = request.environ.get(NOTE)
+        if note is not None:
+            note["started"] = (timing, answer, queued_s, max_tokens)
+            self.on_start(model)
 
     def _limits(self, settings: Settings, model: str) -> RateLimits:
         """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""

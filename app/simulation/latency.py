@@ -110,6 +110,10 @@ class SequenceGate:
                 self.shared.release_sequence(model, queued=True)
             raise
 
+    def queued(self) -> dict[str, int]:
+        """This worker's requests waiting for a sequence, by model."""
+        return {model: len(queue) for model, queue in self.waiting.items()}
+
     def leave(self, model: str) -> None:
         self.shared.release_sequence(model)
         if self.waiting.get(model):

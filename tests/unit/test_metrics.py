@@ -89,3 +89,49 @@ def test_every_wire_format_counts_under_its_api_label(client):
     assert value(text, 'vllm:generation_tokens_total{model_name="claude-haiku-4-5-20251001"}') == 6
     assert value(text, 'vllm:generation_tokens_total{model_name="gemini-2.5-flash"}') == 4
     assert 'api="gemini"' in text
+
+
+def test_vllm_request_series_count_phases_sizes_cache_and_how_each_request_ended(make_client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = make_client({"latency": {"ttft_ms": 30, "inter_token_latency_ms": 5}})
+    system = "Answer from the policy, quoting it. " * 200  # ~1,400 tokens: cached the second time
+    body = {"model": "gpt-4o", "messages": [{"role": "system", "content": system}], "max_tokens": 5}
+    client.post("/v1/chat/completions", json=body)
+    client.post("/v1/chat/completions", json=body | {"stream": True, "n": 2}).get_data()
+    client.post("/v1/chat/completions", json={**body, "max_tokens": 4000, "stop": None}).get_data()
+    families = {f.name: f for f in text_string_to_metric_families(scrape(client))}  # it parses, as Prometheus does
+
+    def sample(name: str, suffix: str = "", **labels) -> float:
+        found = [
+            s.value for s in families[name].samples if s.name == name + suffix and labels.items() <= s.labels.items()
+        ]
+        assert found, (name, suffix, labels)
+        return sum(found)
+
+    assert families["vllm:request_success"].type == "counter"
+    by_reason = {s.labels["finished_reason"]: s.value for s in families["vllm:request_success"].samples
+                 if s.name.endswith("_total")}  # fmt: skip
+    assert sum(by_reason.values()) == 3 and by_reason.get("length", 0) >= 2
+    prompt = sample("vllm:request_prompt_tokens", "_sum", model_name="gpt-4o")
+    assert sample("vllm:prefix_cache_queries", "_total") == prompt > 3000
+    assert 1024 * 2 <= sample("vllm:prefix_cache_hits", "_total") < prompt  # the second and third hit
+    assert sample("vllm:request_params_n", "_sum") == 1 + 2 + 1
+    assert sample("vllm:request_params_max_tokens", "_sum") == 5 + 5 + 4000
+    assert sample("vllm:request_prefill_time_seconds", "_count") == 3
+    assert 0.09 <= sample("vllm:request_prefill_time_seconds", "_sum") < 1  # three TTFTs of 30 ms
+    assert sample("vllm:request_queue_time_seconds", "_sum") == 0  # no sequence limit: nobody waits
+    assert sample("vllm:request_decode_time_seconds", "_sum") >= 4 * 0.005 * 2
+    assert sample("vllm:time_per_output_token_seconds", "_count") == 3
+    assert sample("vllm:num_requests_running", model_name="gpt-4o") == 0  # all ended
+    assert families["vllm:num_requests_running"].type == "gauge"
+    assert 'vllm:request_prompt_tokens_bucket{le="2e+06",model_name="gpt-4o"}' in scrape(client)
+
+
+def test_a_stream_cut_by_a_fault_is_an_aborted_request(make_client):
+    client = make_client({})
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 30, "stream": True}
+    headers = {"X-Mock-Stream-Error-After": "3"}
+    client.post("/v1/chat/completions", json=body, headers=headers).get_data()
+    text = scrape(client)
+    assert value(text, 'vllm:request_success_total{finished_reason="abort",model_name="gpt-4o"}') == 1

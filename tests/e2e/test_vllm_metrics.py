@@ -1,0 +1,64 @@
+"""vLLM's scheduler gauges against real gunicorn gevent workers: while paced streams queue for a model's
+sequences, /metrics (parsed with prometheus_client's own parser, as Prometheus reads it) shows how many run
+and how many wait, summed over the workers; once they end, their queue and phase times are in the histograms."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.e2e
+
+
+def gauges(base_url: str) -> dict[str, float]:
+    text = requests.get(base_url + "/metrics", timeout=5).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model_name") == "gpt-4o-mini":
+                values[sample.name] = values.get(sample.name, 0) + sample.value
+    return values
+
+
+def eventually(base_url: str, wanted: dict[str, float], within_s: float = 5.0) -> dict[str, float]:
+    """The scrape once it shows ``wanted`` (each worker adds its values to the files twice a second)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        seen = gauges(base_url)
+        if all(seen.get(name) == value for name, value in wanted.items()) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.05)
+
+
+def test_running_and_waiting_requests_while_streams_queue_for_two_sequences(start_server):
+    server = start_server("-w", "2", "--inter-token-latency", "40", "--max-concurrent-sequences", "2",
+                          "--max-queued-sequences", "10")  # fmt: skip
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 50, "stream": True}
+    ended = []
+
+    def stream():
+        with requests.post(server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=30) as response:
+            ended.append(sum(1 for line in response.iter_lines() if line.startswith(b"data: ")))
+
+    streams = [threading.Thread(target=stream) for _ in range(6)]
+    for thread in streams:
+        thread.start()
+    # two generate (50 tokens at 40 ms: 2 s), four wait for them
+    seen = eventually(server.base_url, {"vllm:num_requests_running": 2, "vllm:num_requests_waiting": 4})
+    assert seen.get("vllm:num_requests_running") == 2 and seen.get("vllm:num_requests_waiting") == 4, seen
+    for thread in streams:
+        thread.join(30)
+    assert len(ended) == 6
+
+    seen = eventually(server.base_url, {"vllm:num_requests_running": 0, "vllm:num_requests_waiting": 0})
+    assert seen["vllm:num_requests_running"] == 0 and seen["vllm:num_requests_waiting"] == 0
+    seen = eventually(server.base_url, {"vllm:request_success_total": 6})
+    assert seen["vllm:request_success_total"] == 6
+    assert seen["vllm:request_queue_time_seconds_count"] == 6
+    # four waited one or two rounds of 2 s: at least 2 + 2 + 4 + 4 s in all
+    assert seen["vllm:request_queue_time_seconds_sum"] > 10
+    assert seen["vllm:request_decode_time_seconds_sum"] > 6 * 49 * 0.04 * 0.9
