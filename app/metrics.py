@@ -36,6 +36,7 @@ E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
 PHASE_BUCKETS = E2E_BUCKETS
 TPOT_BUCKETS = ITL_BUCKETS
 FLUSH_INTERVAL_S = 0.5
+MAX_LORAS = "1"  # vLLM's default max_loras, the label of vllm:lora_requests_info (adapters are not batched here)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -162,6 +163,11 @@ class Metrics:
                                           buckets=TOKEN_BUCKETS, registry=registry)  # fmt: skip
         self.n_param = Histogram("vllm:request_params_n", "Histogram of the n request parameter.", model,
                                  buckets=(1, 2, 5, 10, 20), registry=registry)  # fmt: skip
+        # vLLM's LoRA gauge: which adapters have requests running and waiting, its value the time it was set
+        self.lora = Gauge("vllm:lora_requests_info", "Running stats on lora requests.",
+                          ["max_lora", "waiting_lora_adapters", "running_lora_adapters"],
+                          multiprocess_mode="livemostrecent", registry=registry)  # fmt: skip
+        self._adapters: set[str] = set()  # the LoRA adapters this worker has served
         self._running: dict[str, int] = {}  # this worker's running requests, by model
         self.queued = dict  # () -> {model: waiting}: the simulation's waiting queues (see app.state)
         self.batch_requests = Counter(
@@ -225,8 +231,18 @@ class Metrics:
         self.active_streams.set(self._open_streams)
         for model, count in self._running.items():
             self._child(self.running, (model,)).set(count)
-        for model, count in self.queued().items():
+        queued = self.queued()
+        for model, count in queued.items():
             self._child(self.waiting, (model,)).set(count)
+        if self._adapters:
+            self._set_lora(queued)
+
+    def _set_lora(self, queued: dict) -> None:
+        running = ",".join(sorted(m for m in self._adapters if self._running.get(m)))
+        waiting = ",".join(sorted(m for m in self._adapters if queued.get(m)))
+        # As vLLM does: the series of the adapters now gets the time; earlier ones keep theirs, and a reader (the
+        # Gateway API inference extension) takes the newest.
+        self._child(self.lora, (MAX_LORAS, waiting, running)).set_to_current_time()
 
     def _flush_forever(self) -> None:
         from gevent import sleep
@@ -239,8 +255,10 @@ class Metrics:
     def stream_opened(self, exchange) -> None:
         self._open_streams += 1
 
-    def generation_started(self, model: str) -> None:
+    def generation_started(self, model: str, adapter: bool = False) -> None:
         self._running[model] = self._running.get(model, 0) + 1
+        if adapter:
+            self._adapters.add(model)
 
     def observe(self, exchange) -> None:
         if self._flusher is None and self.background:

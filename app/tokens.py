@@ -19,6 +19,7 @@ function, so the ``usage`` a client receives always matches, exactly, the tokens
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -145,6 +146,80 @@ def _count_value(value, model: str | None = None) -> int:
     if isinstance(value, dict):
         return count_tokens(json.dumps(value, separators=(",", ":")), model)
     return 0
+
+
+# A message's framing, as the three tokens per message the recipe counts: its start (before the role), the
+# separator before its content, its end. o200k's are the harmony format's (<|start|>, <|message|>, <|end|>),
+# cl100k's ChatML's (<|im_start|>, <|im_sep|>, <|im_end|>); the approximation names them by their text.
+FRAMING = {
+    "o200k_base": {"start": 200006, "message": 200008, "end": 200007},
+    "cl100k_base": {"start": 100264, "message": 100266, "end": 100265},
+}
+FRAMING_TEXT = {
+    "o200k_base": {200006: "<|start|>", 200008: "<|message|>", 200007: "<|end|>"},
+    "cl100k_base": {100264: "<|im_start|>", 100266: "<|im_sep|>", 100265: "<|im_end|>"},
+}
+APPROXIMATE_FRAMING = {"start": "<|start|>", "message": "<|message|>", "end": "<|end|>"}
+
+
+def text_tokens(text: str, model: str | None = None) -> list:
+    """The text as the model's token ids; without the vocabularies, as :func:`split_tokens`' pieces (as many
+    as :func:`count_tokens` counts)."""
+    encoding = exact_counter(model)
+    if encoding is not None:
+        try:
+            return list(encoding.encode_ordinary(text))
+        except ValueError:  # past bpe_openai's size limit: the approximation, as count_tokens does
+            pass
+    return split_tokens(text)
+
+
+def chat_tokens(messages, tools=None, model: str | None = None, generation_prompt: bool = True) -> list:
+    """A chat prompt as the model reads it, as many tokens as :func:`count_message_tokens` counts: the tools
+    first (they lead the prompt), then each message framed (start, role, separator, its other fields, end),
+    then the start of the reply (start, ``assistant``, separator)."""
+    encoding = exact_counter(model)
+    frame = FRAMING.get(encoding.name, APPROXIMATE_FRAMING) if encoding is not None else APPROXIMATE_FRAMING
+    tokens: list = []
+    if tools:
+        tokens += text_tokens(json.dumps(tools, separators=(",", ":")), model)
+    for message in messages:
+        tokens.append(frame["start"])
+        rest = []
+        for key, value in message.items():
+            if key == "role":
+                tokens += _value_tokens(value, model)
+                continue
+            rest += _value_tokens(value, model)
+            if key == "name":
+                rest += text_tokens(":", model)[:TOKENS_PER_NAME]
+        tokens.append(frame["message"])
+        tokens += rest
+        tokens.append(frame["end"])
+    if generation_prompt:  # the reply's priming: three tokens
+        tokens += [frame["start"], *text_tokens("assistant", model)[:1], frame["message"]]
+    return tokens
+
+
+def _value_tokens(value, model: str | None) -> list:
+    """:func:`_count_value`'s tokens."""
+    if isinstance(value, str):
+        return text_tokens(value, model)
+    if isinstance(value, list):
+        tokens = []
+        for part in value:
+            if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
+                # an image is as many tokens as its tiles cost, named by the image (another image differs)
+                mark = hashlib.blake2b(repr(part).encode(), digest_size=8).hexdigest()
+                tokens += [mark] * image_tokens(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                tokens += text_tokens(part["text"], model)
+            else:
+                tokens += text_tokens(json.dumps(part, separators=(",", ":")), model)
+        return tokens
+    if isinstance(value, dict):
+        return text_tokens(json.dumps(value, separators=(",", ":")), model)
+    return []
 
 
 def image_tokens(part: dict) -> int:

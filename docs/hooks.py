@@ -31,6 +31,7 @@ TITLES = {
     "anthropic": "Anthropic Messages API",
     "azure": "Azure OpenAI",
     "gemini": "Gemini API",
+    "vllm": "vLLM's server endpoints",
 }
 
 

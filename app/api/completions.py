@@ -173,6 +173,8 @@ def resolve_model(state: MockState, model_id: str | None, endpoint: str) -> Mode
         raise model_not_found(model_id)
     if model.endpoint != endpoint:
         raise OpenAIError(404, WRONG_ENDPOINT[endpoint, model.endpoint], param="model")
+    if model.parent:
+        annotate(adapter=True)  # a LoRA adapter: vllm:lora_requests_info names it while it runs
     return model
 
 

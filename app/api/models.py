@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from app import adapters
 from app.config import ModelSpec
 from app.errors import OpenAIError
 from app.render import pretty
@@ -15,7 +16,10 @@ DELETED_KIND = "deleted_model"  # a fine-tune deleted at run time, for every wor
 
 
 def model_object(model_id: str, model: ModelSpec) -> dict:
-    return {"id": model_id, "object": "model", "created": model.created, "owned_by": model.owned_by}
+    listed = {"id": model_id, "object": "model", "created": model.created, "owned_by": model.owned_by}
+    if model.parent:  # a LoRA adapter, as vLLM lists one
+        listed |= {"root": model.root, "parent": model.parent}
+    return listed
 
 
 def model_not_found(model_id: str) -> OpenAIError:
@@ -28,7 +32,9 @@ def find_model(model_id: str, state=None) -> ModelSpec | None:
     """The configured model by id or snapshot name; None when unknown or (a fine-tune) deleted."""
     state = state or current_state()
     model = state.settings.model(model_id)
-    if model is not None and model.deletable and state.shared.get_object(DELETED_KIND, model.id) is not None:
+    if model is None:  # not configured: a LoRA adapter loaded at run time, or nothing
+        return adapters.find(state.shared, model_id, state.settings)
+    if model.deletable and state.shared.get_object(DELETED_KIND, model.id) is not None:
         return None
     return model
 
@@ -44,6 +50,10 @@ def list_models():
         data.append(model_object(model.id, model))
         if model.snapshot and model.snapshot != model.id:
             data.append(model_object(model.snapshot, model))
+    data += [
+        model_object(adapter.id, adapter)
+        for adapter in adapters.loaded(current_state().shared, current_state().settings)
+    ]
     return Response(pretty({"object": "list", "data": data}), mimetype="application/json")
 
 

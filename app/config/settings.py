@@ -29,6 +29,8 @@ class ModelSpec:
     context_window: int = 128000
     dimensions: int = 1536  # an embeddings model's vector length
     reasoning: bool = False  # o-series and gpt-5: reasoning tokens, and only the default temperature
+    parent: str = ""  # a LoRA adapter's base model (app.adapters); "" for a model of its own
+    root: str = ""  # and the path it was loaded from
 
     @property
     def answers_as(self) -> str:

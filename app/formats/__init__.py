@@ -14,7 +14,7 @@ import importlib
 
 from flask import Flask
 
-FORMATS = ("anthropic", "azure", "gemini")
+FORMATS = ("anthropic", "azure", "gemini", "vllm")
 
 
 def init_app(app: Flask) -> None:

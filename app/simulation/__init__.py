@@ -201,7 +201,7 @@ class Simulation:
         note = request.environ.get(NOTE)
         if note is not None:
             note["started"] = (timing, answer, queued_s, max_tokens)
-            self.on_start(model)
+            self.on_start(model, note.get("adapter", False))
 
     def _limits(self, settings: Settings, model: str) -> RateLimits:
         """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""

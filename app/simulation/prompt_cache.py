@@ -7,32 +7,21 @@ is served that prefix from the cache, and reports it in ``usage``. A cached pref
 ``prompt_cache_options.ttl`` at least that long). ``prompt_cache_key`` routes requests to their own cache: the
 same prefix under another key is not a hit. Cached tokens skip prefill (:mod:`.latency` counts only the rest).
 
-A prompt is read in the order the model reads it: the tools, then each message, then the priming of the
-reply; as tokens of the model's vocabulary (or of :mod:`app.tokens`' approximation), so that the prefixes
-are counted as ``usage.prompt_tokens`` is. Each prefix is named by a digest that chains the one before it,
-and the prefixes live in the shared state, so every worker and instance sees one cache.
+A prompt is read in the order the model reads it (:func:`app.tokens.chat_tokens`: the tools, then each
+message, then the priming of the reply), so that the prefixes are counted as ``usage.prompt_tokens`` is.
+Each prefix is named by a digest that chains the one before it, and the prefixes live in the shared state,
+so every worker and instance sees one cache.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
-from app.tokens import (
-    MAX_TOKEN_CHARS,
-    PIECE,
-    REPLY_PRIMING_TOKENS,
-    TOKENS_PER_MESSAGE,
-    TOKENS_PER_NAME,
-    exact_counter,
-    image_tokens,
-)
+from app.tokens import chat_tokens
 
 RETENTION_24H_S = 86400.0
 TTL_OPTION_S = {"30m": 1800.0}
-# Placeholders for what a prompt counts but has no text: a message's framing, a name's, the reply's priming.
-FRAME, NAME, PRIMING = -1, -2, -3
 
 
 class PromptCache:
@@ -47,7 +36,7 @@ class PromptCache:
         options = body.get("prompt_cache_options") or {}
         if options.get("mode") == "explicit":  # no implicit breakpoint, and breakpoints are not simulated
             return 0
-        tokens = chat_prompt_tokens(body, model)
+        tokens = chat_tokens(body.get("messages") or (), body.get("tools"), model)
         scope = f"{model}\0{body.get('prompt_cache_key') or ''}"
         digests = prefix_digests(tokens[:prompt_tokens], scope, settings["min_tokens"], settings["step_tokens"])
         if not digests:
@@ -75,52 +64,3 @@ def prefix_digests(tokens: list, scope: str, min_tokens: int, step: int) -> list
         digests.append(state.copy().digest())
         start = end
     return digests
-
-
-def chat_prompt_tokens(body: dict, model: str) -> list:
-    """The prompt of a chat body as the model reads it: tools first (they lead the prompt), then the messages
-    as :func:`app.tokens.count_message_tokens` counts them, then the reply's priming."""
-    tokens: list = []
-    if body.get("tools"):
-        tokens += text_tokens(json.dumps(body["tools"], separators=(",", ":")), model)
-    for message in body.get("messages") or ():
-        tokens += (FRAME,) * TOKENS_PER_MESSAGE
-        for key, value in message.items():
-            tokens += _value_tokens(value, model)
-            if key == "name":
-                tokens += (NAME,) * TOKENS_PER_NAME
-    tokens += (PRIMING,) * REPLY_PRIMING_TOKENS
-    return tokens
-
-
-def text_tokens(text: str, model: str) -> list:
-    encoding = exact_counter(model)
-    if encoding is not None:
-        try:
-            return list(encoding.encode_ordinary(text))
-        except ValueError:  # past bpe_openai's size limit: counted by the approximation, as app.tokens does
-            pass
-    tokens = []
-    for piece in PIECE.findall(text):
-        tokens.extend(piece[i : i + MAX_TOKEN_CHARS] for i in range(0, len(piece), MAX_TOKEN_CHARS))
-    return tokens
-
-
-def _value_tokens(value, model: str) -> list:
-    if isinstance(value, str):
-        return text_tokens(value, model)
-    if isinstance(value, list):
-        tokens = []
-        for part in value:
-            if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
-                # an image counts as its tiles; its tokens are named by the image, so another image differs
-                mark = hashlib.blake2b(repr(part).encode(), digest_size=8).hexdigest()
-                tokens += [mark] * image_tokens(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                tokens += text_tokens(part["text"], model)
-            else:
-                tokens += text_tokens(json.dumps(part, separators=(",", ":")), model)
-        return tokens
-    if isinstance(value, dict):
-        return text_tokens(json.dumps(value, separators=(",", ":")), model)
-    return []

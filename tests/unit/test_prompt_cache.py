@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from app.simulation.prompt_cache import chat_prompt_tokens
-from app.tokens import count_message_tokens
+from app.tokens import chat_tokens, count_message_tokens
 
 SYSTEM = " ".join(f"Rule {i}: answer in full sentences and cite the section you rely on." for i in range(250))
 
@@ -120,4 +119,6 @@ def test_the_prompt_is_read_as_many_tokens_as_it_counts(model):
             {"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
         ],
     }  # fmt: skip
-    assert len(chat_prompt_tokens(body, model)) == count_message_tokens(body["messages"], body["tools"], model)
+    assert len(chat_tokens(body["messages"], body["tools"], model)) == count_message_tokens(
+        body["messages"], body["tools"], model
+    )

@@ -1,12 +1,17 @@
-"""vLLM's scheduler gauges against real gunicorn gevent workers: while paced streams queue for a model's
-sequences, /metrics (parsed with prometheus_client's own parser, as Prometheus reads it) shows how many run
-and how many wait, summed over the workers; once they end, their queue and phase times are in the histograms."""
+"""What a router or autoscaler sees of the mock as a vLLM server, against real gunicorn gevent workers.
+
+- While paced streams queue for a model's sequences, /metrics (parsed with prometheus_client's own parser, as
+  Prometheus reads it) shows how many run and how many wait, summed over the workers; once they end, their
+  queue and phase times are in the histograms.
+- A LoRA adapter loaded through one worker is listed (official SDK, strict) and answered by every worker,
+  shows in vllm:lora_requests_info while it runs, and is gone from all of them once unloaded."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import openai
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,3 +67,39 @@ def test_running_and_waiting_requests_while_streams_queue_for_two_sequences(star
     # four waited one or two rounds of 2 s: at least 2 + 2 + 4 + 4 s in all
     assert seen["vllm:request_queue_time_seconds_sum"] > 10
     assert seen["vllm:request_decode_time_seconds_sum"] > 6 * 49 * 0.04 * 0.9
+
+
+def test_a_lora_adapter_loaded_once_is_served_by_every_worker_until_unloaded(start_server):
+    server = start_server("-w", "2", "--inter-token-latency", "20")
+    load = {"lora_name": "support-tone", "lora_path": "/adapters/support-tone", "base_model_name": "gpt-4o-mini"}
+    loaded = requests.post(server.base_url + "/v1/load_lora_adapter", json=load, timeout=5)
+    assert loaded.status_code == 200 and "added successfully" in loaded.text
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="sk-lora", max_retries=0,
+                           _strict_response_validation=True)  # fmt: skip
+    adapter = next(m for m in client.models.list() if m.id == "support-tone")
+    assert adapter.owned_by == "vllm" and adapter.model_extra == {
+        "root": "/adapters/support-tone",
+        "parent": "gpt-4o-mini",
+    }
+
+    chunks = client.chat.completions.create(
+        model="support-tone", messages=[{"role": "user", "content": "Hi"}], max_tokens=100, stream=True
+    )
+    first = next(iter(chunks))  # 100 tokens at 20 ms: it runs for 2 s
+    assert first.model == "support-tone"
+    seen = ""
+    deadline = time.monotonic() + 5
+    while 'running_lora_adapters="support-tone"' not in seen and time.monotonic() < deadline:
+        seen = requests.get(server.base_url + "/metrics", timeout=5).text
+        time.sleep(0.05)
+    assert 'vllm:lora_requests_info{max_lora="1",running_lora_adapters="support-tone",waiting_lora_adapters=""}' in seen
+    chunks.close()
+
+    for _ in range(6):  # on either worker
+        assert client.chat.completions.create(model="support-tone", messages=[{"role": "user", "content": "Hi"}],
+                                              max_tokens=2).model == "support-tone"  # fmt: skip
+    gone = requests.post(server.base_url + "/v1/unload_lora_adapter", json={"lora_name": "support-tone"}, timeout=5)
+    assert gone.status_code == 200
+    for _ in range(6):
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="support-tone", messages=[{"role": "user", "content": "Hi"}])
