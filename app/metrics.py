@@ -326,8 +326,9 @@ class Metrics:
     def batch_ended(self, status: str) -> None:
         self._add(self.batches, (status,))
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text a scrape gets, and its content type."""
+    def exposition(self, pins: list[dict] = (), default_model: str = "") -> tuple[bytes, str]:
+        """The text a scrape gets, and its content type; gauges pinned by a test (:mod:`app.metric_pins`) show
+        their pinned values, for ``default_model`` where no model is named and none has a series yet."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
         self.flush()  # this worker's are current; the others' are at most FLUSH_INTERVAL_S behind
@@ -336,4 +337,50 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
         else:
             registry = self.registry
+        if pins:
+            pinned = CollectorRegistry()
+            pinned.register(_Pinned(registry, pins, default_model))
+            registry = pinned
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Pinned:
+    """A registry's metrics, with pinned gauges at their pinned values."""
+
+    def __init__(self, registry, pins: list[dict], default_model: str):
+        self.registry, self.pins, self.default_model = registry, pins, default_model
+
+    def collect(self):
+        import time
+
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.samples import Sample
+
+        from app.metric_pins import HELP
+
+        now = time.time()
+        by_metric: dict[str, list[dict]] = {}
+        for pin in self.pins:
+            by_metric.setdefault(pin["metric"], []).append(pin)
+        for family in self.registry.collect():
+            pins = by_metric.pop(family.name, None)
+            if pins:
+                family.samples = _pinned_samples(family.samples, family.name, pins, self.default_model, now, Sample)
+            yield family
+        for name, pins in by_metric.items():  # a gauge no worker has set (the KV cache's): only its pins
+            family = GaugeMetricFamily(name, HELP.get(name, name), labels=["model_name"])
+            family.samples = _pinned_samples([], name, pins, self.default_model, now, Sample)
+            yield family
+
+
+def _pinned_samples(samples, name: str, pins: list[dict], default_model: str, now: float, sample_class) -> list:
+    """``samples`` with each pinned model's value replaced, and a sample added for a pinned model without one.
+    A pin without a model holds every model's series (the default model's, when there is none)."""
+    from app.metric_pins import value_at
+
+    values = {s.labels.get("model_name"): s for s in samples}
+    for pin in sorted(pins, key=lambda p: p["model"] is not None):  # a model's own pin over the pin of all
+        targets = [pin["model"]] if pin["model"] is not None else (list(values) or [default_model])
+        for model in targets:
+            values[model] = sample_class(name, {"model_name": model}, value_at(pin, now), None, None)
+    return list(values.values())

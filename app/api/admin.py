@@ -8,6 +8,8 @@
 - ``GET /_mock/faults``, ``POST /_mock/faults``, ``DELETE /_mock/faults``: one-shot faults, served first in,
   first out to the next matching requests; a fault with a ``test_id`` only to requests tagged with it
   (``X-Mock-Test-Id``), so parallel tests against one server do not catch each other's.
+- ``GET``, ``POST``, ``DELETE /_mock/metrics/pins``: vLLM gauges held at a value or ramped, for an autoscaler
+  rule to be rehearsed without load (:mod:`app.metric_pins`).
 
 With ``[admin] token`` set these routes need it as a bearer token (or the web UI's session cookie);
 otherwise they need ``[auth] token`` when that is set. Bad input gets a 400 that names the field.
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 from flask import Blueprint, Response, request
 
+from app import metric_pins
 from app.apikeys import presented_key
 from app.auth import MISSING_KEY_MESSAGE
 from app.config import FAULT_KINDS, RUNTIME_SECTIONS, STREAM_FAULT_KINDS, ConfigError
@@ -208,3 +212,57 @@ def clear_faults():
     were still pending."""
     test_id = request.args.get("test_id") or None
     return admin_json({"cleared": current_state().shared.clear_faults(test_id)})
+
+
+# --- pinned gauges --------------------------------------------------------------------------------------
+
+
+def pins(shared) -> list[dict]:
+    return shared.list_objects(metric_pins.KIND, newest_first=False, after=None, limit=1000)[0]
+
+
+def _pins_view() -> dict:
+    now = time.time()
+    return {"object": "list", "data": [metric_pins.view(pin, now) for pin in pins(current_state().shared)]}
+
+
+@bp.get("/metrics/pins")
+def list_pins():
+    """200 ``{"object": "list", "data": [pin, ...]}``, each with the value a scrape shows ``current``ly."""
+    return admin_json(_pins_view())
+
+
+@bp.post("/metrics/pins")
+def add_pins():
+    """201 with every pin. The body is a pin, a list of them, or ``{"pins": [...]}``; a pin is ``{"metric",
+    "model", "value"}`` (held) or ``{"metric", "model", "from", "to", "over_s"}`` (ramped, then held). A pin
+    replaces the one of the same metric and model; without a model it holds every model's series."""
+    body = json_body()
+    items = body["pins"] if isinstance(body, dict) and "pins" in body else body
+    items = items if isinstance(items, list) else [items]
+    if not items:
+        raise invalid('Expected a pin, a non-empty list of pins, or {"pins": [...]}.', "body")
+    checked = []
+    for index, item in enumerate(items):
+        try:
+            checked.append(metric_pins.check(item))
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise invalid(f"Pin {index}: {message}.", field) from None
+    shared = current_state().shared
+    for pin in checked:
+        shared.put_object(metric_pins.KIND, pin["id"], pin)
+    return admin_json(_pins_view(), 201)
+
+
+@bp.delete("/metrics/pins")
+def clear_pins():
+    """200 ``{"cleared": n}``: every pin gone (with ``?metric=``, that metric's; with ``&model=`` too, that
+    model's), and a scrape shows what the server measures again."""
+    metric, model = request.args.get("metric"), request.args.get("model")
+    shared = current_state().shared
+    cleared = 0
+    for pin in pins(shared):
+        if (metric is None or pin["metric"] == metric) and (model is None or pin["model"] == model):
+            cleared += shared.delete_object(metric_pins.KIND, pin["id"])
+    return admin_json({"cleared": cleared})

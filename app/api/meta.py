@@ -37,7 +37,10 @@ def metrics():
     state = current_state()
     if state.metrics is None:
         raise OpenAIError(404, "Metrics are off ([metrics] enabled = false).", code="metrics_disabled")
-    body, content_type = state.metrics.exposition()
+    from app.api.admin import pins  # gauges a test pinned (app.metric_pins), read by a scrape only
+
+    default_model = next((m.id for m in state.settings.models if m.endpoint == "chat"), "")
+    body, content_type = state.metrics.exposition(pins(state.shared), default_model)
     return Response(body, content_type=content_type)
 
 

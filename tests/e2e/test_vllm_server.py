@@ -103,3 +103,14 @@ def test_a_lora_adapter_loaded_once_is_served_by_every_worker_until_unloaded(sta
     for _ in range(6):
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="support-tone", messages=[{"role": "user", "content": "Hi"}])
+
+
+def test_a_pinned_gauge_shows_in_every_workers_scrape_until_deleted(start_server):
+    server = start_server("-w", "2")
+    pin = {"metric": "vllm:num_requests_waiting", "model": "gpt-4o-mini", "value": 40}
+    assert requests.post(server.base_url + "/_mock/metrics/pins", json=pin, timeout=5).status_code == 201
+    for _ in range(8):  # new connections: either worker answers
+        assert gauges(server.base_url).get("vllm:num_requests_waiting") == 40
+    assert requests.delete(server.base_url + "/_mock/metrics/pins", timeout=5).json() == {"cleared": 1}
+    for _ in range(8):
+        assert gauges(server.base_url).get("vllm:num_requests_waiting") is None  # nothing has queued here

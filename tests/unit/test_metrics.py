@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from app.metrics import ITL_BUCKETS
@@ -135,3 +136,56 @@ def test_a_stream_cut_by_a_fault_is_an_aborted_request(make_client):
     client.post("/v1/chat/completions", json=body, headers=headers).get_data()
     text = scrape(client)
     assert value(text, 'vllm:request_success_total{finished_reason="abort",model_name="gpt-4o"}') == 1
+
+
+def test_a_pinned_gauge_holds_its_value_a_ramp_climbs_and_delete_lets_go(client):
+    import time
+
+    pins = [
+        {"metric": "vllm:num_requests_waiting", "model": "gpt-4o", "value": 12},
+        {"metric": "vllm:kv_cache_usage_perc", "from": 0.2, "to": 0.8, "over_s": 0.4},
+    ]
+    response = client.post("/_mock/metrics/pins", json={"pins": pins})
+    assert response.status_code == 201
+    assert [p["id"] for p in response.get_json()["data"]] == [
+        "vllm:num_requests_waiting@gpt-4o", "vllm:kv_cache_usage_perc@*"
+    ]  # fmt: skip
+    text = scrape(client)
+    assert value(text, 'vllm:num_requests_waiting{model_name="gpt-4o"}') == 12
+    assert 0.2 <= value(text, 'vllm:kv_cache_usage_perc{model_name="gpt-4o-mini"}') < 0.5  # the first chat model's
+    assert "# TYPE vllm:kv_cache_usage_perc gauge" in text
+    time.sleep(0.45)
+    assert value(scrape(client), 'vllm:kv_cache_usage_perc{model_name="gpt-4o-mini"}') == 0.8  # ramped, then held
+    listed = client.get("/_mock/metrics/pins").get_json()["data"]
+    assert [p["current"] for p in listed] == [12.0, 0.8]
+
+    assert client.delete("/_mock/metrics/pins?metric=vllm:kv_cache_usage_perc").get_json() == {"cleared": 1}
+    assert "vllm:kv_cache_usage_perc{" not in scrape(client)
+    assert client.delete("/_mock/metrics/pins").get_json() == {"cleared": 1}
+    assert 'vllm:num_requests_waiting{model_name="gpt-4o"}' not in scrape(client)
+
+
+def test_a_pin_without_a_model_holds_every_models_series(make_client):
+    client = make_client({})
+    for model in ("gpt-4o", "gpt-4o-mini"):
+        client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "x"}]})
+    client.post("/_mock/metrics/pins", json={"metric": "vllm:num_requests_running", "value": 7})
+    text = scrape(client)
+    assert value(text, 'vllm:num_requests_running{model_name="gpt-4o"}') == 7
+    assert value(text, 'vllm:num_requests_running{model_name="gpt-4o-mini"}') == 7
+
+
+@pytest.mark.parametrize(
+    ("pin", "param"),
+    [
+        ({"metric": "vllm:e2e_request_latency_seconds", "value": 1}, "metric"),
+        ({"metric": "vllm:num_requests_waiting"}, "value"),
+        ({"metric": "vllm:num_requests_waiting", "value": -1}, "value"),
+        ({"metric": "vllm:num_requests_waiting", "from": 0, "to": 5}, "value"),
+        ({"metric": "vllm:num_requests_waiting", "value": 1, "over_s": 5}, "value"),
+        ({"metric": "vllm:num_requests_waiting", "value": 1, "engine": "0"}, "engine"),
+    ],
+)
+def test_a_bad_pin_is_a_400_naming_the_field(client, pin, param):
+    response = client.post("/_mock/metrics/pins", json=pin)
+    assert response.status_code == 400 and response.get_json()["error"]["param"] == param
