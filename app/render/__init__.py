@@ -128,6 +128,7 @@ class Reply:
     service_tier: str = SERVICE_TIER
     completion_id: str | None = None  # fixed beforehand when the completion is stored
     cached_tokens: int = 0  # of prompt_tokens, served by the prompt cache
+    cache_written: dict | None = None  # explicit breakpoints: {retention_s: tokens of prompt_tokens written}
 
     @property
     def text(self) -> ReplyText:

@@ -40,6 +40,9 @@ class CompletionRequest:
     body: dict  # in the chat-completions shape, which the core reads (another format's view translates to it)
     fills_max_tokens: bool = True  # see app.replies.Ask
     reasoning_budget: int = 0  # see app.replies.Ask
+    # Explicit prompt cache breakpoints (Anthropic's cache_control): (the prompt's tokens up to the breakpoint,
+    # how long a write there is kept, in seconds), shortest first; None: the cache is implicit, as OpenAI's
+    cache_breakpoints: list[tuple[list, float]] | None = None
 
 
 REQUIRED: dict[type[Schema], tuple[str, ...]] = {

@@ -108,10 +108,10 @@ class SharedState(ABC):
 
     # --- the prompt cache -----------------------------------------------------------------------------------
     @abstractmethod
-    def cache_prefixes(self, digests: list[bytes], expires_at: float) -> int:
-        """The prompt cache, in one step: how many of ``digests`` (a prompt's cacheable prefixes, shortest
-        first, each naming all before it) were cached, counted from the first until one is not; then every one
-        of them is cached until ``expires_at`` (an idle prefix is forgotten then, a used one kept longer)."""
+    def cache_prefixes(self, digests: list[bytes], expires_at: float) -> list[bool]:
+        """The prompt cache, in one step: which of ``digests`` (each naming a prompt prefix) were cached; then
+        every one of them is cached until ``expires_at`` (an idle prefix is forgotten then, a used one kept
+        longer)."""
 
     # --- stored objects: chat completions and responses with ``store``, deleted fine-tunes -----------------
     @abstractmethod

@@ -207,18 +207,15 @@ class LocalSharedState(SharedState):
     def cache_prefixes(self, digests, expires_at):
         with self._locked():
             now = time.time()
-            table, cached, counting = self._prefixes, 0, True
+            table, cached = self._prefixes, []
             for key in digests:
                 try:
                     slot = table.slot(key, lambda record: record[1] <= now)
                 except RuntimeError:  # as many live prefixes as slots: this one is not cached (a cache evicts)
-                    counting = False
+                    cached.append(False)
                     continue
-                if counting and table.get(slot, key)[0] > now:
-                    cached += 1
-                else:
-                    counting = False
-                table.put(slot, key, expires_at)
+                cached.append(table.get(slot, key)[0] > now)
+                table.put(slot, key, max(expires_at, table.get(slot, key)[0]))
         return cached
 
     # --- running sequences --------------------------------------------------------------------------------

@@ -325,14 +325,10 @@ class RedisSharedState(SharedState):
             pipe.mget(names)
             at = int(expires_at * 1000)
             for name in names:
-                pipe.set(name, b"1", pxat=at)
+                pipe.set(name, b"1", pxat=at, nx=True)
+                pipe.pexpireat(name, at, gt=True)  # later, never sooner: a longer retention given earlier stays
             found = pipe.execute()[0]
-        cached = 0
-        for value in found:
-            if value is None:
-                break
-            cached += 1
-        return cached
+        return [value is not None for value in found]
 
     # --- running sequences --------------------------------------------------------------------------------
     def _sequences(self, model: str) -> list[str]:

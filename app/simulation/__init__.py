@@ -53,6 +53,7 @@ class Fate:
     rate_limit_headers: list = field(default_factory=list)
     release: object = None  # called once the reply is over: gives back the running sequence
     cached_tokens: int = 0  # of the prompt, served by the prompt cache
+    cache_written: dict | None = None  # explicit breakpoints: {retention_s: tokens written to the cache}
 
     @property
     def non_stream_wait_s(self) -> float:
@@ -135,8 +136,10 @@ class Simulation:
             answer = filtered(answer, next(f.after for f in stream_faults if f.kind == "filtered"))
             stream_faults = [f for f in stream_faults if f.kind != "filtered"]
 
-        cached = 0
-        if endpoint == "chat":
+        cached, written = 0, None
+        if parsed.cache_breakpoints is not None:
+            cached, written = self.prompt_cache.explicit(settings.prompt_cache, parsed.cache_breakpoints, model)
+        elif endpoint == "chat":
             cached = self.prompt_cache.cached_tokens(settings.prompt_cache, parsed.body, model, prompt_tokens)
         # What the journal and the metrics record of every request, whichever view or format it came through.
         annotate(
@@ -148,7 +151,7 @@ class Simulation:
         )
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
         if BATCH in request.environ:
-            return Fate(settings, answer, INSTANT, stream_faults, 0, static_headers(reserved), cached_tokens=cached)
+            return Fate(settings, answer, INSTANT, stream_faults, 0, static_headers(reserved), None, cached, written)
         per_model = self.layers.per_model(settings, model)
         if per_model.rate_limited:
             headers = self._limits(settings, model).admit(reserved)
@@ -164,7 +167,9 @@ class Simulation:
                 stream_faults,
                 faults["trickle_bytes_per_s"],
                 headers,
-                cached_tokens=cached,
+                None,
+                cached,
+                written,
             )
         latency = per_model.latency
         load_factor, release, queued_s = 1.0, None, 0.0
@@ -191,7 +196,7 @@ class Simulation:
         )
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
         self._started(model, timing, answer, queued_s, ask.max_tokens)
-        return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached)
+        return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached, written)
 
     def _started(self, model: str, timing: Timing, answer: Answer, queued_s: float, max_tokens: int | None) -> None:
         """The reply has its sequence and starts: the metrics count it running until it ends, and read how

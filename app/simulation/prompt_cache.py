@@ -28,6 +28,33 @@ class PromptCache:
     def __init__(self, shared):
         self.shared = shared
 
+    def explicit(self, settings: dict, breakpoints: list[tuple[list, float]], model: str) -> tuple[int, dict]:
+        """Explicit breakpoints (Anthropic's ``cache_control``): the prompt is read from the cache up to the
+        longest breakpoint cached before, and written at every breakpoint past it. ``(tokens read, {retention_s:
+        tokens written})``; a write is counted once, under the breakpoint that ends it."""
+        if not settings["enabled"] or not breakpoints:
+            return 0, {}
+        scope = hashlib.blake2b(f"{model}\0explicit".encode(), digest_size=16)
+        now, read, hit = time.time(), 0, {}
+        by_retention: dict[float, list[int]] = {}
+        digests = []
+        for index, (tokens, retention) in enumerate(breakpoints):
+            state = scope.copy()
+            state.update(repr(tokens).encode())
+            digests.append(state.digest())
+            by_retention.setdefault(retention, []).append(index)
+        for retention, indexes in by_retention.items():
+            found = self.shared.cache_prefixes([digests[i] for i in indexes], now + retention)
+            hit |= {i: was for i, was in zip(indexes, found, strict=True)}
+        read = max((len(breakpoints[i][0]) for i, was in hit.items() if was), default=0)
+        written: dict[float, int] = {}
+        end = read
+        for tokens, retention in breakpoints:
+            if len(tokens) > end:
+                written[retention] = written.get(retention, 0) + len(tokens) - end
+                end = len(tokens)
+        return read, written
+
     def cached_tokens(self, settings: dict, body: dict, model: str, prompt_tokens: int) -> int:
         """How many of this chat prompt's ``prompt_tokens`` the cache serves; the prompt's prefixes are
         cached (again) for the requests after it."""
@@ -41,7 +68,8 @@ class PromptCache:
         digests = prefix_digests(tokens[:prompt_tokens], scope, settings["min_tokens"], settings["step_tokens"])
         if not digests:
             return 0
-        hits = self.shared.cache_prefixes(digests, time.time() + retention_s(settings, body))
+        found = self.shared.cache_prefixes(digests, time.time() + retention_s(settings, body))
+        hits = found.index(False) if False in found else len(found)  # the longest prefix cached: a hit
         return settings["min_tokens"] + (hits - 1) * settings["step_tokens"] if hits else 0
 
 

@@ -162,3 +162,17 @@ def test_auth_against_the_token(start_server):
     bad = anthropic.Anthropic(base_url=server.base_url, api_key="sk-ant-wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError, match="invalid x-api-key"):
         bad.messages.create(model=MODEL, max_tokens=5, messages=HI)
+
+
+def test_prompt_caching_with_cache_control(claude, test_id):
+    # the live server has two workers: the write and the reads may land on either, and share one cache
+    policy = f"Policy {test_id}. " + " ".join(f"Clause {i}: quote the clause you apply." for i in range(300))
+    system = [{"type": "text", "text": policy, "cache_control": {"type": "ephemeral"}}]
+    first = claude.messages.create(model=MODEL, max_tokens=5, system=system, messages=HI)
+    assert first.usage.cache_creation_input_tokens > 2000 and first.usage.cache_read_input_tokens == 0
+    assert first.usage.cache_creation.ephemeral_5m_input_tokens == first.usage.cache_creation_input_tokens
+    for _ in range(4):
+        with claude.messages.stream(model=MODEL, max_tokens=5, system=system, messages=HI) as stream:
+            usage = stream.get_final_message().usage
+        assert usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+        assert usage.cache_creation_input_tokens == 0 and usage.input_tokens == first.usage.input_tokens

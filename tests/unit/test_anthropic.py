@@ -284,3 +284,74 @@ def test_rate_limits_count_per_x_api_key_with_anthropics_headers(make_client):
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert refused.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
     assert post(client, HELLO, headers=HEADERS | {"x-api-key": "k2"}).status_code == 200  # another key's own limit
+
+
+POLICY = " ".join(f"Clause {i}: quote the clause you apply, word for word." for i in range(250))
+
+
+def cached_call(client, question, model="claude-sonnet-4-5", ttl=None, **extra):
+    control = {"type": "ephemeral"} | ({"ttl": ttl} if ttl else {})
+    body = {"model": model, "max_tokens": 5, "system": [{"type": "text", "text": POLICY, "cache_control": control}]}
+    body["messages"] = [{"role": "user", "content": question}]
+    response = post(client, body | extra)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["usage"]
+
+
+def test_a_cache_control_breakpoint_is_written_then_read(client):
+    first = cached_call(client, "Which clause covers refunds?")
+    written = first["cache_creation_input_tokens"]
+    assert written > 2000 and first["cache_read_input_tokens"] == 0
+    assert first["cache_creation"] == {"ephemeral_5m_input_tokens": written, "ephemeral_1h_input_tokens": 0}
+    second = cached_call(client, "And which covers returns?")
+    assert second["cache_read_input_tokens"] == written and second["cache_creation_input_tokens"] == 0
+    # input_tokens is what comes after the breakpoint: the question, framed
+    assert 0 < second["input_tokens"] < 30
+    counted = post(client, {"model": "claude-sonnet-4-5", "system": POLICY,
+                            "messages": [{"role": "user", "content": "And which covers returns?"}]},
+                   "/v1/messages/count_tokens").get_json()["input_tokens"]  # fmt: skip
+    assert second["input_tokens"] + second["cache_read_input_tokens"] == counted
+
+
+def test_a_one_hour_write_and_a_later_breakpoint_written_past_the_cached_one(client):
+    first = cached_call(client, "q", ttl="1h")
+    assert first["cache_creation"]["ephemeral_1h_input_tokens"] == first["cache_creation_input_tokens"] > 2000
+    long_question = [{"type": "text", "text": POLICY, "cache_control": {"type": "ephemeral"}}]
+    usage = cached_call(client, long_question, ttl="1h")
+    assert usage["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+    assert usage["cache_creation"]["ephemeral_5m_input_tokens"] > 2000  # the second breakpoint's part only
+
+
+def test_no_breakpoint_or_one_under_the_models_minimum_caches_nothing(client):
+    for _ in range(2):
+        plain = post(client, {"model": "claude-sonnet-4-5", "max_tokens": 5, "system": POLICY,
+                              "messages": [{"role": "user", "content": "q"}]}).get_json()["usage"]  # fmt: skip
+    assert plain["cache_read_input_tokens"] == plain["cache_creation_input_tokens"] == 0
+    for _ in range(2):
+        haiku = cached_call(client, "q", model="claude-haiku-4-5")  # about 3,000 tokens: Haiku 4.5 caches 4,096+
+    assert haiku["cache_read_input_tokens"] == haiku["cache_creation_input_tokens"] == 0
+
+
+def test_the_top_level_cache_control_marks_the_last_block_and_five_marks_are_refused(client):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 5, "cache_control": {"type": "ephemeral"},
+            "messages": [{"role": "user", "content": POLICY}]}  # fmt: skip
+    assert post(client, body).get_json()["usage"]["cache_creation_input_tokens"] > 2000
+    assert post(client, body).get_json()["usage"]["cache_read_input_tokens"] > 2000
+    block = {"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": [block] * 5}]}
+    response = post(client, body)
+    assert response.status_code == 400
+    assert (
+        response.get_json()["error"]["message"] == "A maximum of 4 blocks with cache_control may be provided. Found 5."
+    )
+
+
+def test_a_stream_reports_the_cache_in_message_start_and_message_delta(client):
+    cached_call(client, "q")
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 3, "stream": True,
+            "system": [{"type": "text", "text": POLICY, "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "q"}]}  # fmt: skip
+    events = parse_anthropic_sse(post(client, body).get_data(as_text=True))
+    start = next(e for e in events if e["type"] == "message_start")["message"]["usage"]
+    delta = next(e for e in events if e["type"] == "message_delta")["usage"]
+    assert start["cache_read_input_tokens"] == delta["cache_read_input_tokens"] > 2000

@@ -176,15 +176,14 @@ def test_a_new_server_gets_a_new_file_and_removes_it_at_exit():
     assert shared_path("/x/y.sqlite3") == "/x/y.sqlite3"  # a path of the user's own is used as it is
 
 
-def test_the_prompt_cache_counts_the_prefixes_cached_from_the_first_and_caches_them_all(path):
+def test_the_prompt_cache_says_which_prefixes_were_cached_and_caches_them_all(path):
     import time
 
     shared, later = open_(path), time.time() + 60
     one, two, three = b"1" * 16, b"2" * 16, b"3" * 16
-    assert shared.cache_prefixes([one, two], later) == 0  # nothing cached yet: all are cached now
-    assert open_(path).cache_prefixes([one, two, three], later) == 2  # another process sees them
-    assert shared.cache_prefixes([one, b"x" * 16, three], later) == 1  # counted from the first, to a miss
-    assert shared.cache_prefixes([b"y" * 16, one], later) == 0
+    assert shared.cache_prefixes([one, two], later) == [False, False]  # nothing cached yet: all are cached now
+    assert open_(path).cache_prefixes([one, two, three], later) == [True, True, False]  # another process sees them
+    assert shared.cache_prefixes([b"y" * 16, three], later) == [False, True]
 
 
 def test_a_prompt_prefix_unused_past_its_retention_is_forgotten(path):
@@ -193,5 +192,7 @@ def test_a_prompt_prefix_unused_past_its_retention_is_forgotten(path):
     shared = open_(path)
     shared.cache_prefixes([b"p" * 16, b"q" * 16], time.time() + 0.05)
     time.sleep(0.1)
-    assert shared.cache_prefixes([b"p" * 16, b"q" * 16], time.time() + 60) == 0
-    assert shared.cache_prefixes([b"p" * 16, b"q" * 16], time.time() + 60) == 2
+    assert shared.cache_prefixes([b"p" * 16, b"q" * 16], time.time() + 60) == [False, False]
+    assert shared.cache_prefixes([b"p" * 16, b"q" * 16], time.time() + 0.01) == [True, True]
+    time.sleep(0.05)  # a shorter retention asked later does not shorten a longer one
+    assert shared.cache_prefixes([b"p" * 16], time.time() + 60) == [True]

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, request
 
 from app.delivery import respond
 from app.errors import OpenAIError
-from app.formats.anthropic import models, schema
+from app.formats.anthropic import caching, models, schema
 from app.formats.anthropic.errors import AnthropicFormat
 from app.formats.anthropic.render import MessagesRenderer
 from app.formats.wire import json_body
@@ -40,9 +40,13 @@ def create_message():
     _version_required()
     state = current_state()
     strict = state.settings.server["strict_validation"]
-    parsed = schema.parse(json_body(INVALID_JSON), strict)
+    body = json_body(INVALID_JSON)
+    parsed = schema.parse(body, strict)
     annotate(model=parsed.model)
     model = models.resolve(parsed.model, state.settings.allow_unknown_models)
+    claude = models.find(model.id)
+    minimum = claude.min_cache_tokens if claude is not None else models.CLAUDE[1].min_cache_tokens
+    parsed.cache_breakpoints = caching.breakpoints(body, model.id, minimum)
     if strict and parsed.max_tokens > model.max_output_tokens:
         raise schema.invalid(
             f"max_tokens: {parsed.max_tokens} > {model.max_output_tokens}, which is the maximum allowed number of "
@@ -50,7 +54,13 @@ def create_message():
         )
     prompt_tokens = count_message_tokens(parsed.body["messages"], parsed.body.get("tools"), model.id)
     fate = state.simulation.decide(parsed, "chat", model.id, model.max_output_tokens, prompt_tokens)
-    reply = Reply(model=model.id, answer=fate.answer, prompt_tokens=prompt_tokens)
+    reply = Reply(
+        model=model.id,
+        answer=fate.answer,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=fate.cached_tokens,
+        cache_written=fate.cache_written,
+    )
     return respond(fate, reply, state.renderer(MessagesRenderer), parsed.stream)
 
 

@@ -20,6 +20,7 @@ class Claude:
     created_at: str  # RFC 3339, as Anthropic lists it
     max_input_tokens: int
     max_tokens: int
+    min_cache_tokens: int = 1024  # the shortest prompt prefix a cache_control breakpoint caches
 
     def spec(self) -> ModelSpec:
         return ModelSpec(id=self.id, max_output_tokens=self.max_tokens, context_window=self.max_input_tokens)
@@ -43,11 +44,11 @@ M = 1_000_000
 CLAUDE = (  # newest first, as Anthropic lists them
     Claude("claude-opus-5-5", "Claude Opus 5.5", "2026-11-05T00:00:00Z", M, 128000),
     Claude("claude-sonnet-5-5", "Claude Sonnet 5.5", "2026-11-05T00:00:00Z", M, 128000),
-    Claude("claude-haiku-5-5", "Claude Haiku 5.5", "2026-11-05T00:00:00Z", 200000, 64000),
+    Claude("claude-haiku-5-5", "Claude Haiku 5.5", "2026-11-05T00:00:00Z", 200000, 64000, 4096),
     Claude("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", M, 128000),
     Claude("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", M, 128000),
-    Claude("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z", 200000, 64000),
-    Claude("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z", 200000, 64000),
+    Claude("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z", 200000, 64000, 4096),
+    Claude("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z", 200000, 64000, 4096),
     Claude("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z", 200000, 64000),
 )
 # Aliases answer as their dated model, as the API reports it in ``model``.

@@ -63,11 +63,14 @@ def stop_reason(choice) -> tuple[str, str | None]:
 
 
 def usage(reply: Reply, output_tokens: int) -> dict:
+    """Anthropic's counts: ``input_tokens`` is what was neither read from the cache nor written to it."""
+    written = reply.cache_written or {}
+    five_minutes, one_hour = int(written.get(300.0, 0)), int(written.get(3600.0, 0))
     return {
-        "input_tokens": reply.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "input_tokens": reply.prompt_tokens - reply.cached_tokens - five_minutes - one_hour,
+        "cache_creation_input_tokens": five_minutes + one_hour,
+        "cache_read_input_tokens": reply.cached_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": one_hour},
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -161,10 +164,10 @@ class MessagesRenderer:
                 "type": "message_delta",
                 "delta": {"stop_reason": reason, "stop_sequence": sequence},
                 "usage": {
-                    "input_tokens": reply.prompt_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                    "output_tokens": answer.completion_tokens,
+                    key: value
+                    for key, value in usage(reply, answer.completion_tokens).items()
+                    if key
+                    in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
                 },
             },
         )
