@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 from bisect import bisect_left
+from collections import Counter
 
 from app.journal.entries import BATCH
 
@@ -169,6 +170,7 @@ class Metrics:
                           multiprocess_mode="livemostrecent", registry=registry)  # fmt: skip
         self._adapters: set[str] = set()  # the LoRA adapters this worker has served
         self._running: dict[str, int] = {}  # this worker's running requests, by model
+        self._finished: list[tuple] = []  # what each request that ran adds to vLLM's series, until the flush
         self.queued = dict  # () -> {model: waiting}: the simulation's waiting queues (see app.state)
         self.batch_requests = Counter(
             "mock_openai_batch_requests",
@@ -205,7 +207,8 @@ class Metrics:
         key = (counter, labels)
         self._counts[key] = self._counts.get(key, 0) + amount
 
-    def _observe(self, histogram, labels: tuple, values) -> None:
+    def _observe(self, histogram, labels: tuple, values, times: int = 1) -> None:
+        """Each of ``values`` observed ``times`` times."""
         key = (histogram, labels)
         gathered = self._histograms.get(key)
         if gathered is None:
@@ -213,12 +216,13 @@ class Metrics:
         buckets, bounds = gathered[1], histogram._upper_bounds
         for value in values:
             i = bisect_left(bounds, value)  # observe() counts a value in the first bucket whose bound >= it
-            buckets[i] = buckets.get(i, 0) + 1
-            gathered[0] += value
+            buckets[i] = buckets.get(i, 0) + times
+            gathered[0] += value * times
 
     def flush(self) -> None:
         """Add what was gathered to the metrics (and so, in multiprocess mode, to this worker's files). Uses
         a histogram's own buckets and sum, as ``observe`` does (prometheus_client is pinned)."""
+        self._count_finished()
         counts, self._counts = self._counts, {}
         histograms, self._histograms = self._histograms, {}
         for (counter, labels), amount in counts.items():
@@ -285,22 +289,18 @@ class Metrics:
             return
         labels = (model,)
         self._observe(self.e2e, labels, (latency,))
-        if note.get("prompt_tokens") is not None:
-            self._add(self.prompt_tokens, labels, note["prompt_tokens"])
-            self._add(self.generation_tokens, labels, note.get("completion_tokens") or 0)
-            self._add(self.cache_queries, labels, note["prompt_tokens"])
-            self._add(self.cache_hits, labels, note.get("cached_tokens") or 0)
         times = exchange.writes[0::2] if exchange.writes is not None else ()  # (time, bytes) pairs, flat
         if exchange.first_at is not None:
             self._observe(self.ttft, labels, (exchange.first_at - exchange.t0,))
             if len(times) > 1:
                 self._observe(self.itl, labels, [b - a for a, b in zip(times, times[1:], strict=False)])
-        if started is not None:
-            self._finished(exchange, labels, started, times)
-
-    def _finished(self, exchange, labels: tuple, started: tuple, times) -> None:
-        """vLLM's per-request histograms: the phases a reply went through, its sizes, and how it ended. A stream's
-        phases are measured (first and last write); a body's, which arrives whole, are the ones planned for it."""
+        if started is None:
+            if note.get("prompt_tokens") is not None:
+                self._add(self.prompt_tokens, labels, note["prompt_tokens"])
+                self._add(self.generation_tokens, labels, note.get("completion_tokens") or 0)
+            return
+        # vLLM's per-request series: the phases a reply went through, its sizes, and how it ended. A stream's
+        # phases are measured (first and last write); a body's, which arrives whole, are the ones planned for it.
         timing, answer, queued_s, max_tokens = started
         count = answer.count
         if exchange.stream and exchange.first_at is not None and len(times) > 1:
@@ -308,20 +308,37 @@ class Metrics:
             decode = times[-1] - exchange.first_at
         else:
             prefill, decode = timing.ttft_s, timing.generation_s(count)
-        for phase, value in (("queue", queued_s), ("prefill", prefill), ("decode", decode),
-                             ("inference", prefill + decode)):  # fmt: skip
-            self._observe(self.phases[phase], labels, (value,))
-        if count > 1:
-            self._observe(self.tpot, labels, (decode / (count - 1),))
-        note = exchange.note
-        self._observe(self.request_prompt_tokens, labels, (note.get("prompt_tokens") or 0,))
-        self._observe(self.request_generation_tokens, labels, (answer.completion_tokens,))
-        self._observe(self.n_param, labels, (len(answer.choices),))
-        if max_tokens:
-            self._observe(self.max_tokens_param, labels, (max_tokens,))
         ended = exchange.ending in ("done", "complete")  # not cut by a fault, a stop or the client
         reason = FINISHED_REASONS.get(answer.choices[0].finish_reason, "stop") if ended else "abort"
-        self._add(self.success, (*labels, reason))
+        # Counted at the next flush, identical requests (a load test's) together: a tuple here, not a dozen
+        # updates of counters and histograms.
+        self._finished.append((model, queued_s, prefill, decode, count, note.get("prompt_tokens") or 0,
+                               note.get("cached_tokens") or 0, answer.completion_tokens, len(answer.choices),
+                               max_tokens, reason))  # fmt: skip
+
+    def _count_finished(self) -> None:
+        finished, self._finished = self._finished, []
+        if not finished:
+            return
+        observe, add, phases = self._observe, self._add, self.phases
+        for request, times in Counter(finished).items():
+            model, queued_s, prefill, decode, count, prompt, cached, generated, n, max_tokens, reason = request
+            labels = (model,)
+            for phase, value in (("queue", queued_s), ("prefill", prefill), ("decode", decode),
+                                 ("inference", prefill + decode)):  # fmt: skip
+                observe(phases[phase], labels, (value,), times)
+            if count > 1:
+                observe(self.tpot, labels, (decode / (count - 1),), times)
+            observe(self.request_prompt_tokens, labels, (prompt,), times)
+            observe(self.request_generation_tokens, labels, (generated,), times)
+            observe(self.n_param, labels, (n,), times)
+            if max_tokens:
+                observe(self.max_tokens_param, labels, (max_tokens,), times)
+            add(self.success, (model, reason), times)
+            add(self.prompt_tokens, labels, prompt * times)
+            add(self.generation_tokens, labels, generated * times)
+            add(self.cache_queries, labels, prompt * times)
+            add(self.cache_hits, labels, cached * times)
 
     def batch_ended(self, status: str) -> None:
         self._add(self.batches, (status,))
