@@ -95,6 +95,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
         error_event,
         connection_dropper() if fate.stream_faults else None,  # only a faulty stream needs the socket
         stopped,
+        fate.kv.grow if fate.kv is not None else None,
     )
     if fate.trickle_bytes_per_s:
         events = trickle(events, fate.trickle_bytes_per_s)
@@ -106,6 +107,8 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
 def _body(fate: Fate, reply: Reply, renderer) -> Response:
     fault = fate.stream_faults[0] if fate.stream_faults else None  # a body has one point where it can fail
     wait = fate.non_stream_wait_s + (fault.stall_s if fault is not None and fault.kind == "stall" else 0)
+    if fate.kv is not None:
+        wait = _generate(fate, wait)
     if wait:
         sleep(wait)
     if fault is not None and fault.kind == "stream_error":
@@ -121,6 +124,23 @@ def _body(fate: Fate, reply: Reply, renderer) -> Response:
         response.headers["Content-Length"] = str(len(body))
         return response
     return Response(body, mimetype="application/json")
+
+
+def _generate(fate: Fate, wait: float) -> float:
+    """A body's tokens take their KV cache blocks at the times they are due, as a stream's do (a preemption
+    holds the body back too); what is left of ``wait`` afterwards."""
+    kv, timing, count = fate.kv, fate.timing, fate.answer.count
+    started = monotonic()
+    first, held_back = started + timing.ttft_s, 0.0
+    if fate.settings.latency["non_stream"] == "ttft":  # sent at its first token: its blocks are taken at once
+        return wait + kv.grow(count)
+    for k in kv.boundaries(count):
+        due = first + (timing.offsets[k] if timing.offsets is not None else k * timing.inter_token_latency_s)
+        pause = due + held_back - monotonic()
+        if pause > 0:
+            sleep(pause)
+        held_back += kv.grow(k + 1)
+    return max(0.0, started + wait + held_back - monotonic())
 
 
 def connection_dropper():

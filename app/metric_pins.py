@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 
 KIND = "metric_pin"
-# What can be pinned: vLLM's scheduler gauges, including the KV cache's, which the server does not simulate.
-PINNABLE = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
-HELP = {"vllm:kv_cache_usage_perc": "KV-cache usage. 1 means 100 percent usage."}
+# What can be pinned: vLLM's scheduler gauges, including the KV cache's (measured where a model has one).
+KV_USAGE = "vllm:kv_cache_usage_perc"
+PINNABLE = ("vllm:num_requests_running", "vllm:num_requests_waiting", KV_USAGE)
+HELP = {KV_USAGE: "KV-cache usage. 1 means 100 percent usage."}
 
 
 def pin_id(metric: str, model: str | None) -> str:

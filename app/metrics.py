@@ -138,6 +138,8 @@ class Metrics:
                                      registry=registry)  # fmt: skip
         self.cache_hits = Counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
                                   model, registry=registry)  # fmt: skip
+        self.preemptions = Counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", model,
+                                   registry=registry)  # fmt: skip
         self.success = Counter("vllm:request_success", "Count of successfully processed requests.",
                                [*model, "finished_reason"], registry=registry)  # fmt: skip
         phases = {
@@ -259,6 +261,14 @@ class Metrics:
     def stream_opened(self, exchange) -> None:
         self._open_streams += 1
 
+    def preempted(self, model: str) -> None:
+        """A running request gave back its KV cache blocks and waits to be run again."""
+        self._running[model] -= 1
+        self._add(self.preemptions, (model,))
+
+    def resumed(self, model: str) -> None:
+        self._running[model] += 1
+
     def generation_started(self, model: str, adapter: bool = False) -> None:
         self._running[model] = self._running.get(model, 0) + 1
         if adapter:
@@ -343,9 +353,10 @@ class Metrics:
     def batch_ended(self, status: str) -> None:
         self._add(self.batches, (status,))
 
-    def exposition(self, pins: list[dict] = (), default_model: str = "") -> tuple[bytes, str]:
-        """The text a scrape gets, and its content type; gauges pinned by a test (:mod:`app.metric_pins`) show
-        their pinned values, for ``default_model`` where no model is named and none has a series yet."""
+    def exposition(self, pins: list[dict] = (), default_model: str = "", kv_usage: dict | None = None):
+        """The text a scrape gets, and its content type. ``kv_usage``: each model's share of its KV cache in use
+        (read from the shared state by the scrape); gauges pinned by a test (:mod:`app.metric_pins`) show their
+        pinned values, for ``default_model`` where no model is named and none has a series yet."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
         self.flush()  # this worker's are current; the others' are at most FLUSH_INTERVAL_S behind
@@ -354,9 +365,9 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
         else:
             registry = self.registry
-        if pins:
+        if pins or kv_usage:
             pinned = CollectorRegistry()
-            pinned.register(_Pinned(registry, pins, default_model))
+            pinned.register(_Pinned(registry, pins, default_model, kv_usage or {}))
             registry = pinned
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
@@ -364,8 +375,8 @@ class Metrics:
 class _Pinned:
     """A registry's metrics, with pinned gauges at their pinned values."""
 
-    def __init__(self, registry, pins: list[dict], default_model: str):
-        self.registry, self.pins, self.default_model = registry, pins, default_model
+    def __init__(self, registry, pins: list[dict], default_model: str, kv_usage: dict):
+        self.registry, self.pins, self.default_model, self.kv_usage = registry, pins, default_model, kv_usage
 
     def collect(self):
         import time
@@ -373,9 +384,14 @@ class _Pinned:
         from prometheus_client.core import GaugeMetricFamily
         from prometheus_client.samples import Sample
 
-        from app.metric_pins import HELP
+        from app.metric_pins import HELP, KV_USAGE
 
         now = time.time()
+        measured = None
+        if self.kv_usage:
+            measured = GaugeMetricFamily(KV_USAGE, HELP[KV_USAGE], labels=["model_name"])
+            for model, usage in self.kv_usage.items():
+                measured.add_metric([model], usage)
         by_metric: dict[str, list[dict]] = {}
         for pin in self.pins:
             by_metric.setdefault(pin["metric"], []).append(pin)
@@ -384,6 +400,11 @@ class _Pinned:
             if pins:
                 family.samples = _pinned_samples(family.samples, family.name, pins, self.default_model, now, Sample)
             yield family
+        if measured is not None:
+            pins = by_metric.pop(KV_USAGE, None)
+            if pins:
+                measured.samples = _pinned_samples(measured.samples, KV_USAGE, pins, self.default_model, now, Sample)
+            yield measured
         for name, pins in by_metric.items():  # a gauge no worker has set (the KV cache's): only its pins
             family = GaugeMetricFamily(name, HELP.get(name, name), labels=["model_name"])
             family.samples = _pinned_samples([], name, pins, self.default_model, now, Sample)

@@ -57,7 +57,8 @@ class MockState:
         journal, metrics = _capture(settings, shared)
         if metrics is not None:  # vLLM's scheduler gauges: the replies running and waiting in this worker
             simulation.on_start = metrics.generation_started
-            metrics.queued = simulation.gate.queued
+            simulation.on_preempt, simulation.on_resume = metrics.preempted, metrics.resumed
+            metrics.queued = simulation.waiting
         return cls(
             settings,
             corpus,

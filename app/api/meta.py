@@ -40,7 +40,13 @@ def metrics():
     from app.api.admin import pins  # gauges a test pinned (app.metric_pins), read by a scrape only
 
     default_model = next((m.id for m in state.settings.models if m.endpoint == "chat"), "")
-    body, content_type = state.metrics.exposition(pins(state.shared), default_model)
+    settings = state.simulation.settings()
+    kv_usage = {}
+    for model in settings.models:  # the KV cache of each model that has one, as all workers fill it
+        capacity = settings.for_model("latency", model.id)["kv_cache_blocks"]
+        if capacity:
+            kv_usage[model.id] = state.shared.used_blocks(model.id) / capacity
+    body, content_type = state.metrics.exposition(pins(state.shared), default_model, kv_usage)
     return Response(body, content_type=content_type)
 
 

@@ -73,6 +73,8 @@ DEFAULTS: dict[str, dict] = {
         "max_queued_sequences": 0,  # waiting in front of them; more get queue_full_error
         "queue_full_error": "503",
         "load_slowdown": 1.0,  # at full load, TTFT and inter-token latency are (1 + this) times the setting
+        "kv_cache_blocks": 0,  # per model, across all workers: the KV cache running sequences fill; 0: none
+        "block_size": 16,  # tokens per KV cache block
     },
     "faults": {
         "error_rate_percent": 0,

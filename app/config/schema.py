@@ -231,6 +231,8 @@ class LatencySchema(_Strict):
     max_queued_sequences = fields.Integer(required=True, validate=validate.Range(min=0))
     queue_full_error = fields.String(required=True, validate=validate.OneOf(ERROR_KINDS))
     load_slowdown = fields.Float(required=True, validate=validate.Range(min=0))
+    kv_cache_blocks = fields.Integer(required=True, validate=validate.Range(min=0))
+    block_size = fields.Integer(required=True, validate=validate.Range(min=1))
 
 
 class FaultsSchema(_Strict):

@@ -99,12 +99,23 @@ class SharedState(ABC):
         """A running (or, with ``queued``, a still waiting) request of this process is done."""
 
     @abstractmethod
+    def take_blocks(self, model: str, blocks: int, capacity: int) -> bool:
+        """The model's KV cache: take ``blocks`` if the blocks in use stay within ``capacity`` (True), or take
+        none (False); a negative number gives blocks back, always. Counted per process, for
+        :meth:`forget_process`."""
+
+    @abstractmethod
+    def used_blocks(self, model: str) -> int:
+        """KV cache blocks in use across all workers."""
+
+    @abstractmethod
     def running_sequences(self, model: str) -> int:
         """Running across all workers."""
 
     @abstractmethod
     def forget_process(self, pid: int) -> None:
-        """A worker is gone: drop the sequences it held, so they do not leak, and its journal counters."""
+        """A worker is gone: drop the sequences and KV cache blocks it held, so they do not leak, and its journal
+        counters."""
 
     # --- the prompt cache -----------------------------------------------------------------------------------
     @abstractmethod

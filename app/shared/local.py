@@ -71,6 +71,10 @@ class LocalSharedState(SharedState):
             # per model: digest, running, queued; per (model, worker): digest, model digest, pid, running, queued
             self._models = MappedTable(path + ".models", "=16sqq", MODEL_SLOTS)
             self._shares = MappedTable(path + ".shares", "=16s16sqqq", SHARE_SLOTS)
+            # KV cache blocks in use: per model (digest, blocks) and per (model, worker) (digest, model digest,
+            # pid, blocks)
+            self._kv = MappedTable(path + ".kv", "=16sq", MODEL_SLOTS)
+            self._kv_shares = MappedTable(path + ".kvshares", "=16s16sqq", SHARE_SLOTS)
             # a cached prompt prefix: its digest, and the time it is forgotten
             self._prefixes = MappedTable(path + ".prefixes", "=16sd", PREFIX_SLOTS)
         self._pid = None
@@ -270,8 +274,33 @@ class LocalSharedState(SharedState):
         with self._locked():
             return self._models.get(self._models.slot(model_key, _idle), model_key)[0]
 
+    def take_blocks(self, model, blocks, capacity):
+        with self._locked():
+            model_key = digest(model)
+            share_key = digest(f"{model}\0{os.getpid()}")
+            model_slot = self._kv.slot(model_key, lambda record: record[1] == 0)
+            (used,) = self._kv.get(model_slot, model_key)
+            if blocks > 0 and used + blocks > capacity:
+                return False
+            share_slot = self._kv_shares.slot(share_key, lambda record: record[-1] == 0)
+            mine = self._kv_shares.get(share_slot, share_key)[-1]
+            self._kv.put(model_slot, model_key, max(0, used + blocks))
+            self._kv_shares.put(share_slot, share_key, model_key, os.getpid(), max(0, mine + blocks))
+        return True
+
+    def used_blocks(self, model):
+        model_key = digest(model)
+        with self._locked():
+            return self._kv.get(self._kv.slot(model_key, lambda record: record[1] == 0), model_key)[0]
+
     def forget_process(self, pid):
         with self._locked():
+            for slot, (share_key, model_key, owner, held) in list(self._kv_shares.records()):
+                if owner == pid and held:
+                    model_slot = self._kv.slot(model_key, lambda record: record[1] == 0)
+                    (used,) = self._kv.get(model_slot, model_key)
+                    self._kv.put(model_slot, model_key, max(0, used - held))
+                    self._kv_shares.put(slot, share_key, model_key, owner, 0)
             for slot, (share_key, model_key, owner, running, queued) in list(self._shares.records()):
                 if owner != pid or not (running or queued):
                     continue
@@ -365,7 +394,7 @@ class LocalSharedState(SharedState):
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        for table in (self._buckets, self._models, self._shares, self._prefixes):
+        for table in (self._buckets, self._models, self._shares, self._prefixes, self._kv, self._kv_shares):
             table.close()
         self._counters.close()
         self._control.close()

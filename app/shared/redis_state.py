@@ -61,7 +61,7 @@ end
 _FORGET = """
 for _, model in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[1] .. 'seq:' .. model
-  for _, kind in ipairs({'running', 'queued'}) do
+  for _, kind in ipairs({'running', 'queued', 'blocks'}) do
     local field = string.sub(kind, 1, 1) .. ':' .. ARGV[2]
     local held = tonumber(redis.call('HGET', key, field) or '0')
     if held > 0 then
@@ -71,6 +71,17 @@ for _, model in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('HDEL', key, field)
   end
 end
+"""
+# KEYS: the model's sequence hash, the set of models; ARGV: worker, blocks (< 0: given back), capacity, model
+_TAKE_BLOCKS = """
+local n = tonumber(ARGV[2])
+local used = tonumber(redis.call('HGET', KEYS[1], 'blocks') or '0')
+if n > 0 and used + n > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'blocks', math.max(0, used + n))
+local mine = tonumber(redis.call('HGET', KEYS[1], 'b:' .. ARGV[1]) or '0')
+redis.call('HSET', KEYS[1], 'b:' .. ARGV[1], math.max(0, mine + n))
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
 """
 _ADD_FAULTS = """
 local added = {}
@@ -175,6 +186,7 @@ class RedisSharedState(SharedState):
             self.redis.register_script(script) for script in scripts
         )
         self._put = self.redis.register_script(_PUT_OBJECT)
+        self._take_blocks = self.redis.register_script(_TAKE_BLOCKS)
         self._delete = self.redis.register_script(_DELETE_OBJECT)
         self._changes = [self._key("version"), self._key("pending")]
         self._reading, self._following = False, None  # a read of the changes out; who waits for the next
@@ -331,6 +343,12 @@ class RedisSharedState(SharedState):
         return [value is not None for value in found]
 
     # --- running sequences --------------------------------------------------------------------------------
+    def take_blocks(self, model, blocks, capacity):
+        return bool(self._take_blocks(keys=self._sequences(model), args=[self._worker(), blocks, capacity, model]))
+
+    def used_blocks(self, model):
+        return int(self.redis.hget(self._key("seq", model), "blocks") or 0)
+
     def _sequences(self, model: str) -> list[str]:
         return [self._key("seq", model), self._key("seq-models")]
 

@@ -32,6 +32,7 @@ from app.journal import BATCH, NOTE, annotate
 from app.replies import EMPTY, Answer, Ask, Choice, Replies, filtered
 from app.replies.scripted import RuleError, RulesError
 from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_controls, stream_faults_of
+from app.simulation.kv_cache import KvSequence
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
 from app.simulation.limits import RateLimits, static_headers
 from app.simulation.prompt_cache import PromptCache
@@ -54,6 +55,7 @@ class Fate:
     release: object = None  # called once the reply is over: gives back the running sequence
     cached_tokens: int = 0  # of the prompt, served by the prompt cache
     cache_written: dict | None = None  # explicit breakpoints: {retention_s: tokens written to the cache}
+    kv: KvSequence | None = None  # its blocks of the model's KV cache ([latency] kv_cache_blocks), which grow
 
     @property
     def non_stream_wait_s(self) -> float:
@@ -74,6 +76,9 @@ class Simulation:
         self.prompt_cache = PromptCache(shared)
         self.fallback_mode = bool(settings.replay["dir"] and settings.replay["fallback"])
         self.on_start = None  # told of each reply that starts generating (the metrics' running requests)
+        self.on_preempt = None  # and of each preemption, and of its resumption
+        self.on_resume = None
+        self.kv_waiting: dict[str, int] = {}  # this worker's requests waiting for KV cache blocks, by model
 
     def settings(self) -> Settings:
         return self.layers.current()
@@ -184,6 +189,16 @@ class Simulation:
             queued_s = time.monotonic() - asked
             load_factor += latency["load_slowdown"] * min(1.0, running / limit)
             release = _Release(self.gate, model)
+        kv = None
+        if latency["kv_cache_blocks"]:
+            kv = KvSequence(self, model, latency, prompt_tokens - cached)  # a cached prefix's blocks are shared
+            try:
+                queued_s += kv.admit()
+            except BaseException:
+                if release is not None:
+                    release()
+                raise
+            release = _Release(self.gate if limit else None, model, kv)
 
         timing = plan(
             latency,
@@ -196,7 +211,7 @@ class Simulation:
         )
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
         self._started(model, timing, answer, queued_s, ask.max_tokens)
-        return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached, written)
+        return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached, written, kv)
 
     def _started(self, model: str, timing: Timing, answer: Answer, queued_s: float, max_tokens: int | None) -> None:
         """The reply has its sequence and starts: the metrics count it running until it ends, and read how
@@ -207,6 +222,21 @@ class Simulation:
         if note is not None:
             note["started"] = (timing, answer, queued_s, max_tokens)
             self.on_start(model, note.get("adapter", False))
+
+    def waiting(self) -> dict[str, int]:
+        """This worker's requests waiting, by model: for a sequence, or for KV cache blocks."""
+        waiting = self.gate.queued()
+        for model, count in self.kv_waiting.items():
+            waiting[model] = waiting.get(model, 0) + count
+        return waiting
+
+    def preempted(self, model: str) -> None:
+        if self.on_preempt is not None:
+            self.on_preempt(model)
+
+    def resumed(self, model: str) -> None:
+        if self.on_resume is not None:
+            self.on_resume(model)
 
     def _limits(self, settings: Settings, model: str) -> RateLimits:
         """The rate limits of this request's key and model (made only when a limit or a 429 needs them)."""
@@ -230,14 +260,17 @@ class Simulation:
 
 
 class _Release:
-    """Gives a running sequence back, once, however the reply ends."""
+    """Gives a running sequence (and its KV cache blocks) back, once, however the reply ends."""
 
-    __slots__ = ("gate", "model")
+    __slots__ = ("gate", "model", "kv")
 
-    def __init__(self, gate, model):
-        self.gate, self.model = gate, model
+    def __init__(self, gate, model, kv=None):
+        self.gate, self.model, self.kv = gate, model, kv
 
     def __call__(self):
         gate, self.gate = self.gate, None
-        if gate is not None:
+        kv, self.kv = self.kv, None
+        if kv is not None:
+            kv.release()
+        if gate is not None and (kv is None or kv.sequence):  # a preempted one may be waiting for a sequence
             gate.leave(self.model)

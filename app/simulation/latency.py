@@ -88,8 +88,9 @@ class SequenceGate:
         self.released = Event()
         self.promoter = None
 
-    def enter(self, model: str, limit: int, queue_limit: int) -> int:
-        """Wait for a sequence of ``model``; the running count once this request holds one."""
+    def enter(self, model: str, limit: int, queue_limit: int, front: bool = False) -> int:
+        """Wait for a sequence of ``model``; the running count once this request holds one. ``front``: at the
+        head of this worker's queue (a preempted sequence, as vLLM requeues it)."""
         status, running = self.shared.acquire_sequence(model, limit, queue_limit)
         if status == "full":
             raise QueueFull
@@ -97,7 +98,8 @@ class SequenceGate:
             return running
         turn = AsyncResult()
         self.limits[model] = limit
-        self.waiting.setdefault(model, deque()).append(turn)
+        queue = self.waiting.setdefault(model, deque())
+        queue.appendleft(turn) if front else queue.append(turn)
         if self.promoter is None or self.promoter.dead:
             self.promoter = gevent.spawn(self._promote)
         try:

@@ -103,13 +103,16 @@ def paced_events(
     error_event: bytes = b"",
     drop: Callable[[], None] | None = None,
     stopped: bytes = STOPPED,
+    grow: Callable[[int], float] | None = None,
 ) -> Iterator[bytes]:
     """Yield the stream: ``head`` with token 0 at ``first_token_at`` (a ``monotonic()`` time), token ``k`` at
     its deadline, ``tail`` right after the last token. ``event_at(k)`` renders token ``k``'s event.
 
     ``faults`` (each with ``kind``, ``after`` and ``stall_s``, in order) strike after that many tokens;
     ``error_event`` is what a ``stream_error`` sends, ``drop`` what a ``disconnect`` calls, ``stopped`` what
-    ends a stream still running when its worker stops (another wire format's own error event)."""
+    ends a stream still running when its worker stops (another wire format's own error event). ``grow(n)``,
+    called before tokens up to ``n`` go out, returns how long the stream was held back (a KV cache
+    preemption, :mod:`app.simulation.kv_cache`): the tokens after it keep their spacing, that much later."""
     schedule = Schedule(first_token_at, inter_token_latency, offsets)
     if first_token_at > monotonic():
         yield b""  # sends the status line and headers now, as the real API does before the first token
@@ -117,7 +120,7 @@ def paced_events(
         sent, prefix = 0, head
         for fault in faults:
             stop = min(fault.after, count)
-            sent = yield from _tokens(event_at, sent, stop, count, schedule, prefix, b"")
+            sent = yield from _tokens(event_at, sent, stop, count, schedule, prefix, b"", grow)
             prefix = b""
             if fault.kind == "disconnect":
                 if drop is not None:
@@ -132,12 +135,12 @@ def paced_events(
             elif fault.kind == "stall":
                 _sleep_until(monotonic() + fault.stall_s)
                 schedule.first += fault.stall_s  # the rest keeps its spacing
-        yield from _tokens(event_at, sent, count, count, schedule, prefix, tail)
+        yield from _tokens(event_at, sent, count, count, schedule, prefix, tail, grow)
     except _Stopped:
         yield stopped
 
 
-def _tokens(event_at, sent, stop, count, schedule, prefix, suffix):
+def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
     """Send tokens ``sent`` to ``stop`` on their deadlines, ``prefix`` with the first write and ``suffix``
     with the last; returns the number sent."""
     if sent >= stop:
@@ -154,6 +157,11 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix):
             continue
         # max(): float rounding must never leave a due token unsent
         upto = min(stop, max(sent + 1, schedule.due_by(now, count)))
+        if grow is not None:
+            held_back = grow(upto)
+            if held_back:
+                schedule.first += held_back
+                continue
         parts = [event_at(k) for k in range(sent, upto)]
         if prefix:
             parts.insert(0, prefix)

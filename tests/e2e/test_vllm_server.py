@@ -114,3 +114,34 @@ def test_a_pinned_gauge_shows_in_every_workers_scrape_until_deleted(start_server
     assert requests.delete(server.base_url + "/_mock/metrics/pins", timeout=5).json() == {"cleared": 1}
     for _ in range(8):
         assert gauges(server.base_url).get("vllm:num_requests_waiting") is None  # nothing has queued here
+
+
+@pytest.mark.parametrize("sequences", [[], ["--max-concurrent-sequences", "4", "--max-queued-sequences", "8"]])
+def test_a_small_kv_cache_fills_preempts_and_every_stream_still_ends_whole(start_server, sequences):
+    # 20 blocks of 16 tokens; six streams of ~8 + 100 tokens need 7 blocks each at the end: 42 > 20. With a
+    # sequence limit too, a preempted stream gives its sequence back and waits for one at the head of the queue.
+    env = {"MOCK_OPENAI_LATENCY_KV_CACHE_BLOCKS": "20", "MOCK_OPENAI_LATENCY_PREFILL_MS_PER_1K_PROMPT_TOKENS": "50"}
+    server = start_server("-w", "2", "--inter-token-latency", "20", *sequences, env=env)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100, "stream": True}
+    tokens = []
+
+    def stream():
+        with requests.post(server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=60) as response:
+            lines = [line for line in response.iter_lines() if line.startswith(b"data: {")]
+            tokens.append(sum(1 for line in lines if b'"content":"' in line and b'"content":""' not in line))
+
+    streams = [threading.Thread(target=stream) for _ in range(6)]
+    for thread in streams:
+        thread.start()
+    usage = []
+    while any(thread.is_alive() for thread in streams):
+        usage.append(gauges(server.base_url).get("vllm:kv_cache_usage_perc", 0))
+        time.sleep(0.05)
+    for thread in streams:
+        thread.join(60)
+    assert tokens == [100] * 6  # preempted streams pause, then go on where they were
+    assert max(usage) > 0.8 and all(u <= 1.0 for u in usage)  # it fills, never past full
+    idle = {"vllm:kv_cache_usage_perc": 0.0, "vllm:num_requests_running": 0, "vllm:num_requests_waiting": 0}
+    seen = eventually(server.base_url, idle)
+    assert {name: seen.get(name, 0) for name in idle} == idle  # every block and sequence given back
+    assert seen["vllm:num_preemptions_total"] >= 1

@@ -196,3 +196,26 @@ def test_a_prompt_prefix_unused_past_its_retention_is_forgotten(path):
     assert shared.cache_prefixes([b"p" * 16, b"q" * 16], time.time() + 0.01) == [True, True]
     time.sleep(0.05)  # a shorter retention asked later does not shorten a longer one
     assert shared.cache_prefixes([b"p" * 16], time.time() + 60) == [True]
+
+
+def test_kv_cache_blocks_are_taken_within_capacity_and_a_dead_workers_are_given_back(path):
+    shared = open_(path)
+    assert shared.take_blocks("m", 6, 10) and not shared.take_blocks("m", 5, 10)  # 11 > 10: none taken
+    assert shared.take_blocks("m", 4, 10) and shared.used_blocks("m") == 10
+    assert shared.take_blocks("m", -4, 10) and shared.used_blocks("m") == 6
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    worker = context.Process(target=_hold_blocks, args=(path, ready))
+    worker.start()
+    assert ready.wait(10)
+    assert open_(path).used_blocks("m") == 9
+    worker.kill()
+    worker.join(10)
+    shared.forget_process(worker.pid)
+    assert shared.used_blocks("m") == 6
+
+
+def _hold_blocks(path, ready):
+    open_(path).take_blocks("m", 3, 10)
+    ready.set()
+    multiprocessing.Event().wait(30)  # killed by the test

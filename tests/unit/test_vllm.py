@@ -111,3 +111,32 @@ def test_requests_to_an_adapter_show_in_vllm_lora_requests_info(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'vllm:lora_requests_info{max_lora="1",running_lora_adapters="",waiting_lora_adapters=""}' in text
     assert 'vllm:request_success_total{finished_reason="length",model_name="tone"} 1.0' in text
+
+
+def test_a_kv_cache_takes_blocks_as_tokens_are_due_and_gives_them_back(make_client):
+    from app.simulation.kv_cache import KvSequence
+
+    kv = KvSequence(None, "m", {"kv_cache_blocks": 100, "block_size": 16, "max_concurrent_sequences": 0}, 30)
+    assert (
+        list(kv.boundaries(40)) == [k for k in range(1, 40) if kv.blocks_for(k + 1) > kv.blocks_for(k)] == [2, 18, 34]
+    )
+
+    client = make_client({"latency": {"inter_token_latency_ms": 1, "kv_cache_blocks": 20}})
+    shared = client.application.extensions["mock_openai"].shared
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert shared.used_blocks("gpt-4o-mini") == 7  # ~8 + 100 tokens, until the server closes the response
+    response.close()
+    assert shared.used_blocks("gpt-4o-mini") == 0
+    client.post("/v1/chat/completions", json=body | {"stream": True}).get_data()
+    assert shared.used_blocks("gpt-4o-mini") == 0
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert 'vllm:kv_cache_usage_perc{model_name="gpt-4o-mini"} 0.0' in scrape
+
+
+def test_a_prompt_larger_than_the_kv_cache_is_refused(make_client):
+    client = make_client({"latency": {"kv_cache_blocks": 4}})
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 100}]}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "context_length_exceeded"
