@@ -314,8 +314,11 @@ class Metrics:
         timing, answer, queued_s, max_tokens = started
         count = answer.count
         if exchange.stream and exchange.first_at is not None and len(times) > 1:
-            prefill = max(0.0, exchange.first_at - exchange.t0 - queued_s)
-            decode = times[-1] - exchange.first_at
+            # Measured times are kept to the millisecond (vLLM's phase buckets start at 0.3 s, its per-token ones
+            # at 10 ms), so that streams alike are counted together too.
+            prefill = round(max(0.0, exchange.first_at - exchange.t0 - queued_s), 3)
+            decode = round(times[-1] - exchange.first_at, 3)
+            queued_s = round(queued_s, 3)
         else:
             prefill, decode = timing.ttft_s, timing.generation_s(count)
         ended = exchange.ending in ("done", "complete")  # not cut by a fault, a stop or the client

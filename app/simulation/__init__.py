@@ -144,18 +144,21 @@ class Simulation:
         cached, written = 0, None
         if parsed.cache_breakpoints is not None:
             cached, written = self.prompt_cache.explicit(settings.prompt_cache, parsed.cache_breakpoints, model)
-        elif endpoint == "chat":
+        elif endpoint == "chat" and prompt_tokens >= settings.prompt_cache["min_tokens"]:  # else nothing to cache
             cached = self.prompt_cache.cached_tokens(settings.prompt_cache, parsed.body, model, prompt_tokens)
         # What the journal and the metrics record of every request, whichever view or format it came through.
-        annotate(
-            model=model,
-            prompt_tokens=prompt_tokens,
-            cached_tokens=cached,
-            completion_tokens=answer.completion_tokens,
-            generated=endpoint != "embeddings",
-        )
+        environ = request.environ
+        note = environ.get(NOTE)
+        if note is not None:
+            note.update(
+                model=model,
+                prompt_tokens=prompt_tokens,
+                cached_tokens=cached,
+                completion_tokens=answer.completion_tokens,
+                generated=endpoint != "embeddings",
+            )
         reserved = prompt_tokens + (ask.max_tokens if ask.max_tokens is not None else answer.completion_tokens)
-        if BATCH in request.environ:
+        if BATCH in environ:
             return Fate(settings, answer, INSTANT, stream_faults, 0, static_headers(reserved), None, cached, written)
         per_model = self.layers.per_model(settings, model)
         if per_model.rate_limited:
@@ -164,7 +167,9 @@ class Simulation:
             headers = static_headers(reserved)
 
         if per_model.fixed_timing is not None and controls is None:  # no jitter, prefill or load: constant
-            self._started(model, per_model.fixed_timing, answer, 0.0, ask.max_tokens)
+            if note is not None and self.on_start is not None:  # see _started
+                note["started"] = (per_model.fixed_timing, answer, 0.0, ask.max_tokens)
+                self.on_start(model, note.get("adapter", False))
             return Fate(
                 settings,
                 answer,
@@ -210,15 +215,14 @@ class Simulation:
             controls.inter_token_latency_ms if controls else None,
         )
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
-        self._started(model, timing, answer, queued_s, ask.max_tokens)
+        self._started(note, model, timing, answer, queued_s, ask.max_tokens)
         return Fate(settings, answer, timing, stream_faults, trickle, headers, release, cached, written, kv)
 
-    def _started(self, model: str, timing: Timing, answer: Answer, queued_s: float, max_tokens: int | None) -> None:
+    def _started(self, note, model: str, timing: Timing, answer: Answer, queued_s: float, max_tokens) -> None:
         """The reply has its sequence and starts: the metrics count it running until it ends, and read how
         long it waited and was planned to take."""
         if self.on_start is None:
             return
-        note = request.environ.get(NOTE)
         if note is not None:
             note["started"] = (timing, answer, queued_s, max_tokens)
             self.on_start(model, note.get("adapter", False))
