@@ -167,9 +167,7 @@ class Simulation:
             headers = static_headers(reserved)
 
         if per_model.fixed_timing is not None and controls is None:  # no jitter, prefill or load: constant
-            if note is not None and self.on_start is not None:  # see _started
-                note["started"] = (per_model.fixed_timing, answer, 0.0, ask.max_tokens)
-                self.on_start(model, note.get("adapter", False))
+            self._started(note, model, per_model.fixed_timing, answer, 0.0, ask.max_tokens)
             return Fate(
                 settings,
                 answer,
