@@ -73,6 +73,7 @@ DEFAULTS: dict[str, dict] = {
         "max_queued_sequences": 0,  # waiting in front of them; more get queue_full_error
         "queue_full_error": "503",
         "load_slowdown": 1.0,  # at full load, TTFT and inter-token latency are (1 + this) times the setting
+        "max_num_batched_tokens": 0,  # per model, across all workers: prefill in steps of this budget; 0: per 1k
         "kv_cache_blocks": 0,  # per model, across all workers: the KV cache running sequences fill; 0: none
         "block_size": 16,  # tokens per KV cache block
     },

@@ -232,6 +232,7 @@ class LatencySchema(_Strict):
     queue_full_error = fields.String(required=True, validate=validate.OneOf(ERROR_KINDS))
     load_slowdown = fields.Float(required=True, validate=validate.Range(min=0))
     kv_cache_blocks = fields.Integer(required=True, validate=validate.Range(min=0))
+    max_num_batched_tokens = fields.Integer(required=True, validate=validate.Range(min=0))
     block_size = fields.Integer(required=True, validate=validate.Range(min=1))
 
 

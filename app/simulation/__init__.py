@@ -35,6 +35,7 @@ from app.simulation.faults import TEST_ID, StreamFault, draw, error_for, read_co
 from app.simulation.kv_cache import KvSequence
 from app.simulation.latency import QueueFull, SequenceGate, Timing, plan
 from app.simulation.limits import RateLimits, static_headers
+from app.simulation.prefill import prefill_s
 from app.simulation.prompt_cache import PromptCache
 from app.simulation.scenarios import Layers
 
@@ -180,7 +181,7 @@ class Simulation:
                 written,
             )
         latency = per_model.latency
-        load_factor, release, queued_s = 1.0, None, 0.0
+        load_factor, release, queued_s, running = 1.0, None, 0.0, 0
         limit = latency["max_concurrent_sequences"]
         if limit:
             asked = time.monotonic()
@@ -202,6 +203,10 @@ class Simulation:
                     release()
                 raise
             release = _Release(self.gate if limit else None, model, kv)
+        prefill = None
+        if latency["max_num_batched_tokens"] and (controls is None or controls.ttft_ms is None):
+            # prefill in steps of the token budget, queued per model (an exact TTFT asked for has none)
+            prefill = prefill_s(self.shared, model, prompt_tokens - cached, latency, running)
 
         timing = plan(
             latency,
@@ -211,6 +216,7 @@ class Simulation:
             random,
             controls.ttft_ms if controls else None,
             controls.inter_token_latency_ms if controls else None,
+            prefill,
         )
         trickle = (controls.trickle_bytes_per_s if controls else None) or faults["trickle_bytes_per_s"]
         self._started(note, model, timing, answer, queued_s, ask.max_tokens)

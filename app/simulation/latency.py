@@ -45,14 +45,18 @@ def plan(
     rng,
     ttft_ms: float | None = None,
     inter_token_latency_ms: float | None = None,
+    prefill_s: float | None = None,
 ) -> Timing:
     """The timing of one reply of ``count`` tokens. ``ttft_ms`` / ``inter_token_latency_ms`` (from the
-    ``X-Mock-TTFT-Ms`` / ``X-Mock-ITL-Ms`` headers) are exact: no prefill, jitter or load on top."""
+    ``X-Mock-TTFT-Ms`` / ``X-Mock-ITL-Ms`` headers) are exact: no prefill, jitter or load on top.
+    ``prefill_s``: the prefill's time in steps of the token budget (:mod:`.prefill`), in place of
+    ``prefill_ms_per_1k_prompt_tokens``."""
     if ttft_ms is None:
-        ttft = latency["ttft_ms"] + latency["prefill_ms_per_1k_prompt_tokens"] * prompt_tokens / 1000
+        per_1k = latency["prefill_ms_per_1k_prompt_tokens"] if prefill_s is None else 0
+        ttft = latency["ttft_ms"] + per_1k * prompt_tokens / 1000
         if latency["ttft_jitter_ms"]:
             ttft = max(0.0, rng.gauss(ttft, latency["ttft_jitter_ms"]))
-        ttft *= load_factor
+        ttft = ttft * load_factor + (prefill_s or 0) * 1000
     else:
         ttft = ttft_ms
     offsets = None

@@ -33,6 +33,7 @@ def per_model(settings: Settings, model: str) -> PerModel:
         or latency["prefill_ms_per_1k_prompt_tokens"]
         or latency["max_concurrent_sequences"]
         or latency["kv_cache_blocks"]
+        or latency["max_num_batched_tokens"]
     )
     fixed = None if varies else Timing(latency["ttft_ms"] / 1000, latency["inter_token_latency_ms"] / 1000)
     return PerModel(latency, bool(limits["requests_per_minute"] or limits["tokens_per_minute"]), fixed)

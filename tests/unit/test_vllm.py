@@ -140,3 +140,17 @@ def test_a_prompt_larger_than_the_kv_cache_is_refused(make_client):
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 100}]}
     response = client.post("/v1/chat/completions", json=body)
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_prefills_queue_per_model_and_take_their_steps_of_the_budget(tmp_path):
+    from app.shared import open_shared
+    from app.simulation.prefill import prefill_s
+
+    shared = open_shared(str(tmp_path / "shared.sqlite3"))
+    latency = {"max_num_batched_tokens": 1000, "inter_token_latency_ms": 20}
+    first = prefill_s(shared, "m", 6000, latency, running=0)
+    second = prefill_s(shared, "m", 6000, latency, running=0)  # behind the first: its six steps, then six more
+    assert first == pytest.approx(0.12, abs=0.01) and second == pytest.approx(0.24, abs=0.01)
+    assert prefill_s(shared, "other", 10, latency, running=0) == pytest.approx(0.02)  # another model: one step
+    assert prefill_s(shared, "busy", 6000, latency, running=500) == pytest.approx(0.24, abs=0.01)  # half a budget
+    assert prefill_s(shared, "m", 6000, latency | {"inter_token_latency_ms": 0}, running=0) == 0
