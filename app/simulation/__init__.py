@@ -80,6 +80,10 @@ class Simulation:
         self.on_preempt = None  # and of each preemption, and of its resumption
         self.on_resume = None
         self.kv_waiting: dict[str, int] = {}  # this worker's requests waiting for KV cache blocks, by model
+        # and its sequences holding blocks, oldest first, and its running ones waiting for the blocks of one they
+        # preempted (app.simulation.kv_cache)
+        self.kv_running: dict[str, list] = {}
+        self.kv_stalled: dict[str, int] = {}
 
     def settings(self) -> Settings:
         return self.layers.current()

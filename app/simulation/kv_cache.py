@@ -7,15 +7,16 @@ block), a request:
 1. is admitted once the blocks of its uncached prompt and its first token are free (cached prefix blocks
    are shared, as vLLM's prefix cache shares them), waiting until then;
 2. takes one more block each time its prompt and what it generated pass a block boundary;
-3. when that block is not there, is preempted as vLLM preempts (recompute): it gives back its blocks and its
-   sequence, waits at the head of the queue, takes blocks for its prompt and everything it generated, and
-   prefills all of it again (``prefill_ms_per_1k_prompt_tokens``) before its next token: the client sees the
-   stream pause;
+3. when that block is not there, the newest running sequence of the model in this worker is preempted, as
+   vLLM preempts its newest (recompute); it is this one when none is newer. A sequence preempted gives back its
+   blocks and its sequence at its next token, waits at the head of the queue, takes blocks for its prompt and
+   everything it generated, and prefills all of it again (``prefill_ms_per_1k_prompt_tokens``) before its
+   next token: the client sees the stream pause. The one that needed the block waits for them meanwhile;
 4. gives its blocks back when it ends, however it ends.
 
-vLLM preempts the newest running request; here the one that needs the block is preempted, so that no worker
-has to reach into another's streams. Blocks are taken from the shared state (:meth:`SharedState.take_blocks`)
-once per ``block_size`` tokens of each sequence, never per token.
+Newest is counted within a worker, so that no worker reaches into another's streams. Blocks are taken from the
+shared state (:meth:`SharedState.take_blocks`) once per ``block_size`` tokens of each sequence, never per
+token.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ REQUEUED = 1 << 30  # a preempted sequence always has a place in the queue: it w
 class KvSequence:
     """One request's blocks of its model's KV cache."""
 
-    __slots__ = ("simulation", "model", "capacity", "size", "prompt", "held", "latency", "generated", "sequence")
+    __slots__ = (
+        "simulation", "model", "capacity", "size", "prompt", "held", "latency", "generated", "sequence", "evicted"
+    )  # fmt: skip
 
     def __init__(self, simulation, model: str, latency: dict, prompt_tokens: int):
         self.simulation, self.model, self.latency = simulation, model, latency
@@ -42,6 +45,7 @@ class KvSequence:
         self.held = 0
         self.generated = 0
         self.sequence = bool(latency["max_concurrent_sequences"])  # holds one of the model's sequences now
+        self.evicted = False  # chosen for preemption by a sequence that needs its blocks
 
     def blocks_for(self, generated: int) -> int:
         return -(-(self.prompt + generated) // self.size)
@@ -57,11 +61,15 @@ class KvSequence:
                 param="messages",
                 code="context_length_exceeded",
             )
-        return self._take_until(need)
+        waited = self._take_until(need)
+        self._running().append(self)
+        return waited
 
     def grow(self, generated: int) -> float:
         """Before token ``generated`` goes out: the blocks it needs. The seconds paused: 0, unless the cache was
         full and this sequence was preempted and had to come back."""
+        if self.evicted:
+            return self._preempted(self.blocks_for(max(generated, self.generated)))
         if generated <= self.generated:
             return 0.0
         self.generated = generated
@@ -71,7 +79,16 @@ class KvSequence:
         if self.simulation.shared.take_blocks(self.model, need - self.held, self.capacity):
             self.held = need
             return 0.0
-        return self._preempted(need)
+        victim = self._newest_other()
+        if victim is None:
+            return self._preempted(need)
+        victim.evicted = True  # it gives its blocks back at its next token; this one, running, waits for them
+        stalled = self.simulation.kv_stalled
+        stalled[self.model] = stalled.get(self.model, 0) + 1
+        try:
+            return self._take_until(need, waiting=False)
+        finally:
+            stalled[self.model] -= 1
 
     def boundaries(self, count: int) -> range:
         """The tokens (of ``count``) whose sending needs a block more than the one before: a body's steps."""
@@ -79,13 +96,30 @@ class KvSequence:
         return range(first, count, self.size)
 
     def release(self) -> None:
+        running = self._running()
+        if self in running:
+            running.remove(self)
         if self.held:
             self.simulation.shared.take_blocks(self.model, -self.held, self.capacity)
             self.held = 0
 
+    def _running(self) -> list:
+        """This worker's sequences of the model that hold blocks, oldest first."""
+        return self.simulation.kv_running.setdefault(self.model, [])
+
+    def _newest_other(self):
+        """The newest running sequence newer than this one and not already chosen, or None."""
+        for sequence in reversed(self._running()):
+            if sequence is self:
+                return None
+            if not sequence.evicted:
+                return sequence
+        return None
+
     def _preempted(self, need: int) -> float:
         started = monotonic()
         simulation, model = self.simulation, self.model
+        self.evicted = False
         self.release()
         simulation.preempted(model)
         try:
@@ -96,23 +130,29 @@ class KvSequence:
                 simulation.gate.enter(model, limit, REQUEUED, front=True)
                 self.sequence = True
             self._take_until(min(need, self.capacity))
+            self._running().append(self)  # running again, now the newest
             # recompute: the prompt and everything generated so far are prefilled again
             sleep(self.latency["prefill_ms_per_1k_prompt_tokens"] * (self.prompt + self.generated) / 1e6)
         finally:  # resumed, or ended while preempted (the client left): it counts as running until it ends
             simulation.resumed(model)
         return monotonic() - started
 
-    def _take_until(self, need: int) -> float:
+    def _take_until(self, need: int, waiting: bool = True) -> float:
+        """Wait for ``need`` blocks in all; ``waiting``: counted as waiting meanwhile, as vLLM counts a request
+        it cannot schedule (a running one waiting for a preempted one's blocks is not)."""
         started = monotonic()
-        shared, waiting = self.simulation.shared, None
+        shared, counted, stalled = self.simulation.shared, None, self.simulation.kv_stalled
         try:
-            while not shared.take_blocks(self.model, need - self.held, self.capacity):
-                if waiting is None:  # counted as waiting, as vLLM counts a request it cannot schedule
-                    waiting = self.simulation.kv_waiting
-                    waiting[self.model] = waiting.get(self.model, 0) + 1
+            # a running sequence waiting for the blocks of the one it preempted takes them first
+            while (waiting and stalled.get(self.model)) or not shared.take_blocks(
+                self.model, need - self.held, self.capacity
+            ):
+                if counted is None and waiting:
+                    counted = self.simulation.kv_waiting
+                    counted[self.model] = counted.get(self.model, 0) + 1
                 sleep(POLL_S)
         finally:
-            if waiting is not None:
-                waiting[self.model] -= 1
+            if counted is not None:
+                counted[self.model] -= 1
         self.held = need
         return monotonic() - started

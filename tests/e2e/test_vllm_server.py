@@ -174,3 +174,32 @@ def test_prefill_in_steps_of_the_token_budget_is_one_queue_for_every_worker(star
     for thread in threads:
         thread.join(30)
     assert min(both) < 0.2 and max(both) >= 0.22  # the second waited for the first's steps
+
+
+def test_the_newest_sequence_is_the_one_preempted(start_server):
+    # one worker, 12 blocks: two streams of ~8 + 100 tokens need 14 at the end. Whichever needs the 13th block,
+    # the newer stream is preempted (it pauses until the older one ends) and the older one never stops.
+    env = {"MOCK_OPENAI_LATENCY_KV_CACHE_BLOCKS": "12"}
+    server = start_server("-w", "1", "--inter-token-latency", "20", env=env)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 100, "stream": True}
+    gaps = {}
+
+    def stream(name):
+        times = []
+        with requests.post(server.base_url + "/v1/chat/completions", json=body, stream=True, timeout=60) as response:
+            for line in response.iter_lines():
+                if b'"content":"' in line and b'"content":""' not in line:
+                    times.append(time.monotonic())
+        gaps[name] = (len(times), max(b - a for a, b in zip(times, times[1:], strict=False)))
+
+    older = threading.Thread(target=stream, args=("older",))
+    newer = threading.Thread(target=stream, args=("newer",))
+    older.start()
+    time.sleep(0.3)
+    newer.start()
+    older.join(60)
+    newer.join(60)
+    assert gaps["older"][0] == gaps["newer"][0] == 100
+    assert gaps["older"][1] < 0.1  # never preempted: at most a token's wait for the newer one's blocks
+    assert gaps["newer"][1] > 0.15  # preempted until the older one ended (its last ~10 tokens) and gave them back
+    assert gauges(server.base_url)["vllm:num_preemptions_total"] >= 1
