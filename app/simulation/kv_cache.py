@@ -68,8 +68,9 @@ class KvSequence:
     def grow(self, generated: int) -> float:
         """Before token ``generated`` goes out: the blocks it needs. The seconds paused: 0, unless the cache was
         full and this sequence was preempted and had to come back."""
-        if self.evicted:
-            return self._preempted(self.blocks_for(max(generated, self.generated)))
+        if self.evicted:  # chosen by an older sequence: preempted before this token, with what it has generated
+            self.generated = max(generated, self.generated)
+            return self._preempted(self.blocks_for(self.generated))
         if generated <= self.generated:
             return 0.0
         self.generated = generated
