@@ -22,8 +22,9 @@ import fcntl
 import marshal
 import os
 import sqlite3
+import struct
 import time
-from contextlib import contextmanager
+from contextlib import suppress
 
 from app.shared import connect, write_transaction
 from app.shared.tables import MappedTable, digest
@@ -71,7 +72,10 @@ create table if not exists requests (
     {", ".join(COLUMNS)});
 create index if not exists requests_time on requests (time);
 """
-_BATCHES = "create table if not exists batches (id integer primary key autoincrement, count integer, rows blob);"
+# How far each segment has been unpacked, committed with what was unpacked from it.
+_READ = "create table if not exists segments_read (name text primary key, offset integer);"
+_FRAME = struct.Struct("=II")  # a frame of a segment: the length of its blob, the entries it holds
+SEGMENT_BYTES = 8 << 20  # a worker starts a new segment past this, so read ones can go while it writes
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
 
@@ -162,35 +166,31 @@ class JournalReader:
 class JournalStore(JournalReader):
     def __init__(self, path: str, max_entries: int):
         self.path, self.max_entries = path, max_entries
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.folder = path + ".segments"
+        os.makedirs(self.folder, exist_ok=True)
         self._lock = open(path + ".lock", "a+b")  # noqa: SIM115 (held for the life of the worker)
         self._wait_for_lock(blocking=True)
         try:
             # per worker: digest, pid, captured, committed, open streams
             self._progress = MappedTable(path + ".progress", "=16sqqqq", _PROGRESS_SLOTS)
             db = self._db()
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + _READ)
             _add_new_columns(db)
-            self._batches().executescript(_BATCHES)
-            _move_old_batches(db, self._batches())
+            _take_old_batches(db, path, max_entries)
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._slot = self._slot_pid = None
         self._mine = [0, 0, 0]  # this process's: captured, committed, open streams
+        self._writing = None  # this process's segment: [pid, file descriptor, bytes in it, its number]
+        self._written: list[list] = []  # this process's segments, oldest first: [name, entries]
 
     # --- plumbing -----------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         if getattr(self, "_pid", None) != os.getpid():  # a connection must not cross a fork
-            # No syncs: an OS crash may lose the last entries, a worker's crash cannot (WAL). Large pages:
-            # a flush is one blob of a few hundred kilobytes, written in a sixteenth of the page writes.
+            # No syncs: an OS crash may lose the last entries, a worker's crash cannot (WAL).
             self._connection = connect(self.path, synchronous="off", page_size=65536)
-            self._batches_connection = connect(self.path + ".batches", "off", 65536, journal_mode="truncate")
             self._pid = os.getpid()
         return self._connection
-
-    def _batches(self) -> sqlite3.Connection:
-        self._db()
-        return self._batches_connection
 
     def _wait_for_lock(self, blocking: bool = False) -> None:
         if blocking:
@@ -203,13 +203,12 @@ class JournalStore(JournalReader):
                 fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                sleep(0.001)  # another worker is writing its batch: serve streams meanwhile
+                sleep(0.001)  # another reader is unpacking: serve streams meanwhile
 
-    def _transaction(self, db: sqlite3.Connection | None = None):
-        """A write transaction on the journal (or ``db``: the batches) under the journal's lock (waited for in
-        gevent)."""
+    def _transaction(self):
+        """A write transaction on the journal file, under the readers' lock (waited for in gevent)."""
         unlock = lambda: fcntl.flock(self._lock, fcntl.LOCK_UN)  # noqa: E731
-        return write_transaction(db or self._db(), self._wait_for_lock, unlock)
+        return write_transaction(self._db(), self._wait_for_lock, unlock)
 
     # --- this worker's counters ---------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -258,94 +257,189 @@ class JournalStore(JournalReader):
 
     # --- writing ------------------------------------------------------------------------------------------
     def append(self, rows: list[tuple]) -> None:
-        """Commit ``rows`` (in :data:`COLUMNS` order) as one batch: a single row holding them all, so that a
-        worker under load pays for one insert per flush, not one per request. A read unpacks the batches
-        into the ``requests`` table first (:meth:`_unpack`). Unread batches beyond twice the retention
-        limit are dropped, oldest first, so a long load test with nobody reading stays bounded."""
+        """Write ``rows`` (in :data:`COLUMNS` order) as one frame at the end of this worker's segment: one
+        system call, no lock, whatever the other workers do. A read unpacks the frames into the ``requests``
+        table first (:meth:`_unpack`)."""
         if not rows:
             return
         blob = marshal.dumps(rows)
-        with self._transaction(self._batches()) as db:
-            db.execute("insert into batches (count, rows) values (?, ?)", (len(rows), blob))
-            if db.execute("select coalesce(sum(count), 0) from batches").fetchone()[0] > 2 * self.max_entries:
-                self._drop_unread(db)
+        fd = self._segment()
+        _write_all(fd, _FRAME.pack(len(blob), len(rows)), blob)
+        self._writing[2] += _FRAME.size + len(blob)
+        self._written[-1][1] += len(rows)
         self._mine[1] += len(rows)
         self._publish()
+
+    def _segment(self) -> int:
+        """This worker's segment, a new one when it has none (a forked child, too) or it has grown past
+        :data:`SEGMENT_BYTES`; unread segments beyond the newest ``max_entries`` of this worker go then."""
+        writing, pid = self._writing, _PID[0]
+        if writing is not None and writing[0] == pid and writing[2] < SEGMENT_BYTES:
+            return writing[1]
+        if writing is not None and writing[0] == pid:
+            os.close(writing[1])
+            number = writing[3] + 1
+        else:
+            self._written, number = [], 0
+        # The process's start and a count name the file: a pid reused later never appends to an old one.
+        name = f"{pid}-{_STARTED[0]}-{number:08d}"
+        fd = os.open(os.path.join(self.folder, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._writing = [pid, fd, 0, number]
+        self._written.append([name, 0])
+        # Only this worker's newest max_entries can be among the journal's newest: older unread ones go, so a
+        # long load test that nobody reads stays bounded.
+        while sum(entries for _, entries in self._written[1:]) >= self.max_entries:
+            gone, _ = self._written.pop(0)
+            with suppress(FileNotFoundError):  # a reader took it first
+                os.unlink(os.path.join(self.folder, gone))
+        return fd
 
     def discarded(self, n: int) -> None:
         """``n`` captured entries were given up before they could be written: no reader waits for them."""
         self._mine[1] += n
         self._publish()
 
-    def _drop_unread(self, db) -> None:
-        kept, oldest_kept = 0, None
-        for batch_id, count in db.execute("select id, count from batches order by id desc").fetchall():
-            if kept >= self.max_entries:
-                break
-            kept, oldest_kept = kept + count, batch_id
-        db.execute("delete from batches where id < ?", (oldest_kept,))
-        self._db().execute("delete from requests")  # all older than any batch, and past the limit now
+    # --- reading the segments -----------------------------------------------------------------------------
+    def _unread(self) -> dict[str, tuple[int, int]]:
+        """Each segment holding bytes not unpacked yet: ``{name: (offset read to, size)}``."""
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return {}
+        read = dict(self._db().execute("select name, offset from segments_read"))
+        unread = {}
+        for name in names:
+            try:
+                size = os.stat(os.path.join(self.folder, name)).st_size
+            except FileNotFoundError:
+                continue  # its writer dropped it
+            if size > read.get(name, 0) or not _writing(name, names):
+                unread[name] = (read.get(name, 0), size)
+        return unread
 
     def _unpack(self) -> None:
-        """Move the written batches into ``requests``, in the order the requests came in, keeping the newest
-        ``max_entries``. Cheap when there is nothing to move (one indexed look, no lock)."""
-        pending = self._batches()
-        if pending.execute("select not exists (select 1 from batches)").fetchone()[0]:
+        """Move what the workers have written into ``requests``, in the order the requests came in, keeping
+        the newest ``max_entries``; then remove the segments read to the end that their workers have left.
+        Cheap when there is nothing to move (a directory listing and one indexed look, no lock)."""
+        if not self._unread():
             return
-        with self._transaction(pending):
-            batches = pending.execute("select id, rows from batches order by id").fetchall()
-            if batches:
-                rows = [row for _, blob in batches for row in marshal.loads(blob)]
-                rows.sort(key=lambda row: row[0])  # by time
-                db = self._db()
-                with _committed(db):
-                    db.executemany(_INSERT, rows[-self.max_entries :])
-                    last = db.execute("select last_insert_rowid()").fetchone()[0]
-                    db.execute("delete from requests where id <= ?", (last - self.max_entries,))
-                # The requests are committed before their batches go: a reader killed between the two leaves
-                # them to be read twice, never lost.
-                pending.execute("delete from batches where id <= ?", (batches[-1][0],))
+        with self._transaction() as db:
+            unread = self._unread()  # again, under the lock: another reader may have unpacked meanwhile
+            rows, offsets = [], []
+            for name, (offset, _) in unread.items():
+                frames, end = _frames(os.path.join(self.folder, name), offset)
+                rows.extend(row for blob in frames for row in marshal.loads(blob))
+                offsets.append((name, end))
+            rows.sort(key=lambda row: row[0])  # by time
+            if rows:
+                db.executemany(_INSERT, rows[-self.max_entries :])
+                last = db.execute("select last_insert_rowid()").fetchone()[0]
+                db.execute("delete from requests where id <= ?", (last - self.max_entries,))
+            db.executemany("insert or replace into segments_read (name, offset) values (?, ?)", offsets)
+            names = os.listdir(self.folder)
+            for name, end in offsets:
+                if not _writing(name, names) and end >= unread[name][1]:
+                    with suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.folder, name))
+                    db.execute("delete from segments_read where name = ?", (name,))
+            present = set(names)
+            db.executemany(
+                "delete from segments_read where name = ?",
+                [(name,) for (name,) in db.execute("select name from segments_read") if name not in present],
+            )
 
     def clear(self) -> int:
         """Empty the journal; returns how many entries it held."""
-        pending = self._batches()
-        with self._transaction(pending):
-            waiting = pending.execute("select coalesce(sum(count), 0) from batches").fetchone()[0]
-            pending.execute("delete from batches")
-            db = self._db()
-            with _committed(db):
-                deleted = db.execute("delete from requests").rowcount
+        with self._transaction() as db:
+            waiting, offsets = 0, []
+            for name, (offset, _) in self._unread().items():
+                frames, end = _frames(os.path.join(self.folder, name), offset, counted=True)
+                waiting += sum(frames)
+                offsets.append((name, end))
+            db.executemany("insert or replace into segments_read (name, offset) values (?, ?)", offsets)
+            deleted = db.execute("delete from requests").rowcount
         return deleted + waiting
 
     def close(self) -> None:
         if getattr(self, "_connection", None) is not None and self._pid == os.getpid():
             self._connection.close()
-            self._batches_connection.close()
-        self._connection, self._batches_connection, self._pid = None, None, None
+        self._connection, self._pid = None, None
+        if self._writing is not None and self._writing[0] == _PID[0]:
+            os.close(self._writing[1])
+        self._writing = None
         self._progress.close()
         self._lock.close()
 
 
-@contextmanager
-def _committed(db: sqlite3.Connection):
-    """A transaction of the journal file's own, inside the batches file's (whose lock it is under)."""
-    db.execute("begin immediate")
+def _write_all(fd: int, *parts: bytes) -> None:
+    """``os.writev`` until every byte is written (a regular file takes them in one call but for a signal)."""
+    remaining = sum(len(part) for part in parts)
+    views = [memoryview(part) for part in parts]
+    while remaining:
+        written = os.writev(fd, views)
+        remaining -= written
+        while written:
+            if written >= len(views[0]):
+                written -= len(views.pop(0))
+            else:
+                views[0], written = views[0][written:], 0
+
+
+def _frames(path: str, offset: int, counted: bool = False) -> tuple[list, int]:
+    """The whole frames of a segment from ``offset`` (their blobs, or with ``counted`` their entry counts),
+    and the offset after the last: a frame still being written, or cut by its worker's death, is left."""
     try:
-        yield db
-    except BaseException:
-        db.execute("rollback")
-        raise
-    db.execute("commit")
+        with open(path, "rb") as file:
+            file.seek(offset)
+            data = file.read()
+    except FileNotFoundError:
+        return [], offset
+    frames, at = [], 0
+    while at + _FRAME.size <= len(data):
+        length, count = _FRAME.unpack_from(data, at)
+        if at + _FRAME.size + length > len(data):
+            break
+        frames.append(count if counted else data[at + _FRAME.size : at + _FRAME.size + length])
+        at += _FRAME.size + length
+    return frames, offset + at
 
 
-def _move_old_batches(db: sqlite3.Connection, batches: sqlite3.Connection) -> None:
-    """A journal file written before the batches had a file of their own: its waiting batches move there."""
-    if not db.execute("select 1 from sqlite_master where name = 'batches'").fetchone():
-        return
-    old = db.execute("select count, rows from batches order by id").fetchall()
-    with _committed(batches):
-        batches.executemany("insert into batches (count, rows) values (?, ?)", old)
-    db.execute("drop table batches")
+def _writing(name: str, names: list[str]) -> bool:
+    """Whether a segment's worker may still append to it: it is alive and this is its newest segment."""
+    pid, started, number = name.split("-")
+    if not _alive(int(pid)):
+        return False
+    prefix = f"{pid}-{started}-"
+    return not any(other.startswith(prefix) and other > name for other in names)
+
+
+def _take_old_batches(db: sqlite3.Connection, path: str, max_entries: int) -> None:
+    """A journal file written by an older version (``[journal] path`` kept between runs) may have entries
+    waiting in a ``batches`` table, in the journal file itself or in ``<path>.batches``: they move into
+    ``requests`` now."""
+    sources = []
+    if db.execute("select 1 from sqlite_master where name = 'batches'").fetchone():
+        sources.append((db, True))
+    if os.path.exists(path + ".batches"):
+        sources.append((sqlite3.connect(path + ".batches"), False))
+    for source, inside in sources:
+        try:
+            if source.execute("select 1 from sqlite_master where name = 'batches'").fetchone():
+                blobs = source.execute("select rows from batches order by id").fetchall()
+                rows = sorted((row for (blob,) in blobs for row in marshal.loads(blob)), key=lambda row: row[0])
+                db.execute("begin immediate")
+                db.executemany(_INSERT, rows[-max_entries:])
+                last = db.execute("select last_insert_rowid()").fetchone()[0]
+                db.execute("delete from requests where id <= ?", (last - max_entries,))
+                if inside:
+                    db.execute("drop table batches")
+                db.execute("commit")
+        finally:
+            if not inside:
+                source.close()
+                for leftover in ("", "-journal"):
+                    with suppress(FileNotFoundError):
+                        os.unlink(path + ".batches" + leftover)
 
 
 def process_id() -> int:
@@ -353,10 +447,16 @@ def process_id() -> int:
     return _PID[0]
 
 
-# This process's id, kept current across forks: os.getpid() is a system call, and _publish runs for every
-# request.
-_PID = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+# This process's id and when it started, kept current across forks: os.getpid() is a system call, and
+# _publish runs for every request.
+_PID, _STARTED = [os.getpid()], [time.time_ns()]
+
+
+def _forked() -> None:
+    _PID[0], _STARTED[0] = os.getpid(), time.time_ns()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _alive(pid: int) -> bool:

@@ -262,26 +262,79 @@ def test_percentile_is_nearest_rank():
     assert percentile([7.0], 95) == 7.0
 
 
-def test_unread_batches_stay_bounded_and_reads_keep_the_newest(tmp_path):
+def test_unread_entries_stay_bounded_and_reads_keep_the_newest(tmp_path, monkeypatch):
+    import os
+
+    from app.shared import journal_store
     from app.shared.journal_store import COLUMNS, JournalStore
 
+    monkeypatch.setattr(journal_store, "SEGMENT_BYTES", 290)  # a segment every three flushes (of about 100 bytes)
     store = JournalStore(str(tmp_path / "journal.sqlite3"), max_entries=10)
     try:
         row = dict.fromkeys(COLUMNS)
         for n in range(100):  # a long load test that nobody reads: 100 flushes of 3 entries
             store.append([tuple({**row, "time": n + k / 10, "path": f"/{n}.{k}"}.values()) for k in range(3)])
-            pending = store._batches().execute("select sum(count) from batches").fetchone()[0]
-            assert pending <= 2 * 10 + 3
+            on_disk = sum(
+                sum(journal_store._frames(os.path.join(store.folder, name), 0, counted=True)[0])
+                for name in os.listdir(store.folder)
+            )
+            # this worker's newest 10, the rest of the oldest segment they begin in, and the one being written
+            assert on_disk <= 10 + 2 * 9
         rows, total = store.query({}, None, None, None, 50, 0)
         assert total == 10
         assert [r["path"] for r in rows][:4] == ["/99.2", "/99.1", "/99.0", "/98.2"]  # newest first, by time
+        assert len(os.listdir(store.folder)) == 1  # the segments read to the end are gone, but the one written
     finally:
         store.close()
+
+
+def test_each_worker_writes_a_segment_of_its_own_and_a_read_takes_whole_frames(tmp_path):
+    """Two processes append at once with no lock; a frame half written is left for the next read."""
+    import multiprocessing
+    import os
+
+    from app.shared import journal_store
+    from app.shared.journal_store import COLUMNS, JournalStore
+
+    path = str(tmp_path / "journal.sqlite3")
+    store = JournalStore(path, max_entries=1000)
+    row = dict.fromkeys(COLUMNS)
+
+    def write(worker):
+        for n in range(50):
+            store.append([tuple({**row, "time": n + worker / 10, "path": f"/{worker}/{n}"}.values())])
+
+    children = [multiprocessing.get_context("fork").Process(target=write, args=(w,)) for w in (1, 2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    try:
+        assert sorted(os.listdir(store.folder))[0].split("-")[0] != str(os.getpid())
+        assert len(os.listdir(store.folder)) == 2
+        blob = marshal_rows([tuple({**row, "time": 99.0, "path": "/late"}.values())])
+        with open(os.path.join(store.folder, f"{os.getpid()}-1-00000000"), "wb") as segment:
+            segment.write(journal_store._FRAME.pack(len(blob), 1) + blob[:-3])  # cut short: being written
+        assert store.query({}, None, None, None, 200, 0)[1] == 100
+        with open(os.path.join(store.folder, f"{os.getpid()}-1-00000000"), "ab") as segment:
+            segment.write(blob[-3:])
+        rows, total = store.query({}, None, None, None, 1, 0)
+        assert total == 101 and rows[0]["path"] == "/late"
+        assert len(os.listdir(store.folder)) == 1  # the children's, read to the end and left, are gone
+    finally:
+        store.close()
+
+
+def marshal_rows(rows):
+    import marshal
+
+    return marshal.dumps(rows)
 
 
 def test_a_journal_file_kept_from_before_the_batches_file_keeps_its_waiting_entries(tmp_path):
     """A ``[journal] path`` written by an older version held its waiting batches in the journal file itself."""
     import marshal
+    import os
     import sqlite3
 
     from app.shared.journal_store import _SCHEMA, COLUMNS, JournalStore
@@ -291,10 +344,14 @@ def test_a_journal_file_kept_from_before_the_batches_file_keeps_its_waiting_entr
         db.executescript(_SCHEMA + "create table batches (id integer primary key autoincrement, count, rows);")
         rows = [tuple({**dict.fromkeys(COLUMNS), "time": n, "path": f"/old/{n}"}.values()) for n in range(3)]
         db.execute("insert into batches (count, rows) values (?, ?)", (3, marshal.dumps(rows)))
+    with sqlite3.connect(f"{path}.batches") as db:  # and the version after it, in a file of their own
+        db.execute("create table batches (id integer primary key autoincrement, count integer, rows blob)")
+        db.execute("insert into batches (count, rows) values (?, ?)", (1, marshal.dumps(rows[:1])))
     store = JournalStore(str(path), max_entries=10)
     try:
         found, total = store.query({}, None, None, None, 10, 0)
-        assert total == 3 and [r["path"] for r in found] == ["/old/2", "/old/1", "/old/0"]
+        assert total == 4 and [r["path"] for r in found] == ["/old/2", "/old/1", "/old/0", "/old/0"]
+        assert not os.path.exists(f"{path}.batches")
     finally:
         store.close()
 
