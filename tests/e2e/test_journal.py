@@ -68,7 +68,7 @@ def test_a_graceful_stop_writes_what_is_pending(start_server, tmp_path):
     server = start_server("-w", "2", "--inter-token-latency", "0", env=env)
     for n in range(40):
         assert chat(server, max_tokens=4, stream=n % 2 == 0).ok
-    assert not os.listdir(f"{path}.segments")  # a minute between writes: nothing is written yet
+    assert not os.listdir(f"{path}.workers")  # a minute between writes: nothing is written yet
     server.stop()
     assert completions_in(path) == 40
 

@@ -262,42 +262,31 @@ def test_percentile_is_nearest_rank():
     assert percentile([7.0], 95) == 7.0
 
 
-def test_unread_entries_stay_bounded_and_reads_keep_the_newest(tmp_path, monkeypatch):
-    import os
-
-    from app.shared import journal_store
+def test_unread_batches_stay_bounded_and_reads_keep_the_newest(tmp_path):
     from app.shared.journal_store import COLUMNS, JournalStore
 
-    monkeypatch.setattr(journal_store, "SEGMENT_BYTES", 290)  # a segment every three flushes (of about 100 bytes)
     store = JournalStore(str(tmp_path / "journal.sqlite3"), max_entries=10)
     try:
         row = dict.fromkeys(COLUMNS)
         for n in range(100):  # a long load test that nobody reads: 100 flushes of 3 entries
             store.append([tuple({**row, "time": n + k / 10, "path": f"/{n}.{k}"}.values()) for k in range(3)])
-            on_disk = sum(
-                sum(journal_store._frames(os.path.join(store.folder, name), 0, counted=True)[0])
-                for name in os.listdir(store.folder)
-            )
-            # this worker's newest 10, the rest of the oldest segment they begin in, and the one being written
-            assert on_disk <= 10 + 2 * 9
+            assert store._own.count() <= 2 * 10 + 3  # this worker's newest, and at most as many again
         rows, total = store.query({}, None, None, None, 50, 0)
         assert total == 10
         assert [r["path"] for r in rows][:4] == ["/99.2", "/99.1", "/99.0", "/98.2"]  # newest first, by time
-        assert len(os.listdir(store.folder)) == 1  # the segments read to the end are gone, but the one written
+        assert store._own.count() == 0
     finally:
         store.close()
 
 
-def test_each_worker_writes_a_segment_of_its_own_and_a_read_takes_whole_frames(tmp_path):
-    """Two processes append at once with no lock; a frame half written is left for the next read."""
+def test_each_worker_writes_a_file_of_its_own_and_a_read_takes_every_one(tmp_path):
+    """Two processes write at once, each to its own batches file; once they are gone and read, their files go."""
     import multiprocessing
     import os
 
-    from app.shared import journal_store
     from app.shared.journal_store import COLUMNS, JournalStore
 
-    path = str(tmp_path / "journal.sqlite3")
-    store = JournalStore(path, max_entries=1000)
+    store = JournalStore(str(tmp_path / "journal.sqlite3"), max_entries=1000)
     row = dict.fromkeys(COLUMNS)
 
     def write(worker):
@@ -310,25 +299,18 @@ def test_each_worker_writes_a_segment_of_its_own_and_a_read_takes_whole_frames(t
     for child in children:
         child.join()
     try:
-        assert sorted(os.listdir(store.folder))[0].split("-")[0] != str(os.getpid())
-        assert len(os.listdir(store.folder)) == 2
-        blob = marshal_rows([tuple({**row, "time": 99.0, "path": "/late"}.values())])
-        with open(os.path.join(store.folder, f"{os.getpid()}-1-00000000"), "wb") as segment:
-            segment.write(journal_store._FRAME.pack(len(blob), 1) + blob[:-3])  # cut short: being written
-        assert store.query({}, None, None, None, 200, 0)[1] == 100
-        with open(os.path.join(store.folder, f"{os.getpid()}-1-00000000"), "ab") as segment:
-            segment.write(blob[-3:])
+        files = sorted(name for name in os.listdir(store.folder) if "." not in name and "journal" not in name)
+        assert sorted(int(name.split("-")[0]) for name in files) == sorted(child.pid for child in children)
+        store.append([tuple({**row, "time": 99.0, "path": "/parent"}.values())])
         rows, total = store.query({}, None, None, None, 1, 0)
-        assert total == 101 and rows[0]["path"] == "/late"
-        assert len(os.listdir(store.folder)) == 1  # the children's, read to the end and left, are gone
+        assert total == 101 and rows[0]["path"] == "/parent"
+        assert store.query({"path": "/2/49"}, None, None, None, 1, 0)[1] == 1
+        # the children's files, read and left by workers that are gone, are removed; the parent's stays
+        assert [name for name in os.listdir(store.folder) if "." not in name and "journal" not in name] == [
+            os.path.basename(store._own.path)
+        ]
     finally:
         store.close()
-
-
-def marshal_rows(rows):
-    import marshal
-
-    return marshal.dumps(rows)
 
 
 def test_a_journal_file_kept_from_before_the_batches_file_keeps_its_waiting_entries(tmp_path):
