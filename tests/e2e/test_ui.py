@@ -132,7 +132,8 @@ def test_a_request_sent_with_a_marker_is_readable_in_the_list_without_opening_it
 
 
 def test_the_search_finds_a_stream_by_words_of_its_reply_and_the_detail_copies_as_curl(server, page):
-    chat(server, "find my stream", stream=True, headers={"Authorization": "Bearer sk-curl-secret"})
+    # 40 tokens: enough for three whole words whatever the reply (5 once gave "He" and punctuation)
+    chat(server, "find my stream", stream=True, max_tokens=40, headers={"Authorization": "Bearer sk-curl-secret"})
     entry = requests.get(server.base_url + "/_mock/requests", params={"q": "find my stream"}, timeout=5).json()
     entry = entry["data"][0]
     # A streamed reply is stored as events, a token each: whole words are found, not "it:" split from its colon,
