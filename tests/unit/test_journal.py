@@ -367,3 +367,17 @@ def _cut(text: str) -> str:
     from app.journal.preview import _cut as cut
 
     return cut(text)
+
+
+def test_a_batch_keeps_every_body_byte_for_byte_long_ones_packed_small():
+    from app.shared.journal_store import COLUMNS, pack, unpack
+
+    stream = b"".join(b'data: {"choices":[{"delta":{"content":" w%d"}}]}\n\n' % i for i in range(600))
+    rows = []
+    for request_body, response_body in ((b'{"model":"m"}', stream), (stream, None), (b"", b"{}")):
+        row = dict.fromkeys(COLUMNS, 1)
+        row["request_body"], row["response_body"] = request_body, response_body
+        rows.append(tuple(row.values()))
+    blob = pack(rows)
+    assert unpack(blob) == rows
+    assert len(blob) < len(stream) // 4  # the two copies of a 25 KB stream went in compressed
