@@ -28,7 +28,7 @@ import re
 import sqlite3
 import time
 import zlib
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 from app.shared import connect, write_transaction
 from app.shared.tables import MappedTable, digest
@@ -435,16 +435,13 @@ def _drop_unread(db: sqlite3.Connection, keep: int) -> int:
     return kept
 
 
-@contextmanager
 def _committed(db: sqlite3.Connection):
     """A transaction of the journal file's own, inside a batches file's (whose lock it is under)."""
-    db.execute("begin immediate")
-    try:
-        yield db
-    except BaseException:
-        db.execute("rollback")
-        raise
-    db.execute("commit")
+    return write_transaction(db, _nothing, _nothing)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _take_old_batches(db: sqlite3.Connection, path: str, max_entries: int) -> None:
