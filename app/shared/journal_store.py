@@ -80,9 +80,9 @@ _BATCHES_FILE = re.compile(r"\d+-\d+")  # a worker's batches file: its pid and w
 _BATCHES = "create table if not exists batches (id integer primary key autoincrement, count integer, rows blob);"
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _BODIES = (COLUMNS.index("request_body"), COLUMNS.index("response_body"))
-# A body this long is packed compressed: a stream of 64 tokens is about 20 KB of events that zlib's fastest
-# level makes 1.5 KB in 25 us, where copying it whole (into the batch, into SQLite's pages, into new pages
-# of the file) costs a worker more than twice that.
+# A body this long is packed compressed: a stream of 64 tokens is about 21 KB of events that zlib's fastest
+# level makes 1.3 KB in about 24 us, where copying it whole (marshal's ~20 us, then SQLite's pages, new ones
+# of the file while nobody reads) costs a worker more.
 _COMPRESS_FROM = 2048
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
 
@@ -249,9 +249,9 @@ class JournalStore(JournalReader):
     def append(self, rows: list[tuple]) -> None:
         """Commit ``rows`` (in :data:`COLUMNS` order) as one batch in this worker's file: a single row holding
         them all, so that a worker under load pays for one insert per flush, not one per request. A read
-        unpacks the batches into the ``requests`` table first (:meth:`_unpack`). Unread batches beyond this
-        worker's newest ``max_entries`` are dropped, oldest first (only those can be among the journal's
-        newest), so a long load test with nobody reading stays bounded."""
+        unpacks the batches into the ``requests`` table first (:meth:`_unpack`). Once this worker holds twice
+        ``max_entries`` unread, all but its newest ``max_entries`` are dropped (only those can be among the
+        journal's newest), so a long load test with nobody reading stays bounded."""
         if not rows:
             return
         blob = pack(rows)
