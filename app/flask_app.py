@@ -3,6 +3,9 @@ does not need (each measured under load with bench/).
 
 - ``ensure_sync`` asks ``inspect`` whether every hook and view is a coroutine, on every request; no view
   here is ``async``.
+- A request's URL adapter: werkzeug works the server name out of the Host header (validated, lowercased,
+  IDNA-encoded) for every request, the same for every request with that header; it is worked out once per
+  header here.
 - A response's WSGI headers are, in werkzeug, a validated copy of its headers made for every response, so
   that a relative ``Location`` can be fixed and some statuses can lose their length. A response with
   neither concern (every API answer) sends its own headers as they are.
@@ -12,6 +15,9 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.wrappers import Response
+from werkzeug.routing import MapAdapter
+
+BOUND_HOSTS = 256  # Host headers whose binding is kept (clients choose them: the cache must stay bounded)
 
 # Statuses whose headers werkzeug may change: no body (1xx, 204, 304), or a precondition that failed (412).
 _ADJUSTED_STATUSES = frozenset((204, 304, 412))
@@ -38,5 +44,52 @@ class ApiResponse(Response):
 class MockOpenAIFlask(Flask):
     response_class = ApiResponse
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._bound_hosts: dict[tuple, tuple] = {}
+
     def ensure_sync(self, func):
         return func
+
+    def create_url_adapter(self, request):
+        if (
+            request is None
+            or self.config["SERVER_NAME"] is not None
+            or self.config["TRUSTED_HOSTS"] is not None
+            or self.url_map.host_matching
+            or self.subdomain_matching
+        ):
+            return super().create_url_adapter(request)
+        environ = request.environ
+        # What werkzeug's binding reads besides the path: the host (or the server's address), the scheme, and
+        # a WebSocket upgrade (which changes the scheme).
+        key = (
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME"),
+            environ.get("SERVER_PORT"),
+            environ["wsgi.url_scheme"],
+            environ.get("HTTP_CONNECTION"),
+            environ.get("HTTP_UPGRADE"),
+        )
+        bound = self._bound_hosts.get(key)
+        if bound is None:
+            adapter = super().create_url_adapter(request)  # may refuse the host (the request's routing error)
+            if len(self._bound_hosts) < BOUND_HOSTS:
+                self._bound_hosts[key] = (request.host, adapter.server_name, adapter.subdomain, adapter.url_scheme)
+            return adapter
+        request.host, server_name, subdomain, url_scheme = bound
+        return MapAdapter(
+            self.url_map,
+            server_name,
+            _wsgi_text(environ.get("SCRIPT_NAME"), "/"),
+            subdomain,
+            url_scheme,
+            _wsgi_text(environ.get("PATH_INFO"), "/"),
+            environ["REQUEST_METHOD"],
+            _wsgi_text(environ.get("QUERY_STRING"), None),
+        )
+
+
+def _wsgi_text(value: str | None, default: str | None) -> str | None:
+    """A WSGI string (bytes as latin-1) as the text it is in UTF-8, as werkzeug decodes it for routing."""
+    return value.encode("latin-1").decode(errors="replace") if value is not None else default

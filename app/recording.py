@@ -25,6 +25,7 @@ from flask import Flask, Response, g, request
 from gevent import sleep
 
 from app.errors import OpenAIError
+from app.journal import request_body
 
 # Not replayed: they describe one connection or one moment, and the server sets its own.
 HOP_HEADERS = {
@@ -110,7 +111,7 @@ class Recorder:
             return None
         import requests  # here, not at import: gunicorn's master must not import ssl before gevent patches it
 
-        body = request.get_data(cache=True)
+        body = request_body()
         query, sent = _query(), request.query_string.decode()  # the upstream gets the key; the fixture does not
         url = self.upstream + request.path + (f"?{sent}" if sent else "")
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
@@ -162,7 +163,7 @@ class Replayer:
     def handle(self):
         if not _in_scope():
             return None
-        body = request.get_data(cache=True)
+        body = request_body()
         key = exchange_key(request.method, request.path, _query(), body)
         path = self._find(key)
         if path is None:

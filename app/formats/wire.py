@@ -14,8 +14,7 @@ from app import auth
 from app.apikeys import PRESENTED, presented_key
 from app.errors import PATH_OWNERS, OpenAIError, neutral_error
 from app.headers import request_id
-from app.journal import BODY as JOURNAL_BODY
-from app.journal import annotate
+from app.journal import annotate, request_body
 
 
 class WireFormat:
@@ -127,8 +126,7 @@ def processing_ms() -> int:
 
 def json_body(invalid: OpenAIError):
     """The request's JSON, or ``invalid`` (this format's 400 for a body that is not JSON)."""
-    raw = request.get_data(cache=False)
-    request.environ[JOURNAL_BODY] = raw  # what the journal shows as the request body
+    raw = request_body()
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):

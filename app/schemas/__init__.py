@@ -10,17 +10,15 @@ the first one in the request's own key order. :func:`validate` is the one way a 
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 
-from flask import request
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema
 
 from app.errors import INVALID_JSON_MESSAGE, OpenAIError
-from app.journal import BODY as JOURNAL_BODY
+from app.journal import request_body
 from app.schemas.chat import ChatCompletionRequestSchema, check_conversation
-from app.schemas.fields import Invalid, kind_of
+from app.schemas.fields import ApiField, Check, Invalid, kind_of
 from app.schemas.legacy import CompletionRequestSchema, check_prompt
 
 # --- the parsed request ---------------------------------------------------------------------------------
@@ -51,7 +49,7 @@ REQUIRED: dict[type[Schema], tuple[str, ...]] = {
 }
 # What the real API refuses about a request as a whole, once its fields are well-typed (strict mode only).
 WHOLE_CHECKS = {ChatCompletionRequestSchema: check_conversation, CompletionRequestSchema: check_prompt}
-_SCHEMAS: dict[type[Schema], Schema] = {}
+_CHECKS: dict[type[Schema], dict[str, Check]] = {}
 
 
 def register(schema_class: type[Schema], required: tuple[str, ...], whole_check=None) -> None:
@@ -61,21 +59,28 @@ def register(schema_class: type[Schema], required: tuple[str, ...], whole_check=
         WHOLE_CHECKS[schema_class] = whole_check
 
 
-@functools.lru_cache(maxsize=512)
-def _schema_for(schema_class: type[Schema], present: frozenset) -> Schema:
-    """A schema limited to the parameters a request sent: marshmallow otherwise visits every declared field
-    on every request. Clients send the same few sets of keys, so these are built once each."""
-    return schema_class(only=present)
+def checks_of(schema_class: type[Schema]) -> dict[str, Check]:
+    """Each parameter's :class:`~app.schemas.fields.Check`, from the schema's declared fields. The request
+    schemas are declarations: every field is an :class:`ApiField`, whose check is all that loading it does,
+    so a body is checked by calling them, not through marshmallow's load (its field machinery was most of
+    a completion's validation time)."""
+    checks = _CHECKS.get(schema_class)
+    if checks is None:
+        declared = schema_class._declared_fields
+        not_api = [name for name, field in declared.items() if not isinstance(field, ApiField)]
+        if not_api:
+            raise TypeError(f"{schema_class.__name__}: {not_api} are not ApiFields, which validate() runs")
+        checks = _CHECKS[schema_class] = {name: field.api_check for name, field in declared.items()}
+    return checks
 
 
 def validate(schema_class: type[Schema], body, strict: bool) -> dict:
-    """Check a decoded JSON body; raise the OpenAIError the real API would send for the first problem.
-    Lenient (``strict`` false): required parameters may be missing and unknown ones are ignored."""
+    """Check a decoded JSON body; raise the OpenAIError the real API would send for the first problem, in
+    the body's own key order. Lenient (``strict`` false): required parameters may be missing and unknown
+    ones are ignored. Returns the known parameters."""
     if not isinstance(body, dict):
         raise OpenAIError(400, f"Invalid type for 'body': expected an object, but got {kind_of(body)} instead.")
-    schema = _SCHEMAS.get(schema_class)
-    if schema is None:
-        schema = _SCHEMAS[schema_class] = schema_class()
+    checks = checks_of(schema_class)
     if strict:
         for name in REQUIRED[schema_class]:
             if name not in body:
@@ -85,19 +90,20 @@ def validate(schema_class: type[Schema], body, strict: bool) -> dict:
                     param=name,
                     code="missing_required_parameter",
                 )
-        unknown = [key for key in body if key not in schema.fields]
+        unknown = [key for key in body if key not in checks]
         if unknown:
             raise OpenAIError(400, f"Unrecognized request argument supplied: {unknown[0]}")
+    data = {}
     try:
-        data = _schema_for(schema_class, frozenset(key for key in body if key in schema.fields)).load(body)
-    except ValidationError as exc:
-        raise _first_error(exc, body) from None
-    whole_check = WHOLE_CHECKS.get(schema_class)
-    if strict and whole_check is not None:
-        try:
+        for key, value in body.items():
+            check = checks.get(key)
+            if check is not None:
+                data[key] = check.check(value, key)
+        whole_check = WHOLE_CHECKS.get(schema_class)
+        if strict and whole_check is not None:
             whole_check(data)
-        except Invalid as exc:
-            raise OpenAIError(400, exc.message, param=exc.param, code=exc.code) from None
+    except Invalid as exc:
+        raise OpenAIError(400, exc.message, param=exc.param, code=exc.code) from None
     return data
 
 
@@ -125,17 +131,9 @@ def parse_request(schema_class: type[Schema], body, strict: bool) -> CompletionR
     )
 
 
-def _first_error(exc: ValidationError, body: dict) -> OpenAIError:
-    """Marshmallow collects every error; the client hears about the first, in its own key order."""
-    failed = exc.messages
-    error = failed[next(key for key in body if key in failed)]
-    return OpenAIError(400, error["message"], param=error["param"], code=error["code"])
-
-
 def json_body():
     """The request's JSON, whatever its Content-Type (the real API does not insist), or the real 400."""
-    raw = request.get_data(cache=False)
-    request.environ[JOURNAL_BODY] = raw  # what the journal shows as the request body
+    raw = request_body()
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
