@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import signal
 import socket
 import ssl
@@ -114,6 +115,9 @@ class MockOpenAIWorker(GeventWorker):
             # words each refusal exactly (the C parser calls a head of over 256 headers an invalid request
             # line, where the Python parser answers 431).
             self.cfg.settings["http_parser"].set("python")
+        # What the worker loaded (the app, its modules, settings, corpus) lives as long as the worker: out of
+        # the collector's sight, a full collection walks only what requests made (bench/compare.py: ~1.05x).
+        gc.freeze()
 
     def _lean_loop_serves_all(self) -> bool:
         """app/server/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
