@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from json.encoder import encode_basestring
 
 from app.render import (
     PrettyTemplate,
@@ -19,6 +20,15 @@ from app.render import (
 from app.render.logprobs import chat_entry, chat_logprobs
 from app.streaming import DONE, sse_event
 from app.textgen import Corpus
+
+
+def _one_choice(delta: dict, finish_reason) -> bytes:
+    return compact([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+
+
+# The one choice of a plain chat stream's first chunk, and of its last (%s: its finish_reason), encoded.
+ROLE_CHOICE = _one_choice({"role": "assistant", "content": "", "refusal": None}, None)
+FINISH_CHOICE = _one_choice({}, "@").replace(b'"@"', b"%s")
 
 
 class ChatRenderer:
@@ -114,7 +124,9 @@ class ChatRenderer:
         }
         if not reply.answer.simple:
             return self._rich_stream(reply, envelope)
-        prefix = b"data: " + compact(envelope)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+        # The envelope is encoded once: every chunk is it, then its own fields, in the order the real API sends.
+        opening = b"data: " + compact(envelope)[:-1] + b',"choices":'
+        prefix = opening + b'[{"index":0,"delta":{"content":'
         text = reply.text
         options = reply.include_usage, reply.include_obfuscation
         start, count = text.start, text.count
@@ -132,23 +144,24 @@ class ChatRenderer:
             def event_at(k: int) -> bytes:
                 return prefix + tokens[k] + suffixes[k % size]
 
-        def chunk(choices: list, usage=None, pad: str = "") -> bytes:
-            body = dict(envelope, choices=choices)
+        def chunk(choices: bytes, usage: bytes = b"null", pad: str = "") -> bytes:
+            """``compact(dict(envelope, choices=..., usage=..., obfuscation=...))`` as an event, the fields
+            already encoded (a stream's three fixed chunks cost three dict encodings otherwise)."""
+            parts = [opening, choices]
             if reply.include_usage:
-                body["usage"] = usage
+                parts += (b',"usage":', usage)
             if reply.include_obfuscation:
-                body["obfuscation"] = pad
-            return sse_event(compact(body))
-
-        def choice(delta: dict, finish_reason=None) -> list:
-            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+                parts += (b',"obfuscation":', encode_basestring(pad).encode())
+            parts.append(b"}\n\n")
+            return b"".join(parts)
 
         pads = self.chunks.pads
-        head = chunk(choice({"role": "assistant", "content": "", "refusal": None}), pad=pads[start - 1])
-        tail = chunk(choice({}, text.finish_reason), pad=pads[(start + count) % size])
+        head = chunk(ROLE_CHOICE, pad=pads[start - 1])
+        finish = encode_basestring(text.finish_reason) if text.finish_reason is not None else "null"
+        tail = chunk(FINISH_CHOICE % finish.encode(), pad=pads[(start + count) % size])
         if reply.include_usage:
-            usage = chat_usage(reply.prompt_tokens, count, reply.cached_tokens)
-            tail += chunk([], usage, pad=pads[(start + count + 1) % size])
+            usage = compact(chat_usage(reply.prompt_tokens, count, reply.cached_tokens))
+            tail += chunk(b"[]", usage, pad=pads[(start + count + 1) % size])
         return head, event_at, count, tail + DONE
 
     def _rich_stream(self, reply: Reply, envelope: dict):
