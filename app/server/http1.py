@@ -45,6 +45,9 @@ LINGER_S = 2.0  # how long a connection whose body was refused unread drains wha
 GENERAL_PATH_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"http2-settings", b"te", b"trailer"))
 # Fields that may appear once (RFC 9110 5.3, as gunicorn enforces it); a repeat goes to gunicorn's loop.
 SINGLETONS = frozenset((b"content-length", b"host", b"content-type"))
+OWN_KEYS = {b"content-length": "CONTENT_LENGTH", b"content-type": "CONTENT_TYPE"}  # WSGI keys without HTTP_
+GENERAL_PATH = ("", False, False)  # a header name whose request goes to gunicorn's loop
+HEADER_NAMES = 512  # header names whose reading is kept (clients choose them: the cache must stay bounded)
 # Hop-by-hop response headers the application must not set (gunicorn drops them too); this loop sets them.
 HOP_BY_HOP = frozenset(
     ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers")
@@ -145,6 +148,7 @@ class Http1Server:
         self.server_line = f"Server: {SERVER}\r\n"
         self.date = HttpDate()
         self.turns = Turns()
+        self.header_names: dict[bytes, tuple] = {}  # see _header()
         self.base_environ = {
             "wsgi.version": (1, 0),
             "wsgi.multithread": True,
@@ -260,35 +264,46 @@ class Http1Server:
         keep_alive = minor == 1
         length = 0
         seen = set()
+        known = self.header_names
         for name, value in head["headers"]:
-            lower = name.lower()
-            if lower in GENERAL_PATH_HEADERS or lower in self.scheme_headers or b"_" in name:
+            header = known.get(name) or self._header(name)
+            if header is GENERAL_PATH:
                 raise NeedsGeneralPath(pending)
-            if lower in SINGLETONS:
-                if lower in seen:
+            key, singleton, connection = header
+            if singleton:
+                if key in seen:
                     raise NeedsGeneralPath(pending)
-                seen.add(lower)
+                seen.add(key)
             text = value.decode("latin-1")
-            if lower == b"content-length":
+            if key == "CONTENT_LENGTH":
                 if not value.isdigit():
                     raise NeedsGeneralPath(pending)
                 length = int(value)
-                environ["CONTENT_LENGTH"] = text
+                environ[key] = text
                 continue
-            if lower == b"content-type":
-                environ["CONTENT_TYPE"] = text
-                continue
-            if lower == b"connection":
+            if connection:
                 tokens = text.lower()
                 if "close" in tokens:
                     keep_alive = False
                 elif "keep-alive" in tokens:
                     keep_alive = True
-            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
             environ[key] = environ[key] + "," + text if key in environ else text
         if length > self.max_body_bytes:
             return environ, False, None  # the app answers 413 from the length alone
         return environ, keep_alive, length
+
+    def _header(self, name: bytes) -> tuple:
+        """What a header name is to this loop: its environ key, whether it may appear once, whether it is
+        ``Connection``; or GENERAL_PATH. Worked out once per name a client sends (a few hundred at most)."""
+        lower = name.lower()
+        if lower in GENERAL_PATH_HEADERS or lower in self.scheme_headers or b"_" in name:
+            header = GENERAL_PATH
+        else:
+            key = OWN_KEYS.get(lower) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            header = (key, lower in SINGLETONS, lower == b"connection")
+        if len(self.header_names) < HEADER_NAMES:
+            self.header_names[name] = header
+        return header
 
     def _respond(self, client, environ: dict, keep_alive: bool) -> bool:
         """Run the app and send what it returns; whether the connection can carry another request."""
