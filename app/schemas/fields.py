@@ -1,4 +1,4 @@
-"""Checks for JSON values that speak the real API's error language, and the marshmallow field that runs them.
+"""Checks for JSON values that speak the real API's error language, and the marshmallow field that declares them.
 
 ``Invalid type for 'max_tokens': expected an integer, but got a string instead.``: every failure carries the real
 wording, the dotted path of the parameter (``param``) and the real ``code``.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
+from marshmallow import EXCLUDE, Schema, fields
 
 
 def kind_of(value) -> str:
@@ -236,24 +236,13 @@ class Tagged(Obj):
 
 
 class ApiField(fields.Field):
-    """A marshmallow field that runs a :class:`Check` and reports the real API's error."""
+    """A parameter of a request schema: the :class:`Check` that :func:`app.schemas.validate` runs on its value
+    (null included: most OpenAI parameters are nullable, and the Check judges it). The schemas declare; they
+    are not loaded through marshmallow."""
 
     def __init__(self, check: Check, **kwargs):
         super().__init__(**kwargs)
         self.api_check = check
-
-    def deserialize(self, value, attr=None, data=None, **kwargs):
-        # null is the Check's to judge (most OpenAI parameters are nullable), not marshmallow's.
-        if value is missing:
-            return missing
-        return self._deserialize(value, attr, data, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return self.api_check.check(value, attr)
-        except Invalid as exc:
-            # A dict message survives marshmallow's error collection whole, param and code included.
-            raise ValidationError({"message": exc.message, "param": exc.param, "code": exc.code}) from None
 
 
 # --- shapes and parameters every completion endpoint shares -------------------------------------------
