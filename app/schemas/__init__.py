@@ -61,9 +61,8 @@ def register(schema_class: type[Schema], required: tuple[str, ...], whole_check=
 
 def checks_of(schema_class: type[Schema]) -> dict[str, Check]:
     """Each parameter's :class:`~app.schemas.fields.Check`, from the schema's declared fields. The request
-    schemas are declarations: every field is an :class:`ApiField`, whose check is all that loading it does,
-    so a body is checked by calling them, not through marshmallow's load (its field machinery was most of
-    a completion's validation time)."""
+    schemas are declarations (every field an :class:`ApiField`): a body is checked by calling their checks,
+    not through marshmallow's load, whose field machinery was most of a completion's validation time."""
     checks = _CHECKS.get(schema_class)
     if checks is None:
         declared = schema_class._declared_fields
