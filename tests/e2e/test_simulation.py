@@ -443,6 +443,9 @@ def test_record_from_a_second_server_then_replay_it(start_server, tmp_path):
     )
     recorded_body = chat(recorder, max_tokens=3)
     assert recorded_stream.status_code == 200 and recorded_body.status_code == 200
+    # the journal shows the body the recorder forwarded, as it does any other request's
+    journaled = requests.get(recorder.base_url + "/_mock/requests?limit=1", timeout=10).json()["data"][0]
+    assert journaled["request"]["body"] == {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 3}
     files = sorted(p.name for p in fixtures.iterdir())
     assert len(files) == 2 and all(name.startswith("post-v1-chat-completions-") for name in files)
     assert not any("very-secret" in p.read_text() for p in fixtures.iterdir())
