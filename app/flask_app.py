@@ -6,6 +6,8 @@ does not need (each measured under load with bench/).
 - A request's URL adapter: werkzeug works the server name out of the Host header (validated, lowercased,
   IDNA-encoded) for every request, the same for every request with that header; it is worked out once per
   header here.
+- Routing: werkzeug walks its state machine for every request (and leaves a reference cycle behind, its
+  recursive matcher, for the collector to find); where a path leads is worked out once per path here.
 - A response's WSGI headers are, in werkzeug, a validated copy of its headers made for every response, so
   that a relative ``Location`` can be fixed and some statuses can lose their length. A response with
   neither concern (every API answer) sends its own headers as they are.
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.wrappers import Response
-from werkzeug.routing import MapAdapter
+from werkzeug.routing import Map, MapAdapter
+from werkzeug.routing.matcher import StateMachineMatcher
 
 BOUND_HOSTS = 256  # Host headers whose binding is kept (clients choose them: the cache must stay bounded)
+MATCHED_PATHS = 4096  # paths whose route is kept (clients choose them too: /v1/models/<any id>)
 
 # Statuses whose headers werkzeug may change: no body (1xx, 204, 304), or a precondition that failed (412).
 _ADJUSTED_STATUSES = frozenset((204, 304, 412))
@@ -41,8 +45,52 @@ class ApiResponse(Response):
         return self.headers
 
 
+class RememberingMatcher(StateMachineMatcher):
+    """werkzeug's matcher, keeping where each path it matched leads (a route and its converted values) until the
+    rules change. What matches nothing (a 404, 405 or redirect) is worked out again each time."""
+
+    def __init__(self, merge_slashes: bool) -> None:
+        self._matched: dict[tuple, tuple] = {}
+        super().__init__(merge_slashes)
+
+    @property
+    def merge_slashes(self) -> bool:
+        return self._merge_slashes
+
+    @merge_slashes.setter
+    def merge_slashes(self, value: bool) -> None:
+        self._merge_slashes = value
+        self._matched = {}
+
+    def update(self) -> None:  # (the map calls it before matching again once rules were added)
+        self._matched = {}
+        super().update()
+
+    def match(self, domain: str, path: str, method: str, websocket: bool):
+        key = (domain, path, method, websocket)
+        matched = self._matched.get(key)
+        if matched is None:
+            rule, values = super().match(domain, path, method, websocket)
+            if len(self._matched) < MATCHED_PATHS:
+                self._matched[key] = (rule, dict(values))
+            return rule, values
+        rule, values = matched
+        return rule, dict(values)  # a copy: the view's keyword arguments, which hooks may change
+
+
+class RoutesMap(Map):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        matcher = RememberingMatcher(self._matcher.merge_slashes)
+        for rule in self._rules:  # (any given to the constructor)
+            if not rule.build_only:
+                matcher.add(rule)
+        self._matcher = matcher
+
+
 class MockOpenAIFlask(Flask):
     response_class = ApiResponse
+    url_map_class = RoutesMap
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
