@@ -4,7 +4,7 @@ gunicorn's own loop builds a parser, a request, a response and an environ out of
 request, formats the date each time, and sends the head and the body apart; under a load test that is
 about half of the worker's time. This loop reads a request head into one buffer, parses it with gunicorn's
 own C parser (``gunicorn_h1c``, picohttpparser), builds the WSGI environ in one dict, and sends a whole
-body together with its head in one ``send``.
+body together with its head in one ``send`` (and a stream's end with its last write, :class:`LastWrite`).
 
 It serves what clients of this API send: a request line with an origin-form path, ordinary headers and a
 ``Content-Length`` body. Anything else (chunked or ``Expect: 100-continue`` bodies, upgrades, forwarded
@@ -36,6 +36,7 @@ from gunicorn import SERVER, SERVER_SOFTWARE
 from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
 from app.server import memory
+from app.streaming import LastWrite
 
 HEAD_END = b"\r\n\r\n"
 YIELD_S = 1e-6  # the fairness yield after each response (see serve())
@@ -54,6 +55,7 @@ HOP_BY_HOP = frozenset(
     + ("transfer-encoding", "upgrade", "server", "date")
 )
 NO_BODY_STATUSES = frozenset((204, 304))
+LAST_CHUNK = b"0\r\n\r\n"  # a chunked body's end: sent with a stream's last write when it says it is the last
 
 
 AVAILABLE = gunicorn_h1c is not None
@@ -357,13 +359,17 @@ class Http1Server:
                 _send(client, out)
                 return keep_alive
             if chunked:
+                ended = False
                 if first:
-                    out += b"%x\r\n%s\r\n" % (len(first), first)
+                    ended = type(first) is LastWrite
+                    out += b"%x\r\n%s\r\n%s" % (len(first), first, LAST_CHUNK if ended else b"")
                 _send(client, out)
                 for chunk in chunks:
-                    if chunk:
-                        _send(client, b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                _send(client, b"0\r\n\r\n")
+                    if chunk and not ended:  # (nothing follows a last write)
+                        ended = type(chunk) is LastWrite
+                        _send(client, b"%x\r\n%s\r\n%s" % (len(chunk), chunk, LAST_CHUNK if ended else b""))
+                if not ended:
+                    _send(client, LAST_CHUNK)
                 return keep_alive
             _send(client, out + first)  # a whole body goes out with its head, in one send
             sent = len(first)

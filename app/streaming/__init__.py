@@ -29,6 +29,12 @@ DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"  # a comment line; a bare "event:" line would crash the SDK's decoder
 
 
+class LastWrite(bytes):
+    """A stream's last write, when it ends as planned: the server may end the response in the same send (for a
+    chunked response, its terminator in the same packet, not one more). Nothing follows it; to any other
+    server it is bytes."""
+
+
 def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
@@ -147,7 +153,7 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
         if prefix or suffix:
             if prefix:
                 _sleep_until(schedule.first)
-            yield prefix + suffix
+            yield LastWrite(prefix + suffix) if suffix else prefix
         return sent
     while True:
         due = schedule.due(sent)
@@ -169,6 +175,8 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
         sent = upto
         if sent >= stop and suffix:
             parts.append(suffix)
+            yield LastWrite(b"".join(parts))
+            return sent
         yield parts[0] if len(parts) == 1 else b"".join(parts)
         if sent >= stop:
             return sent

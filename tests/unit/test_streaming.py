@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from time import monotonic
 
-from app.streaming import paced_events
+from app.simulation.faults import StreamFault
+from app.streaming import LastWrite, paced_events
 
 
 def run(count, first_token_at, itl):
@@ -18,6 +19,18 @@ def run(count, first_token_at, itl):
 def test_no_pacing_is_one_write():
     _, writes = run(100, monotonic(), 0)
     assert writes == [b"H" + b"".join(b"%d," % k for k in range(100)) + b"T"]
+
+
+def test_only_the_write_that_ends_the_stream_says_it_is_the_last():
+    """The server sends a chunked body's end in the same packet as a LastWrite (app/server/http1.py)."""
+    for itl, count in ((0, 100), (0.002, 5), (0, 0)):
+        _, writes = run(count, monotonic(), itl)
+        assert [type(w) is LastWrite for w in writes] == [False] * (len(writes) - 1) + [True], (itl, count)
+        assert writes[-1].endswith(b"T")
+    cut = list(
+        paced_events(b"H", lambda k: b"%d," % k, 5, b"T", monotonic(), 0, None, [StreamFault("stream_error", 2)], b"E")
+    )
+    assert b"".join(cut) == b"H0,1,E" and not any(type(w) is LastWrite for w in cut)  # cut short: not as planned
 
 
 def test_headers_go_first_when_the_first_token_is_late():
