@@ -4,11 +4,11 @@ admin client reads (bodies parsed back, a stream's events with their times, the 
 from __future__ import annotations
 
 import json
-import os
 import re
 from array import array
 
 from app.journal.preview import preview
+from app.shared import process_id
 from app.streaming import KEEPALIVE
 
 # Never stored as sent: credentials and cookies, in either direction.
@@ -69,7 +69,7 @@ def row_of(exchange, limit: int) -> tuple:
         exchange.events + count_events(kept) if exchange.stream and exchange.size > limit else None,
         exchange.ending,
         writes,
-        os.getpid(),
+        process_id(),
         note.get("api", "openai"),
         environ.get(BATCH),
     )

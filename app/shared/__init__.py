@@ -28,6 +28,15 @@ PATH_ENV = "MOCK_OPENAI_SHARED_PATH"  # also the [shared] path setting, through 
 MAX_OBJECTS = 10000  # per kind of stored object: a load test with store=true must not grow the file forever
 
 
+def process_id() -> int:
+    """``os.getpid()`` without the system call: every request asks (the journal's row, this worker's counters)."""
+    return _PID[0]
+
+
+_PID = [os.getpid()]  # kept current across forks
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
 def fault_view(fault_id: int, model: str | None, test_id: str | None, spec: dict) -> dict:
     """A queued fault as every backend shows it: ``test_id`` only when it is scoped to one test."""
     return {"id": fault_id, "model": model, **({"test_id": test_id} if test_id else {}), **spec}

@@ -30,7 +30,7 @@ import time
 import zlib
 from contextlib import suppress
 
-from app.shared import connect, write_transaction
+from app.shared import connect, process_id, write_transaction
 from app.shared.tables import MappedTable, digest
 
 # The stored fields of an entry, in the order rows are given to append().
@@ -202,7 +202,7 @@ class JournalStore(JournalReader):
 
     # --- this worker's counters ---------------------------------------------------------------------------
     def _publish(self) -> None:
-        pid = _PID[0]
+        pid = process_id()
         if self._slot_pid != pid:  # first use in this process: claim a slot
             _flock(self._lock, blocking=True)
             try:
@@ -268,7 +268,7 @@ class JournalStore(JournalReader):
         self._db()  # (a forked child starts a file of its own)
         if self._own is None:
             # The process's start names the file with its pid: a pid reused later never writes to an old one.
-            self._own = _Batches(os.path.join(self.folder, f"{_PID[0]}-{_STARTED[0]}"))
+            self._own = _Batches(os.path.join(self.folder, f"{process_id()}-{_STARTED[0]}"))
             self._own.unread = self._own.count()
         return self._own
 
@@ -486,21 +486,9 @@ def _take_old_batches(db: sqlite3.Connection, path: str, max_entries: int) -> No
                         os.unlink(path + ".batches" + leftover)
 
 
-def process_id() -> int:
-    """``os.getpid()`` without the system call."""
-    return _PID[0]
-
-
-# This process's id and when it started, kept current across forks: os.getpid() is a system call, and
-# _publish runs for every request.
-_PID, _STARTED = [os.getpid()], [time.time_ns()]
-
-
-def _forked() -> None:
-    _PID[0], _STARTED[0] = os.getpid(), time.time_ns()
-
-
-os.register_at_fork(after_in_child=_forked)
+# When this process started, kept current across forks: it names the process's batches file with its pid.
+_STARTED = [time.time_ns()]
+os.register_at_fork(after_in_child=lambda: _STARTED.__setitem__(0, time.time_ns()))
 
 
 def _alive(pid: int) -> bool:

@@ -27,8 +27,8 @@ import uuid
 from contextlib import contextmanager
 from time import monotonic
 
-from app.shared import connect
-from app.shared.journal_store import COLUMNS, JournalReader, process_id
+from app.shared import connect, process_id
+from app.shared.journal_store import COLUMNS, JournalReader
 
 log = logging.getLogger(__name__)
 ALIVE_S = 30
