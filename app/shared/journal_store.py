@@ -30,6 +30,8 @@ import time
 import zlib
 from contextlib import suppress
 
+import zstandard
+
 from app.shared import connect, process_id, write_transaction
 from app.shared.tables import MappedTable, digest
 
@@ -403,24 +405,22 @@ def _flock(file, blocking: bool = False) -> None:
             sleep(0.001)  # a reader holds it: serve streams meanwhile
 
 
-# Long bodies are raw deflate streams at zlib's fastest level: no zlib header and no Adler-32 checksum, which
-# no other column of a row has either, and a third less time (~19 us against ~29 for a 64-token stream).
-_DEFLATE_WBITS = -15
-
-
-def _deflate(body: bytes) -> bytes:
-    compressor = zlib.compressobj(1, zlib.DEFLATED, _DEFLATE_WBITS)
-    return compressor.compress(body) + compressor.flush()
+# Long bodies are zstd frames at a fast level (about 6 us for a 64-token stream's 21 KB, against 19 us for
+# zlib's fastest raw deflate, which batches written before 2026-12-06 hold).
+_ZSTD = "zstd"
+_ZSTD_LEVEL = -1
 
 
 def pack(rows: list[tuple]) -> bytes:
-    """A batch of rows as one blob; long bodies compressed, each as ``(data, wbits)`` (:func:`unpack`)."""
-    packed = []
+    """A batch of rows as one blob; long bodies compressed, each as ``(data, "zstd")`` (:func:`unpack`)."""
+    packed, compressor = [], None
     for row in rows:
         for index in _BODIES:
             body = row[index]
             if body is not None and len(body) >= _COMPRESS_FROM:
-                row = (*row[:index], (_deflate(body), _DEFLATE_WBITS), *row[index + 1 :])
+                if compressor is None:  # one per batch: making one costs about as much as a body
+                    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+                row = (*row[:index], (compressor.compress(body), _ZSTD), *row[index + 1 :])
         packed.append(row)
     return marshal.dumps(packed)
 
@@ -430,9 +430,12 @@ def unpack(blob: bytes) -> list[tuple]:
     for position, row in enumerate(rows):
         for index in _BODIES:
             if type(row[index]) is tuple:
-                # (data, wbits); a 1-tuple is zlib's own format, as batches written before 2026-12-06 are
-                compressed, *wbits = row[index]
-                body = zlib.decompress(compressed, *wbits)
+                # (data, "zstd"); batches written before: (data, wbits) raw deflate, or a 1-tuple in zlib's format
+                compressed, *codec = row[index]
+                if codec == [_ZSTD]:
+                    body = zstandard.ZstdDecompressor().decompress(compressed)
+                else:
+                    body = zlib.decompress(compressed, *codec)
                 row = rows[position] = (*row[:index], body, *row[index + 1 :])
     return rows
 

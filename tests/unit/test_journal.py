@@ -383,15 +383,18 @@ def test_a_batch_keeps_every_body_byte_for_byte_long_ones_packed_small():
     assert len(blob) < len(stream) // 4  # the two copies of a 25 KB stream went in compressed
 
 
-def test_a_batch_written_before_raw_deflate_still_reads():
-    """Batches waiting in a worker's file when the server is upgraded hold zlib's own format (a 1-tuple)."""
+def test_batches_written_by_earlier_versions_still_read():
+    """Batches waiting in a worker's file when the server is upgraded hold an earlier version's format: raw
+    deflate as (data, wbits) until zstd (2026-12-06), zlib's own format as a 1-tuple before that."""
     import marshal
     import zlib
 
     from app.shared.journal_store import COLUMNS, unpack
 
     stream = b"".join(b'data: {"choices":[{"delta":{"content":" w%d"}}]}\n\n' % i for i in range(600))
-    row = dict.fromkeys(COLUMNS, 1)
-    row["request_body"], row["response_body"] = b'{"model":"m"}', (zlib.compress(stream, 1),)
-    (read,) = unpack(marshal.dumps([tuple(row.values())]))
-    assert read[COLUMNS.index("response_body")] == stream
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+    for stored in ((zlib.compress(stream, 1),), (deflate.compress(stream) + deflate.flush(), -15)):
+        row = dict.fromkeys(COLUMNS, 1)
+        row["request_body"], row["response_body"] = b'{"model":"m"}', stored
+        (read,) = unpack(marshal.dumps([tuple(row.values())]))
+        assert read[COLUMNS.index("response_body")] == stream
