@@ -1,10 +1,11 @@
 """The request journal in Redis: every worker of every instance appends to one stream; readers query a copy.
 
-A flush is one stream entry holding a batch of packed rows, added by a script that also hands the batch its
-entry ids (one counter for all instances) and trims the stream to the newest ``max_entries``. Each worker that
-reads keeps its own SQLite copy of the stream in a temporary file, brought up to date before each read with the
-entries added since the last, so queries run on the same SQL as on one host (:class:`JournalReader`). A clear
-empties the stream and bumps a generation number, which tells every copy to start again.
+A flush is one stream entry holding a batch of packed rows (long bodies compressed, as on one host), added by a
+script that also hands the batch its entry ids (one counter for all instances) and trims the stream to the newest
+``max_entries``. Each worker that reads keeps its own SQLite copy of the stream in a temporary file, brought up
+to date before each read with the entries added since the last, so queries run on the same SQL as on one host
+(:class:`JournalReader`). A clear empties the stream and bumps a generation number, which tells every copy to
+start again.
 
 Reads that must see every answered request ask for it: the reader publishes a sync on a channel every
 worker listens to, and Redis answers with how many listeners got it; each listener writes what it holds
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import marshal
 import os
 import tempfile
 import uuid
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from time import monotonic
 
 from app.shared import connect, process_id
-from app.shared.journal_store import COLUMNS, JournalReader
+from app.shared.journal_store import COLUMNS, JournalReader, pack, unpack
 
 log = logging.getLogger(__name__)
 ALIVE_S = 30
@@ -90,7 +90,7 @@ class RedisJournalStore(JournalReader):
             return
         rows = []
         for entry_id, fields in batches:
-            last, packed = int(entry_id.split(b"-")[0]), marshal.loads(fields[b"rows"])
+            last, packed = int(entry_id.split(b"-")[0]), unpack(fields[b"rows"])
             rows += [(last - len(packed) + 1 + i, *row) for i, row in enumerate(packed)]
         with _transaction(db):
             db.executemany(_INSERT, rows)
@@ -107,7 +107,7 @@ class RedisJournalStore(JournalReader):
         if rows:
             pipe = self.redis.pipeline(transaction=False)
             keys = [self._key("next"), self._key("stream")]
-            self._append(keys=keys, args=[len(rows), marshal.dumps(rows), self.max_entries], client=pipe)
+            self._append(keys=keys, args=[len(rows), pack(rows), self.max_entries], client=pipe)
             self._streams_into(pipe)
             pipe.execute()
 
