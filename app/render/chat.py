@@ -18,7 +18,7 @@ from app.render import (
     system_fingerprint,
 )
 from app.render.logprobs import chat_entry, chat_logprobs
-from app.streaming import DONE, sse_event
+from app.streaming import DONE, JoinedEvents, sse_event
 from app.textgen import Corpus
 
 
@@ -133,10 +133,7 @@ class ChatRenderer:
         if text.corpus is not None:
             tails = self.chunks.chat[options]
             size = len(tails)
-
-            def event_at(k: int) -> bytes:
-                return prefix + tails[(start + k) % size]
-
+            event_at = JoinedEvents(prefix, tails, start)
         else:
             tokens, suffixes = text.json_tokens, self.chunks.suffixes[options]
             size = len(suffixes)

@@ -35,6 +35,30 @@ class LastWrite(bytes):
     server it is bytes."""
 
 
+class JoinedEvents:
+    """``event_at`` for events that are one prefix and a tail of their own: event ``k`` is
+    ``prefix + tails[(start + k) % len(tails)]``. Several due at once are one join with the prefix between
+    them, not a concatenation each (a 64-token write: about 1 us against 7)."""
+
+    __slots__ = ("prefix", "tails", "start")
+
+    def __init__(self, prefix: bytes, tails: Sequence[bytes], start: int):
+        self.prefix, self.tails, self.start = prefix, tails, start
+
+    def __call__(self, k: int) -> bytes:
+        tails = self.tails
+        return self.prefix + tails[(self.start + k) % len(tails)]
+
+    def between(self, first: int, end: int) -> bytes:
+        """Events ``first`` to ``end - 1``, as one write."""
+        tails, prefix = self.tails, self.prefix
+        size = len(tails)
+        at = (self.start + first) % size
+        if at + end - first <= size:
+            return prefix + prefix.join(tails[at : at + end - first])
+        return b"".join([self(k) for k in range(first, end)])  # wraps around the tails
+
+
 def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
@@ -149,6 +173,7 @@ def paced_events(
 def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
     """Send tokens ``sent`` to ``stop`` on their deadlines, ``prefix`` with the first write and ``suffix``
     with the last; returns the number sent."""
+    between = getattr(event_at, "between", None)  # (JoinedEvents: several events in one join)
     if sent >= stop:
         if prefix or suffix:
             if prefix:
@@ -168,7 +193,10 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
             if held_back:
                 schedule.first += held_back
                 continue
-        parts = [event_at(k) for k in range(sent, upto)]
+        if between is not None:
+            parts = [between(sent, upto)]
+        else:
+            parts = [event_at(k) for k in range(sent, upto)]
         if prefix:
             parts.insert(0, prefix)
             prefix = b""

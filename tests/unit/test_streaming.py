@@ -5,7 +5,7 @@ from __future__ import annotations
 from time import monotonic
 
 from app.simulation.faults import StreamFault
-from app.streaming import LastWrite, paced_events
+from app.streaming import JoinedEvents, LastWrite, paced_events
 
 
 def run(count, first_token_at, itl):
@@ -31,6 +31,22 @@ def test_only_the_write_that_ends_the_stream_says_it_is_the_last():
         paced_events(b"H", lambda k: b"%d," % k, 5, b"T", monotonic(), 0, None, [StreamFault("stream_error", 2)], b"E")
     )
     assert b"".join(cut) == b"H0,1,E" and not any(type(w) is LastWrite for w in cut)  # cut short: not as planned
+
+
+def test_joined_events_are_the_events_one_by_one_wherever_they_start_and_however_many():
+    tails = [b"t%d;" % i for i in range(7)]
+    for start in (0, 3, 6):
+        events = JoinedEvents(b"P", tails, start)
+        one_by_one = [b"P" + tails[(start + k) % 7] for k in range(40)]
+        assert [events(k) for k in range(40)] == one_by_one
+        for first in range(0, 12):
+            for end in range(first + 1, 40):  # within the tails, wrapping around them, and more than all of them
+                assert events.between(first, end) == b"".join(one_by_one[first:end]), (start, first, end)
+    # the writer sends the same bytes with them as with a function
+    as_function = lambda k: b"P" + tails[(2 + k) % 7]  # noqa: E731
+    for itl in (0, 0.001):
+        joined = b"".join(paced_events(b"H", JoinedEvents(b"P", tails, 2), 30, b"T", monotonic(), itl))
+        assert joined == b"".join(paced_events(b"H", as_function, 30, b"T", monotonic(), itl))
 
 
 def test_headers_go_first_when_the_first_token_is_late():
