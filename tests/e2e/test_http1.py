@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -275,3 +277,15 @@ def test_a_large_body_arriving_in_pieces_is_read_whole(server):
             sock.sendall(raw[i : i + (1 << 16)])
         status, _, reply, _ = read_response(sock)
         assert status == "HTTP/1.1 200 OK" and json.loads(reply)["usage"]["prompt_tokens"] > 700_000
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read a listening socket's backlog")
+def test_the_listen_backlog_holds_a_workers_connections(start_server):
+    """Connections opened all at once wait in the kernel's accept queue, not for the client's SYN retry: the
+    backlog is ``[server] max_connections`` (past gunicorn's 2,048), as far as the kernel allows."""
+    server = start_server("-w", "1", env={"MOCK_OPENAI_SERVER_MAX_CONNECTIONS": "3000"})
+    listening = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    with open("/proc/sys/net/core/somaxconn") as f:
+        assert int(listening[2]) == min(3000, int(f.read()))  # LISTEN, Recv-Q, Send-Q (the backlog), ...
