@@ -426,14 +426,15 @@ def pack(rows: list[tuple]) -> bytes:
 
 
 def unpack(blob: bytes) -> list[tuple]:
-    rows = marshal.loads(blob)
+    rows, decompressor = marshal.loads(blob), None
     for position, row in enumerate(rows):
         for index in _BODIES:
             if type(row[index]) is tuple:
                 # (data, "zstd"); batches written before: (data, wbits) raw deflate, or a 1-tuple in zlib's format
                 compressed, *codec = row[index]
                 if codec == [_ZSTD]:
-                    body = zstandard.ZstdDecompressor().decompress(compressed)
+                    decompressor = decompressor or zstandard.ZstdDecompressor()
+                    body = decompressor.decompress(compressed)
                 else:
                     body = zlib.decompress(compressed, *codec)
                 row = rows[position] = (*row[:index], body, *row[index + 1 :])
