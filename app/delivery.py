@@ -13,6 +13,7 @@ from time import monotonic
 from flask import Response, request
 from gevent import sleep
 
+from app.context import this_request
 from app.errors import SERVER_ERROR, OpenAIError
 from app.journal import STREAM_END, STREAM_STOPPED
 from app.render import Reply, compact
@@ -73,7 +74,8 @@ class _Releasing:
 
 def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     head, event_at, count, tail = renderer.stream(reply)
-    request.environ[STREAM_END] = tail  # how the journal knows the stream ended well, in any format
+    environ = this_request().environ
+    environ[STREAM_END] = tail  # how the journal knows the stream ended well, in any format
     timing = fate.timing
     error_event, stopped = b"", STOPPED
     # A renderer of another wire format words a mid-stream error its own way (Anthropic's "event: error").
@@ -82,7 +84,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
         error = error_for("500", reply.model, "", fate.settings.faults, None)
         error_event = renderer.error_event(error) if own_errors else sse_event(compact(error.body()))
     if own_errors:
-        stopped = request.environ[STREAM_STOPPED] = renderer.error_event(SHUTTING_DOWN)
+        stopped = environ[STREAM_STOPPED] = renderer.error_event(SHUTTING_DOWN)
     events = paced_events(
         head,
         event_at,

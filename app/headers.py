@@ -9,7 +9,9 @@ from __future__ import annotations
 from random import getrandbits
 from time import monotonic
 
-from flask import Flask, Response, g
+from flask import Flask, Response
+
+from app.context import this_g
 
 OPENAI_VERSION = "2020-10-01"
 # A high usage tier's limits, shown when no [rate_limits] are set.
@@ -23,11 +25,12 @@ def init_app(app: Flask) -> None:
 
 
 def _start_clock() -> None:
-    g.started = monotonic()
+    this_g().started = monotonic()
 
 
 def request_id() -> str:
     """This request's ``x-request-id``, made on first use (some error messages quote it)."""
+    g = this_g()
     rid = g.get("request_id")
     if rid is None:
         # 32 random hex digits, as the real ids; random, not os.urandom: a syscall a request for an id that
@@ -43,7 +46,7 @@ def _add_headers(response: Response) -> Response:
     add = response.headers.add
     add("x-request-id", request_id())
     add("openai-version", OPENAI_VERSION)
-    started = g.get("started")
+    started = this_g().get("started")
     if started is not None:  # for a stream this is the time to headers, as with the real API
         add("openai-processing-ms", str(int((monotonic() - started) * 1000)))
     return response

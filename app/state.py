@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import current_app
-
 from app.config import Settings
+from app.context import this_app
 from app.journal import Journal
 from app.logs import configure as configure_logging
 from app.logs import request_logger
@@ -85,4 +84,4 @@ def _capture(settings: Settings, shared: SharedState) -> tuple[Journal | None, M
 
 
 def current_state() -> MockState:
-    return current_app.extensions["mock_openai"]
+    return this_app().extensions["mock_openai"]

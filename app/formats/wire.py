@@ -12,6 +12,7 @@ from flask import Blueprint, Response, g, request
 
 from app import auth
 from app.apikeys import PRESENTED, presented_key
+from app.context import this_request
 from app.errors import PATH_OWNERS, OpenAIError, neutral_error
 from app.headers import request_id
 from app.journal import annotate, request_body
@@ -97,7 +98,7 @@ class Claims:
         self.claims.append((prefix, wire, asks, view))
 
     def __call__(self):
-        path = request.path
+        path = this_request().path
         if not path.startswith(self.prefixes):
             return None
         for prefix, wire, asks, view in self.claims:

@@ -20,8 +20,9 @@ import threading
 from array import array
 from time import monotonic, time
 
-from flask import current_app, request
+from flask import request
 
+from app.context import this_app, this_request
 from app.journal.entries import BATCH as BATCH  # noqa: PLC0414 (one name for the views and the simulation)
 from app.journal.entries import count_events, row_of
 from app.streaming import DONE, STOPPED
@@ -37,7 +38,7 @@ SKIPPED = ("/_mock/", "/_mock", "/ui", "/metrics", "/favicon.ico")
 
 def annotate(**fields) -> None:
     """Tell the journal something about this request (``model``, ``prompt_tokens``, ``fault`` ...)."""
-    note = request.environ.get(NOTE)
+    note = this_request().environ.get(NOTE)
     if note is not None:
         note.update(fields)
 
@@ -45,7 +46,7 @@ def annotate(**fields) -> None:
 def request_body() -> bytes:
     """This request's body, read once and kept: the views parse it, recording hashes and forwards it, and the
     journal shows it."""
-    environ = request.environ
+    environ = this_request().environ
     raw = environ.get(BODY)
     if raw is None:
         raw = _whole_body(environ)
@@ -63,7 +64,7 @@ def _whole_body(environ) -> bytes | None:
     length = environ.get("CONTENT_LENGTH", "")
     if "wsgi.input_terminated" not in environ or not length.isdigit():
         return None
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = this_app().config["MAX_CONTENT_LENGTH"]
     if limit is not None and int(length) > limit:
         return None
     return environ["wsgi.input"].read()

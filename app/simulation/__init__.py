@@ -26,6 +26,7 @@ from gevent import sleep
 
 from app.apikeys import request_key
 from app.config import ERROR_KINDS, Settings
+from app.context import this_request
 from app.errors import OpenAIError
 from app.headers import request_id
 from app.journal import BATCH, NOTE, annotate
@@ -91,7 +92,8 @@ class Simulation:
     def decide(self, parsed, endpoint: str, model: str, max_output_tokens: int, prompt_tokens: int) -> Fate:
         """The fate of a parsed completion request (:class:`app.schemas.CompletionRequest`) for ``model``."""
         base = self.layers.base
-        controls = read_controls(request.environ) if base.faults["request_headers"] else None
+        environ = this_request().environ
+        controls = read_controls(environ) if base.faults["request_headers"] else None
         version, pending = self.shared.changes()  # one read of shared state for both
         settings = self.layers.current(controls.scenario if controls else None, version)
         responses = settings.responses
@@ -116,7 +118,7 @@ class Simulation:
 
         kind, after = (controls.error if controls else None), None
         if kind is None and pending:
-            one_shot = self.shared.take_fault(model, request.environ.get(TEST_ID))
+            one_shot = self.shared.take_fault(model, environ.get(TEST_ID))
             if one_shot is not None:
                 kind, after = one_shot["error"], one_shot.get("after")
         if kind is None and faults["error_rate_percent"]:
@@ -152,7 +154,6 @@ class Simulation:
         elif endpoint == "chat" and prompt_tokens >= settings.prompt_cache["min_tokens"]:  # else nothing to cache
             cached = self.prompt_cache.cached_tokens(settings.prompt_cache, parsed.body, model, prompt_tokens)
         # What the journal and the metrics record of every request, whichever view or format it came through.
-        environ = request.environ
         note = environ.get(NOTE)
         if note is not None:
             note.update(
