@@ -15,6 +15,7 @@ from gevent import sleep
 
 from app.context import this_request
 from app.errors import SERVER_ERROR, OpenAIError
+from app.flask_app import add_own_headers
 from app.journal import STREAM_END, STREAM_STOPPED
 from app.render import Reply, compact
 from app.simulation import Fate
@@ -37,7 +38,7 @@ def respond(fate: Fate, reply: Reply, renderer, stream: bool) -> Response:
         if fate.release is not None:
             fate.release()
         raise
-    response.headers.extend(fate.rate_limit_headers)
+    add_own_headers(response, fate.rate_limit_headers)
     if fate.release is not None:
         if stream:  # werkzeug skips close callbacks for direct_passthrough bodies: the iterable releases
             response.response = _Releasing(response.response, fate.release)

@@ -12,6 +12,7 @@ from time import monotonic
 from flask import Flask, Response
 
 from app.context import this_g
+from app.flask_app import add_own_headers
 
 OPENAI_VERSION = "2020-10-01"
 # A high usage tier's limits, shown when no [rate_limits] are set.
@@ -42,11 +43,10 @@ def request_id() -> str:
 def _add_headers(response: Response) -> Response:
     if getattr(response, "own_headers", False):  # an upstream's exchange (record, replay), another wire format
         return response
-    # add(), not item assignment: these are new headers, and assignment scans for old ones first.
-    add = response.headers.add
-    add("x-request-id", request_id())
-    add("openai-version", OPENAI_VERSION)
+    # New headers (item assignment would scan for old ones first), and ours: added as they are.
+    own = [("x-request-id", request_id()), ("openai-version", OPENAI_VERSION)]
     started = this_g().get("started")
     if started is not None:  # for a stream this is the time to headers, as with the real API
-        add("openai-processing-ms", str(int((monotonic() - started) * 1000)))
+        own.append(("openai-processing-ms", str(int((monotonic() - started) * 1000))))
+    add_own_headers(response, own)
     return response
