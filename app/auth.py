@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from app.apikeys import presented_key
+from app.context import this_request
 from app.errors import OpenAIError
 from app.state import current_state
 
@@ -43,7 +44,10 @@ def key_problem(key: str) -> str | None:
 
 @bp.before_app_request
 def require_api_key() -> None:
-    if not current_state().settings.auth["token"] or not _is_protected(request.path):
+    if not current_state().settings.auth["token"]:
+        return
+    request = this_request()
+    if not _is_protected(request.path):
         return
     if request.blueprint in OWN_AUTH:
         return
