@@ -28,6 +28,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +48,16 @@ def machine() -> str:
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
     )
     return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def measured_commit() -> str:
+    """The commit the figures are of (several runs a day need telling apart), and whether the tree had changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "?"
+    return commit + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def median(rows, key):
@@ -186,7 +197,7 @@ def two_workers(args) -> dict:
 def render(args, table, capacity, scaling, started) -> str:
     names = [n for n in ("floor", "aimock", "ours") if any(n in row for row in table.values())]
     lines = [
-        f"## {date.today().isoformat()}: {machine()}",
+        f"## {date.today().isoformat()}, at {measured_commit()}: {machine()}",
         "",
         f"One worker per server on CPU 0, the load on CPU 1; medians of {args.rounds} interleaved rounds of "
         f"{args.duration} s. CPU: cores used by server / client. ⚠ marks a client above 90% of its core.",
