@@ -14,11 +14,31 @@ does not need (each measured under load with bench/).
 - A response's WSGI headers are, in werkzeug, a validated copy of its headers made for every response, so
   that a relative ``Location`` can be fixed and some statuses can lose their length. A response with
   neither concern (every API answer) sends its own headers as they are.
+- The request cycle (:class:`MockOpenAIFlask`'s hook methods): Flask gathers each request's hooks by walking
+  its blueprint chain in four dictionaries, sends six signals that nothing here receives (blinker works
+  that out for each), and makes a new null session for every request when no secret key is set (an API has
+  no cookie session). Here the hooks of each route are gathered once (Flask refuses new hooks once it has
+  served a request), a signal is sent only when it has receivers, and the null session, which refuses
+  every write, is one for all requests. Together about 10 µs of a bare route's 65 (bench/ figures in the
+  docs' benchmark page).
 """
 
 from __future__ import annotations
 
+import sys
+
 from flask import Flask
+from flask.ctx import AppContext, _sentinel
+from flask.globals import _cv_app, _cv_request
+from flask.sessions import NullSession, SecureCookieSessionInterface
+from flask.signals import (
+    appcontext_popped,
+    appcontext_pushed,
+    appcontext_tearing_down,
+    request_finished,
+    request_started,
+    request_tearing_down,
+)
 from flask.wrappers import Response
 from werkzeug.routing import Map, MapAdapter
 from werkzeug.routing.matcher import StateMachineMatcher
@@ -102,18 +122,148 @@ class RoutesMap(Map):
         self._matcher = matcher
 
 
+class Hooks:
+    """The hooks that run for one route, in the order Flask runs them (the app's and its blueprints')."""
+
+    __slots__ = ("url_values", "before", "after", "teardown")
+
+    def __init__(self, app: Flask, blueprints: list[str]) -> None:
+        outward = (None, *reversed(blueprints))  # the app's first, then each blueprint's, outermost first
+        inward = (*blueprints, None)
+        self.url_values = [f for name in outward for f in app.url_value_preprocessors.get(name, ())]
+        self.before = [f for name in outward for f in app.before_request_funcs.get(name, ())]
+        self.after = [f for name in inward for f in reversed(app.after_request_funcs.get(name, ()))]
+        self.teardown = [f for name in inward for f in reversed(app.teardown_request_funcs.get(name, ()))]
+
+
+class AppContextSignalledWhenHeard(AppContext):
+    """Flask's app context, sending its two signals only when something receives them."""
+
+    def push(self) -> None:
+        self._cv_tokens.append(_cv_app.set(self))
+        if appcontext_pushed.receivers:
+            appcontext_pushed.send(self.app, _async_wrapper=self.app.ensure_sync)
+
+    def pop(self, exc: BaseException | None = _sentinel) -> None:  # type: ignore[assignment]
+        try:
+            if len(self._cv_tokens) == 1:
+                if exc is _sentinel:
+                    exc = sys.exc_info()[1]
+                self.app.do_teardown_appcontext(exc)
+        finally:
+            ctx = _cv_app.get()
+            _cv_app.reset(self._cv_tokens.pop())
+        if ctx is not self:
+            raise AssertionError(f"Popped wrong app context. ({ctx!r} instead of {self!r})")
+        if appcontext_popped.receivers:
+            appcontext_popped.send(self.app, _async_wrapper=self.app.ensure_sync)
+
+
+class SessionsWhenKeyed(SecureCookieSessionInterface):
+    """Flask's cookie sessions where a secret key is set; otherwise one null session for every request (it
+    refuses every write, so no request can leave anything in it for another)."""
+
+    null = NullSession()
+
+    def open_session(self, app, request):
+        return super().open_session(app, request) if app.secret_key else None
+
+    def make_null_session(self, app):
+        return self.null
+
+
 class MockOpenAIFlask(Flask):
     response_class = ApiResponse
     url_map_class = RoutesMap
+    session_interface = SessionsWhenKeyed()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._bound_hosts: dict[tuple, tuple] = {}
+        self._hooks: dict = {}  # a route's endpoint (None: none matched) -> its Hooks
 
     def ensure_sync(self, func):
         return func
 
+    # --- the request cycle: Flask's own steps, with the hooks gathered once per route ----------------------
+    def app_context(self) -> AppContext:
+        return AppContextSignalledWhenHeard(self)
+
+    def hooks_of(self, request) -> Hooks:
+        endpoint = request.endpoint  # (its blueprints are in its name)
+        hooks = self._hooks.get(endpoint)
+        if hooks is None:
+            hooks = Hooks(self, request.blueprints)
+            if self._got_first_request:  # (before it, hooks may still be added: a test's own request context)
+                self._hooks[endpoint] = hooks
+        return hooks
+
+    def full_dispatch_request(self) -> Response:
+        self._got_first_request = True
+        try:
+            if request_started.receivers:
+                request_started.send(self, _async_wrapper=self.ensure_sync)
+            rv = self.preprocess_request()
+            if rv is None:
+                rv = self.dispatch_request()
+        except Exception as e:
+            rv = self.handle_user_exception(e)
+        return self.finalize_request(rv)
+
+    def finalize_request(self, rv, from_error_handler: bool = False) -> Response:
+        response = self.make_response(rv)
+        try:
+            response = self.process_response(response)
+            if request_finished.receivers:
+                request_finished.send(self, _async_wrapper=self.ensure_sync, response=response)
+        except Exception:
+            if not from_error_handler:
+                raise
+            self.logger.exception("Request finalizing failed with an error while handling an error")
+        return response
+
+    def preprocess_request(self):
+        request = _cv_request.get().request
+        hooks = self.hooks_of(request)
+        for url_values in hooks.url_values:
+            url_values(request.endpoint, request.view_args)
+        for before in hooks.before:
+            rv = before()
+            if rv is not None:
+                return rv
+        return None
+
+    def process_response(self, response: Response) -> Response:
+        ctx = _cv_request.get()
+        for after in ctx._after_request_functions:
+            response = after(response)
+        for after in self.hooks_of(ctx.request).after:
+            response = after(response)
+        session = ctx._session
+        if session is not SessionsWhenKeyed.null and not self.session_interface.is_null_session(session):
+            self.session_interface.save_session(self, session, response)
+        return response
+
+    def do_teardown_request(self, exc: BaseException | None = _sentinel) -> None:  # type: ignore[assignment]
+        if exc is _sentinel:
+            exc = sys.exc_info()[1]
+        for teardown in self.hooks_of(_cv_request.get().request).teardown:
+            teardown(exc)
+        if request_tearing_down.receivers:
+            request_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)
+
+    def do_teardown_appcontext(self, exc: BaseException | None = _sentinel) -> None:  # type: ignore[assignment]
+        if exc is _sentinel:
+            exc = sys.exc_info()[1]
+        for teardown in reversed(self.teardown_appcontext_funcs):
+            teardown(exc)
+        if appcontext_tearing_down.receivers:
+            appcontext_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)
+
+    # --- routing ---------------------------------------------------------------------------------------------
     def create_url_adapter(self, request):
+        if request is None and self.config["SERVER_NAME"] is None:
+            return None  # (Flask's answer outside a request, without a server name: every app context asks)
         if (
             request is None
             or self.config["SERVER_NAME"] is not None
