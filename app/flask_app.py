@@ -1,4 +1,4 @@
-"""The Flask class this server runs: Flask, minus two costs per request that an API of synchronous views
+"""The Flask class this server runs: Flask, minus costs per request that an API of synchronous views
 does not need (each measured under load with bench/).
 
 - ``ensure_sync`` asks ``inspect`` whether every hook and view is a coroutine, on every request; no view
@@ -14,6 +14,9 @@ does not need (each measured under load with bench/).
 - A response's WSGI headers are, in werkzeug, a validated copy of its headers made for every response, so
   that a relative ``Location`` can be fixed and some statuses can lose their length. A response with
   neither concern (every API answer) sends its own headers as they are.
+- A response's body goes to the server, in werkzeug, through a generator that encodes each part and a
+  wrapper that closes it. A whole body of bytes with nothing to close (every API answer) needs neither and
+  goes as it is.
 - The request cycle (:class:`MockOpenAIFlask`'s hook methods): Flask gathers each request's hooks by walking
   its blueprint chain in four dictionaries, sends six signals that nothing here receives (blinker works
   that out for each), and makes a new null session for every request when no secret key is set (an API has
@@ -66,6 +69,20 @@ class ApiResponse(Response):
         if not has_length and self.is_sequence:  # werkzeug would measure the body and set the length
             return super().get_wsgi_headers(environ)
         return self.headers
+
+    def get_app_iter(self, environ):
+        body = self.response
+        if (
+            type(body) is list
+            and len(body) == 1
+            and type(body[0]) is bytes
+            and not self._on_close
+            and environ["REQUEST_METHOD"] != "HEAD"
+            and self.status_code >= 200
+            and self.status_code not in _ADJUSTED_STATUSES
+        ):
+            return body  # (nothing to encode and nothing to close: werkzeug's wrappers would only pass it on)
+        return super().get_app_iter(environ)
 
 
 def add_own_headers(response: Response, pairs) -> None:
