@@ -31,8 +31,12 @@ class Corpus:
         self.tokens: list[str] = tokens
         # json.dumps gives the quoted, escaped string, as the real API writes it (non-ASCII left as is).
         self.json_tokens: list[bytes] = [json.dumps(t, ensure_ascii=False).encode() for t in tokens]
+        # ... and without its quotes, as text: a body's text is those of its tokens joined (JSON escapes each
+        # character alone), where json's encoder would scan every character of every body again.
+        self.escaped_tokens: list[str] = [t[1:-1].decode() for t in self.json_tokens]
         self.sentence_starts = [0] + [i + 1 for i, t in enumerate(tokens[:-1]) if _SENTENCE_END.search(t)]
-        self._text_twice = "".join(tokens) * 2
+        self._text = "".join(tokens)
+        self._escaped = "".join(self.escaped_tokens)
 
     @classmethod
     def from_file(cls, path: Path) -> Corpus:
@@ -56,12 +60,20 @@ class Corpus:
 
     def text(self, start: int, count: int) -> str:
         """The text of ``count`` tokens from ``start``, wrapping around the corpus."""
-        size = len(self.tokens)
-        if count <= size - start:
-            return "".join(self.tokens[start : start + count])
-        whole, rest = divmod(count - (size - start), size)
-        head = "".join(self.tokens[start:])
-        return head + self._text_twice[: len(self._text_twice) // 2] * whole + "".join(self.tokens[:rest])
+        return _span(self.tokens, self._text, start, count)
+
+    def json_text(self, start: int, count: int) -> str:
+        """The same text as a JSON string, quoted and escaped as ``json.dumps(text, ensure_ascii=False)``."""
+        return '"' + _span(self.escaped_tokens, self._escaped, start, count) + '"'
+
+
+def _span(pieces: list[str], whole_text: str, start: int, count: int) -> str:
+    """``count`` of ``pieces`` from ``start`` joined, wrapping around (``whole_text``: all of them joined)."""
+    size = len(pieces)
+    if count <= size - start:
+        return "".join(pieces[start : start + count])
+    whole, rest = divmod(count - (size - start), size)
+    return "".join(pieces[start:]) + whole_text * whole + "".join(pieces[:rest])
 
 
 def download(url: str, destination: Path, timeout: float = 30) -> Path:

@@ -1,7 +1,7 @@
 """This commit against an earlier one, or against itself with other settings: many short interleaved rounds,
 per-round ratios.
 
-    python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 64] [--pin]
+    python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 64] [--body-tokens 16] [--pin]
     python bench/compare.py --setting journal.enabled=false [--pin]   # what the journal costs
     python bench/compare.py REF --both shared.redis_url=redis://127.0.0.1:6379/0 --pin   # both on Redis
 
@@ -42,7 +42,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=64, help="tokens a stream")
+    parser.add_argument("--body-tokens", type=int, default=16, help="max_tokens of the non-stream bodies")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
     args = parser.parse_args()
@@ -65,7 +66,7 @@ def main() -> int:
         for round_number in range(args.rounds):
             order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
             for who in order:
-                rps[who].append(loads.wrk_bodies(servers[who], 16, 64, args.duration)["rps"])
+                rps[who].append(loads.wrk_bodies(servers[who], args.body_tokens, 64, args.duration)["rps"])
             for who in order:
                 streamed = loads.wrk_streams(servers[who], args.tokens, args.streams, args.duration)
                 if streamed["bad"]:

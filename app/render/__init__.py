@@ -42,6 +42,21 @@ class Encoded:
     def __str__(self) -> str:
         return self.json
 
+    @classmethod
+    def written(cls, json_text: str) -> Encoded:
+        """A value whose JSON is ``json_text`` already."""
+        encoded = cls.__new__(cls)
+        encoded.json = json_text
+        return encoded
+
+
+def json_text(text: ReplyText) -> Encoded:
+    """A reply's text as a body writes it: corpus text from its tokens' escapes (made once per corpus), where
+    the encoder would scan every character again (about 40 µs for 2,048 tokens); other text encoded here."""
+    if text.corpus is not None:
+        return Encoded.written(text.corpus.json_text(text.start, text.count))
+    return Encoded.written(encode_basestring(text.text()))
+
 
 _TIERS: dict[str, Encoded] = {}
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 import time
 
-from app.render import PrettyTemplate, Reply, TokenChunks, compact, interleaved, legacy_usage, new_id, pretty
+from app.render import (
+    PrettyTemplate,
+    Reply,
+    TokenChunks,
+    compact,
+    interleaved,
+    json_text,
+    legacy_usage,
+    new_id,
+    pretty,
+)
 from app.render.logprobs import legacy_logprobs
 from app.streaming import DONE, sse_event
 from app.textgen import Corpus
@@ -45,7 +55,7 @@ class LegacyRenderer:
             id=new_id("cmpl-"),
             created=int(time.time()),
             model=reply.model,
-            text=text.text(),
+            text=json_text(text),
             finish_reason=text.finish_reason,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=text.count,

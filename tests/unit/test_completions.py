@@ -69,6 +69,46 @@ def test_replies_longer_than_the_corpus_wrap_around(client):
     assert len(body["choices"][0]["message"]["content"]) > 20000
 
 
+TRICKY_CORPUS = 'She said "go\\home"\tnow.\nCafé — naïve 日本語 \u0001 end! Then \\"quoted\\" again.'
+
+
+def test_a_corpus_texts_json_is_what_jsons_encoder_writes_wherever_it_starts_and_however_long():
+    import json
+
+    from app.textgen import Corpus
+
+    corpus = Corpus(TRICKY_CORPUS)
+    size = len(corpus)
+    for start in range(size):
+        for count in (0, 1, 2, size - start, size - start + 1, size, 3 * size + 2):
+            text = corpus.text(start, count)
+            assert corpus.json_text(start, count) == json.dumps(text, ensure_ascii=False), (start, count)
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "legacy"])
+def test_a_bodys_text_from_a_corpus_with_escapes_reads_back_as_the_stream_of_the_same_request(
+    endpoint, make_client, tmp_path
+):
+    from app.render import pretty
+
+    path = tmp_path / "corpus.txt"
+    path.write_text(TRICKY_CORPUS, encoding="utf-8")
+    client = make_client({"responses": {"corpus": str(path), "inter_token_latency_ms": 0}})
+    send = chat if endpoint == "chat" else legacy
+    asked = {"max_tokens": 45, "temperature": 0}
+    response = send(client, **asked)
+    body = response.get_json()
+    assert response.get_data(as_text=True) == pretty(body)  # written as json.dumps(indent=2) writes it
+    events = [e for e in parse_sse(send(client, stream=True, **asked).get_data()) if e != "[DONE]"]
+    if endpoint == "chat":
+        text = body["choices"][0]["message"]["content"]
+        streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    else:
+        text = body["choices"][0]["text"]
+        streamed = "".join(e["choices"][0]["text"] for e in events if e["choices"])
+    assert text == streamed and '"go\\home"' in text and "日本語" in text
+
+
 def test_temperature_zero_repeats_the_same_text(client):
     first = chat(client, max_tokens=20, temperature=0).get_json()["choices"][0]["message"]["content"]
     second = chat(client, max_tokens=20, temperature=0).get_json()["choices"][0]["message"]["content"]
