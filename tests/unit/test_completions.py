@@ -72,7 +72,7 @@ def test_replies_longer_than_the_corpus_wrap_around(client):
 TRICKY_CORPUS = 'She said "go\\home"\tnow.\nCafé — naïve 日本語 \u0001 end! Then \\"quoted\\" again.'
 
 
-def test_a_corpus_texts_json_is_what_jsons_encoder_writes_wherever_it_starts_and_however_long():
+def test_a_corpus_text_and_its_json_are_its_tokens_in_turn_wherever_they_start_and_however_long():
     import json
 
     from app.textgen import Corpus
@@ -82,6 +82,7 @@ def test_a_corpus_texts_json_is_what_jsons_encoder_writes_wherever_it_starts_and
     for start in range(size):
         for count in (0, 1, 2, size - start, size - start + 1, size, 3 * size + 2):
             text = corpus.text(start, count)
+            assert text == "".join(corpus.tokens[(start + k) % size] for k in range(count)), (start, count)
             assert corpus.json_text(start, count) == json.dumps(text, ensure_ascii=False), (start, count)
 
 
