@@ -88,6 +88,11 @@ class Run:
     # --- the statuses ---------------------------------------------------------------------------------------
     def through(self) -> None:
         batch = self.batch
+        if batch["status"] not in ACTIVE:
+            # Ended since the reader that claimed it saw it running: the run before released the lease between
+            # that read and the claim (it writes the batch, then lets the lease go). Nothing is run twice.
+            self.shared.update_buckets([_lease(self.id)], lambda values: ([0.0], None))
+            return
         lines: list[Line] = []
         try:
             self._until(self.created + 0.1 * self.duration)

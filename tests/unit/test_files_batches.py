@@ -165,6 +165,23 @@ def test_a_batch_runs_its_lines_through_the_simulation_and_writes_the_output_fil
     assert 'mock_openai_batch_requests_total{endpoint="/v1/chat/completions",status="200"} 5.0' in metrics
 
 
+def test_a_batch_claimed_by_a_reader_that_saw_it_running_just_before_it_ended_is_not_run_again(make_client):
+    from app.batches import runner
+
+    client = make_client({"batch": {"duration_s": 0.3}})
+    batch = run_batch(client, jsonl(*chat_lines(3)))
+    assert batch["status"] == "completed"
+    app = client.application
+    with app.app_context():
+        shared = app.extensions["mock_openai"].shared
+        # A reader read the batch while it ran, and its claim comes after the run let the lease go.
+        assert runner.claim(shared, batch["id"])
+        runner.Run(app, batch["id"]).through()
+        assert runner.claim(shared, batch["id"])  # (the lease was let go again)
+    assert client.get(f"/v1/batches/{batch['id']}").get_json() == batch
+    assert client.get(f"/_mock/requests?batch={batch['id']}").get_json()["total"] == 3
+
+
 @pytest.mark.parametrize(
     ("line", "code"),
     [
