@@ -369,18 +369,24 @@ def _cut(text: str) -> str:
     return cut(text)
 
 
-def test_a_batch_keeps_every_body_byte_for_byte_long_ones_packed_small():
+def test_a_batch_keeps_every_body_byte_for_byte_a_long_streams_events_packed_small():
     from app.shared.journal_store import COLUMNS, pack, unpack
 
     stream = b"".join(b'data: {"choices":[{"delta":{"content":" w%d"}}]}\n\n' % i for i in range(600))
+    text = " ".join(f"word{i}" for i in range(2000))
+    reply = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
+    prompt = json.dumps({"messages": [{"role": "user", "content": text.upper()}]}).encode()
     rows = []
-    for request_body, response_body in ((b'{"model":"m"}', stream), (stream, None), (b"", b"{}")):
+    for is_stream, request_body, response_body in ((1, b'{"model":"m"}', stream), (0, prompt, reply),
+                                                   (1, b"", b"{}"), (0, b"{}", None)):  # fmt: skip
         row = dict.fromkeys(COLUMNS, 1)
-        row["request_body"], row["response_body"] = request_body, response_body
+        row["stream"], row["request_body"], row["response_body"] = is_stream, request_body, response_body
         rows.append(tuple(row.values()))
     blob = pack(rows)
     assert unpack(blob) == rows
-    assert len(blob) < len(stream) // 4  # the two copies of a 25 KB stream went in compressed
+    assert stream not in blob  # the 25 KB of events went in compressed ...
+    assert prompt in blob and reply in blob  # ... and bodies that are mostly text as they are (too little gain)
+    assert len(blob) < len(prompt) + len(reply) + len(stream) // 4
 
 
 def test_batches_written_by_earlier_versions_still_read():
