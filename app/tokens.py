@@ -46,6 +46,14 @@ IMAGE_TILE_TOKENS = 170  # per 512-pixel tile at high detail
 UNKNOWN_IMAGE_SIZE = (1024, 1024)  # an image behind a URL, whose size is not fetched
 
 
+# The counts of short texts are kept: a client sends the same ones again and again (a chat resends its whole
+# conversation every turn, a load test or an agent its system prompt and tools with every request, and every
+# message its role), and looking one up costs a tenth of a microsecond where counting it costs one to fifty.
+# Bounded: at most COUNTED_TEXTS of at most COUNTED_CHARS characters (a few MB), forgotten all at once when full.
+COUNTED_CHARS = 4096
+COUNTED_TEXTS = 1024
+_counted: dict[tuple, int] = {}  # (text, encoding or None) -> tokens
+
 O200K_MODELS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|codex)")
 _encodings: dict[str, object] = {}
 
@@ -88,6 +96,18 @@ def split_tokens(text: str) -> list[str]:
 
 def count_tokens(text: str, model: str | None = None) -> int:
     encoding = exact_counter(model)
+    if len(text) > COUNTED_CHARS:
+        return _count(text, encoding)
+    key = (text, encoding)
+    count = _counted.get(key)
+    if count is None:
+        if len(_counted) >= COUNTED_TEXTS:
+            _counted.clear()
+        count = _counted[key] = _count(text, encoding)
+    return count
+
+
+def _count(text: str, encoding) -> int:
     if encoding is not None:
         try:
             return len(encoding.encode_ordinary(text))

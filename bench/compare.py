@@ -44,6 +44,9 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=64, help="tokens a stream")
     parser.add_argument("--body-tokens", type=int, default=16, help="max_tokens of the non-stream bodies")
+    parser.add_argument(
+        "--system-prompt", type=int, default=0, metavar="CHARS", help="a system prompt of this much prose first"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
     args = parser.parse_args()
@@ -66,9 +69,15 @@ def main() -> int:
         for round_number in range(args.rounds):
             order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
             for who in order:
-                rps[who].append(loads.wrk_bodies(servers[who], args.body_tokens, 64, args.duration)["rps"])
+                rps[who].append(
+                    loads.wrk_bodies(
+                        servers[who], args.body_tokens, 64, args.duration, system_chars=args.system_prompt
+                    )["rps"]
+                )
             for who in order:
-                streamed = loads.wrk_streams(servers[who], args.tokens, args.streams, args.duration)
+                streamed = loads.wrk_streams(
+                    servers[who], args.tokens, args.streams, args.duration, system_chars=args.system_prompt
+                )
                 if streamed["bad"]:
                     raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")
                 chunks[who].append(streamed["chunks_per_s"])

@@ -71,3 +71,30 @@ def test_images_are_counted_by_size_and_detail():
     assert image_tokens(part(png(2048, 4096))) == 85 + 170 * 6  # 1024 x 2048, then 768 x 1536
     assert image_tokens(part("https://example.com/cat.jpg")) == 85 + 170 * 4  # taken as 1024 x 1024
     assert image_tokens({"type": "input_image", "image_url": png(512, 512), "detail": "high"}) == 255
+
+
+def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
+    """Short texts' counts are kept (a chat resends its conversation every turn): what is kept is the count
+    each encoding gives that text, at most COUNTED_TEXTS of them, and a long text is counted every time."""
+    import bpe_openai
+
+    from app import tokens
+
+    assert tokens.load_vocabularies()
+    o200k, cl100k = bpe_openai.get_encoding("o200k_base"), bpe_openai.get_encoding("cl100k_base")
+    text = "Tokenization isn't trivial: 12345 ünïcödé 日本語 " * 3
+    for _ in range(2):  # counted, then kept: the same answers, each encoding its own
+        assert count_tokens(text, "gpt-4o") == len(o200k.encode(text))
+        assert count_tokens(text, "gpt-3.5-turbo") == len(cl100k.encode(text))
+        assert count_tokens(text) == len(split_tokens(text))
+    assert len(o200k.encode(text)) != len(cl100k.encode(text)) != len(split_tokens(text))
+
+    tokens._counted.clear()
+    for i in range(tokens.COUNTED_TEXTS + 10):
+        assert count_tokens(f"message number {i}", "gpt-4o") == len(o200k.encode(f"message number {i}"))
+    assert 10 <= len(tokens._counted) <= tokens.COUNTED_TEXTS  # forgotten when full, then kept again
+
+    long_text = "word " * tokens.COUNTED_CHARS
+    tokens._counted.clear()
+    assert count_tokens(long_text, "gpt-4o") == len(o200k.encode(long_text))
+    assert not tokens._counted
