@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument(
         "--system-prompt", type=int, default=0, metavar="CHARS", help="a system prompt of this much prose first"
     )
+    parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
     args = parser.parse_args()
@@ -70,9 +71,9 @@ def main() -> int:
             order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
             for who in order:
                 rps[who].append(
-                    loads.wrk_bodies(
-                        servers[who], args.body_tokens, 64, args.duration, system_chars=args.system_prompt
-                    )["rps"]
+                    loads.wrk_bodies(servers[who], args.body_tokens, 64, args.duration, args.close, args.system_prompt)[
+                        "rps"
+                    ]
                 )
             for who in order:
                 streamed = loads.wrk_streams(
@@ -97,7 +98,8 @@ def main() -> int:
 
     print(f"\n| load | now | {label} | median of per-round ratios |")
     print("|---|---:|---:|---:|")
-    for name, figures in (("non-stream req/s", rps), ("content chunks/s, ITL 0", chunks)):
+    bodies = "non-stream req/s" + (", Connection: close" if args.close else "")
+    for name, figures in ((bodies, rps), ("content chunks/s, ITL 0", chunks)):
         print(
             f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "
             f"{statistics.median(ratios(figures)):.2f} |"
