@@ -22,6 +22,11 @@ import time
 from pathlib import Path
 
 WRK = Path(__file__).resolve().parent / "wrk"
+# Where the load client runs: the second of two cores (each server pinned to the first), or on a larger machine
+# the cores bench/scale.py gives it, with a wrk thread for each.
+LOAD_CPUS = "1"
+WRK_THREADS = 1
+WRK_COMMAND = os.environ.get("WRK", "wrk")  # (a packed runtime brings its own)
 CORPUS = Path(__file__).resolve().parents[1] / "app" / "assets" / "corpus.txt"  # English prose
 CONTENT = b'"delta":{"content"'
 
@@ -61,7 +66,7 @@ def measured(server, command: list[str], env=None) -> tuple[str, dict]:
     cpu, steal = server.cpu_seconds(), _steal()
     started = time.monotonic()
     process = subprocess.Popen(
-        ["taskset", "-c", "1", *command],
+        ["taskset", "-c", LOAD_CPUS, *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -105,8 +110,8 @@ def _ms(value: str, unit: str) -> float:
 
 
 def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dict]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "--latency", "-s"]
-    command += [str(WRK / script), f"http://127.0.0.1:{server.port}{url_path}"]
+    command = [WRK_COMMAND, f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--timeout", "30s"]
+    command += ["--latency", "-s", str(WRK / script), f"http://127.0.0.1:{server.port}{url_path}"]
     out, figures = measured(server, command, env)
     figures = client_cpu(figures)
     if "Requests/sec" not in out:

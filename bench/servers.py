@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 AIMOCK_VERSION = "1.43.0"  # @copilotkit/aimock, the fastest peer measured in issue #10
 AIMOCK_HOME = Path(os.environ.get("AIMOCK_HOME", Path(tempfile.gettempdir()) / "mock-openai-bench-aimock"))
 # aimock answers fixtures by the last user message; the loads ask "n<tokens>" and get that many " word" chunks.
@@ -68,25 +67,10 @@ class Server:
 
     def pids(self) -> list[int]:
         """The process group's processes (gunicorn's master and workers, or node)."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.getpgid(int(entry)) == self.process.pid:
-                        found.append(int(entry))
-                except OSError:
-                    pass
-        return found
+        return group_pids(self.process.pid)
 
     def cpu_seconds(self) -> float:
-        total = 0
-        for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-            except OSError:
-                pass
-        return total / CLOCK_TICKS
+        return group_cpu_seconds(self.process.pid)
 
     def rss_mb(self) -> dict[int, float]:
         """Resident memory of each process, in MB."""
@@ -108,16 +92,44 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+def group_pids(group: int) -> list[int]:
+    """The processes of a process group (a server started in a session of its own: its leader's pid)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == group:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def group_cpu_seconds(group: int) -> float:
+    total = 0
+    for pid in group_pids(group):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / CLOCK_TICKS
+
+
 def start_ours(itl: float = 0, workers: int = 1, cpus: str | None = None, extra=(), env=None) -> Server:
     port = free_port()
-    command = [str(BIN / "mock-openai"), "-a", "127.0.0.1", "-p", str(port), "-w", str(workers)]
+    # (the mock-openai command, run by this Python: a packed runtime elsewhere has no console scripts)
+    command = [sys.executable, "-m", "app.cli", "-a", "127.0.0.1", "-p", str(port), "-w", str(workers)]
     command += ["--inter-token-latency", str(itl), *extra]
     return Server(f"mock-openai (ITL {itl:g} ms)", command, port, env=env, cpus=cpus)
 
 
 def start_floor(workers: int = 1, cpus: str | None = None) -> Server:
     port = free_port()
-    command = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(workers), "--worker-connections", "20000"]
+    # -c: plain gunicorn, not this project's gunicorn.conf.py, which gunicorn reads from the working folder by
+    # default (its settings, hooks, and the tokenizer it loads before forking, about 110 MB a process)
+    command = [sys.executable, "-m", "gunicorn", "-c", os.devnull, "-k", "gevent", "-w", str(workers)]
+    command += ["--worker-connections", "20000"]
     command += ["-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "4096", "bench.baseline_app:app"]
     return Server("floor (Flask + gunicorn gevent)", command, port, cpus=cpus)
 
@@ -170,7 +182,7 @@ def start_checkout(folder: Path, workers: int, cpus: str | None = None, env=None
     """An earlier commit, from its own folder: gunicorn with that commit's gunicorn.conf.py, as its README
     runs it, configured through the environment names every version reads."""
     port = free_port()
-    command = [str(BIN / "python"), "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
     settings = {
         "PYTHONPATH": str(folder),
         "MOCK_OPENAI_SERVER_HOST": "127.0.0.1",

@@ -1,108 +1,114 @@
 """Memory and start-up with many workers: start ``mock-openai -w W`` from this checkout, time its first answer
-and its last worker's start, send 200 bodies, and print the master's RSS and each worker's median RSS and PSS
-(PSS counts a page shared by N processes as 1/N: what a worker really adds).
+and the moment every worker has answered, send 200 more bodies, and print the master's RSS and each worker's median
+RSS and PSS (PSS counts a page shared by N processes as 1/N: what a worker really adds).
 
     .venv/bin/python bench/startup.py 16
 """
 
+from __future__ import annotations
+
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-W = int(sys.argv[1])
+sys.path.insert(0, os.path.dirname(__file__))
+from servers import ROOT, free_port  # noqa: E402
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}).encode()
 
 
-port = free_port()
-env = {k: v for k, v in os.environ.items() if not k.startswith("MOCK_OPENAI_")}
-t0 = time.monotonic()
-p = subprocess.Popen(
-    [".venv/bin/mock-openai", "-p", str(port), "-w", str(W)],
-    env=env,
-    stderr=subprocess.PIPE,
-    stdout=subprocess.DEVNULL,
-    start_new_session=True,
-)
-first = None
-while True:
+def measure(workers: int) -> dict:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOCK_OPENAI_", "MOCK_GPT_"))}
+    started = time.monotonic()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "-a", "127.0.0.1", "-p", str(port), "-w", str(workers)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-        first = time.monotonic() - t0
-        break
-    except Exception:
-        time.sleep(0.02)
-
-
-def children(pid):
-    out = []
-    for e in os.listdir("/proc"):
-        if e.isdigit():
+        url = f"http://127.0.0.1:{port}"
+        while True:
             try:
-                stat = open(f"/proc/{e}/stat").read().rsplit(")", 1)[1].split()
-                if int(stat[1]) == pid:
-                    out.append(int(e))
-            except Exception:
+                urllib.request.urlopen(url + "/health", timeout=1).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() - started > 120:
+                    raise RuntimeError("mock-openai did not start") from None
+                time.sleep(0.02)
+        first = time.monotonic() - started
+        # Every worker serving: bursts of requests at once (a connection each, so that busy workers leave some to
+        # the others) until each worker's pid has answered one (the journal names it).
+        answered: set[int] = set()
+        with ThreadPoolExecutor(2 * workers) as pool:
+            while len(answered) < workers and time.monotonic() - started < 60:
+                list(pool.map(_ask, [url] * 4 * workers))
+                answered = _workers_answered(url)
+            every = time.monotonic() - started
+            list(pool.map(_ask, [url] * 200))
+        kids = _children(server.pid)
+        rss = sorted(_status(k, "VmRSS") for k in kids)
+        pss = sorted(_pss(k) for k in kids)
+        return {
+            "workers": workers,
+            "first_answer_s": round(first, 2),
+            "every_worker_answered_s": round(every, 2) if len(answered) >= workers else None,
+            "master_rss_mb": round(_status(server.pid, "VmRSS"), 1),
+            "worker_rss_mb_median": round(rss[len(rss) // 2], 1),
+            "worker_pss_mb_median": round(pss[len(pss) // 2], 1) if pss and pss[0] else None,
+        }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+
+def _ask(url: str) -> None:
+    request = urllib.request.Request(url + "/v1/chat/completions", BODY, {"Content-Type": "application/json"})
+    urllib.request.urlopen(request).read()
+
+
+def _workers_answered(url: str) -> set[int]:
+    page = json.loads(urllib.request.urlopen(url + "/_mock/requests?limit=1000").read())
+    return {entry["worker"] for entry in page["data"] if entry.get("path") == "/v1/chat/completions"}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+            except OSError:
                 pass
-    return out
+    return found
 
 
-# every worker booted: gunicorn's workers are children of the master; wait until W exist and each has imported the app
-deadline = time.monotonic() + 120
-while len(children(p.pid)) < W and time.monotonic() < deadline:
-    time.sleep(0.05)
-time.sleep(0.5)
-all_ready = time.monotonic() - t0
-
-
-def rss(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS"):
+def _status(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def pss(pid):
+def _pss(pid: int) -> float | None:
     try:
-        for line in open(f"/proc/{pid}/smaps_rollup"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
                 return int(line.split()[1]) / 1024
-    except Exception:
+    except OSError:
         return None
+    return None
 
 
-kids = children(p.pid)
-# warm each worker a little: 200 requests
-body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}).encode()
-for _ in range(200):
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
-        )
-    ).read()
-ws = [rss(k) for k in kids]
-ps = [pss(k) for k in kids]
-print(
-    json.dumps(
-        {
-            "workers": W,
-            "first_answer_s": round(first, 2),
-            "all_workers_s": round(all_ready, 2),
-            "master_rss_mb": round(rss(p.pid), 1),
-            "worker_rss_mb_median": round(sorted(ws)[len(ws) // 2], 1),
-            "worker_pss_mb_median": round(sorted(ps)[len(ps) // 2], 1) if ps[0] else None,
-        }
-    )
-)
-os.killpg(p.pid, signal.SIGTERM)
-p.wait(30)
+if __name__ == "__main__":
+    print(json.dumps(measure(int(sys.argv[1]))))
