@@ -95,7 +95,11 @@ def split_tokens(text: str) -> list[str]:
 
 
 def count_tokens(text: str, model: str | None = None) -> int:
-    encoding = exact_counter(model)
+    return _tokens_in(text, exact_counter(model))
+
+
+def _tokens_in(text: str, encoding) -> int:
+    """``text``'s tokens in ``encoding`` (None: the approximation), kept for a short text."""
     if len(text) > COUNTED_CHARS:
         return _count(text, encoding)
     key = (text, encoding)
@@ -121,15 +125,16 @@ def _count(text: str, encoding) -> int:
 
 def count_message_tokens(messages: list, tools: list | None = None, model: str | None = None) -> int:
     """Prompt tokens of a chat request, by the cookbook's recipe."""
+    encoding = exact_counter(model)
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
         for key, value in message.items():
-            total += _count_value(value, model)
+            total += _count_value(value, encoding)
             if key == "name":
                 total += TOKENS_PER_NAME
     if tools:
-        total += count_tokens(json.dumps(tools, separators=(",", ":")), model)
+        total += _tokens_in(json.dumps(tools, separators=(",", ":")), encoding)
     return total
 
 
@@ -150,21 +155,21 @@ def count_prompt_tokens(prompt, model: str | None = None) -> int:
     return total
 
 
-def _count_value(value, model: str | None = None) -> int:
+def _count_value(value, encoding) -> int:
     if isinstance(value, str):
-        return count_tokens(value, model)
+        return _tokens_in(value, encoding)
     if isinstance(value, list):  # content parts, tool calls
         total = 0
         for part in value:
             if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
                 total += image_tokens(part)
             elif isinstance(part, dict) and "text" in part and isinstance(part["text"], str):
-                total += count_tokens(part["text"], model)
+                total += _tokens_in(part["text"], encoding)
             else:
-                total += count_tokens(json.dumps(part, separators=(",", ":")), model)
+                total += _tokens_in(json.dumps(part, separators=(",", ":")), encoding)
         return total
     if isinstance(value, dict):
-        return count_tokens(json.dumps(value, separators=(",", ":")), model)
+        return _tokens_in(json.dumps(value, separators=(",", ":")), encoding)
     return 0
 
 

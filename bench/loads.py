@@ -31,13 +31,17 @@ CORPUS = Path(__file__).resolve().parents[1] / "app" / "assets" / "corpus.txt"  
 CONTENT = b'"delta":{"content"'
 
 
-def chat_body(tokens: int, stream: bool, system_chars: int = 0) -> str:
-    """The same request for every server; aimock picks its answer by the user message ``n<tokens>``. With
-    ``system_chars``, a system prompt of that much English prose comes first (as most applications send)."""
-    messages = [{"role": "user", "content": f"n{tokens}"}]
-    if system_chars:
-        prose = " ".join(CORPUS.read_text().split())
-        messages.insert(0, {"role": "system", "content": prose[:system_chars]})
+def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0) -> str:
+    """The same request for every server; aimock picks its answer by the last user message ``n<tokens>``. With
+    ``system_chars``, a system prompt of that much English prose comes first (as most applications send); with
+    ``turns``, that many earlier exchanges of a conversation (a question and its answer, a sentence each)."""
+    prose = " ".join(CORPUS.read_text().split()) if system_chars or turns else ""
+    messages = [{"role": "system", "content": prose[:system_chars]}] if system_chars else []
+    sentences = prose.split(". ")
+    for turn in range(turns):
+        question, answer = sentences[2 * turn % len(sentences)], sentences[(2 * turn + 1) % len(sentences)]
+        messages += [{"role": "user", "content": question + "?"}, {"role": "assistant", "content": answer + "."}]
+    messages.append({"role": "user", "content": f"n{tokens}"})
     body = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": tokens}
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
@@ -127,14 +131,14 @@ def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dic
 
 
 def wrk_bodies(
-    server, tokens: int, connections: int, duration: int, close: bool = False, system_chars: int = 0
+    server, tokens: int, connections: int, duration: int, close: bool = False, system_chars: int = 0, turns: int = 0
 ) -> dict:
-    env = {"WRK_BODY": chat_body(tokens, False, system_chars), **({"WRK_CLOSE": "1"} if close else {})}
+    env = {"WRK_BODY": chat_body(tokens, False, system_chars, turns), **({"WRK_CLOSE": "1"} if close else {})}
     return _wrk(server, "/v1/chat/completions", "post.lua", connections, duration, env)[1]
 
 
-def wrk_streams(server, tokens: int, connections: int, duration: int, system_chars: int = 0) -> dict:
-    env = {"WRK_BODY": chat_body(tokens, True, system_chars), "WRK_CHUNKS": str(tokens)}
+def wrk_streams(server, tokens: int, connections: int, duration: int, system_chars: int = 0, turns: int = 0) -> dict:
+    env = {"WRK_BODY": chat_body(tokens, True, system_chars, turns), "WRK_CHUNKS": str(tokens)}
     out, figures = _wrk(server, "/v1/chat/completions", "stream.lua", connections, duration, env)
     good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
     figures.update(good=good, bad=bad, chunks_per_s=content / duration)

@@ -100,12 +100,17 @@ class Message(Obj):
             nullable=False,
         )
 
+    # What each role must send besides its role.
+    NEEDS = {role: ("content",) for role in ROLES} | {
+        "assistant": (),
+        "tool": ("content", "tool_call_id"),
+        "function": ("content", "name"),
+    }
+
     def check_value(self, value, path):
         super().check_value(value, path)
         role = value["role"]
-        needs = ("content",) if role != "assistant" else ()
-        needs += ("tool_call_id",) if role == "tool" else ("name",) if role == "function" else ()
-        for key in needs:
+        for key in self.NEEDS[role]:
             if key not in value:
                 name = f"{path}.{key}"
                 raise Invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")

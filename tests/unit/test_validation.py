@@ -102,6 +102,44 @@ def error_of(client, **body):
             "n",
             "integer_below_min_value",
         ),
+        (
+            {"messages": [USER, {"role": "assistant", "content": 7}]},
+            "Invalid type for 'messages[1].content': expected one of a string or array of objects, but got an "
+            "integer instead.",
+            "messages[1].content",
+            "invalid_type",
+        ),
+        (
+            {"messages": [{"role": None, "content": "Hello"}]},
+            "Invalid type for 'messages[0].role': expected a string, but got null instead.",
+            "messages[0].role",
+            "invalid_type",
+        ),
+        (
+            {"messages": [USER, {"role": "function", "content": "22 C"}]},
+            "Missing required parameter: 'messages[1].name'.",
+            "messages[1].name",
+            "missing_required_parameter",
+        ),
+        (
+            {"stop": 5},
+            "Invalid type for 'stop': expected one of a string or array of strings, but got an integer instead.",
+            "stop",
+            "invalid_type",
+        ),
+        (
+            {"stop": ["a", 1]},
+            "Invalid type for 'stop[1]': expected a string, but got an integer instead.",
+            "stop[1]",
+            "invalid_type",
+        ),
+        (
+            {"metadata": {"k": "v" * 513}},
+            "Invalid 'metadata.k': string too long. Expected a string with maximum length 512, but got a string "
+            "with length 513 instead.",
+            "metadata.k",
+            "string_above_max_length",
+        ),
     ],
 )
 def test_strict_validation_refuses_what_the_real_api_refuses(client, body, message, param, code):
@@ -109,6 +147,20 @@ def test_strict_validation_refuses_what_the_real_api_refuses(client, body, messa
     assert error["param"] == param and error["code"] == code and error["type"] == "invalid_request_error"
     if message is not None:
         assert error["message"] == message
+
+
+def test_what_is_well_typed_passes(client):
+    """Nulls where the API takes them, an assistant message without content, a function's answer."""
+    messages = [
+        USER,
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "22 C"}]},
+        {"role": "assistant", "name": None, "refusal": None},
+        {"role": "function", "name": "get_weather", "content": "22 C"},
+    ]
+    body = {"model": "gpt-4o-mini", "messages": messages, "stop": None, "metadata": {"k": "v" * 512}}
+    response = client.post("/v1/chat/completions", json=body | {"tools": [TOOL]})
+    assert response.status_code == 200, response.get_json()
 
 
 def test_missing_model_and_messages_are_required(client):
