@@ -48,6 +48,7 @@ def main() -> int:
         "--system-prompt", type=int, default=0, metavar="CHARS", help="a system prompt of this much prose first"
     )
     parser.add_argument("--turns", type=int, default=0, help="earlier exchanges of a conversation, sent first")
+    parser.add_argument("--tools", type=int, default=0, help="function tools sent with every request")
     parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
@@ -72,12 +73,19 @@ def main() -> int:
             order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
             for who in order:
                 body_load = loads.wrk_bodies(
-                    servers[who], args.body_tokens, 64, args.duration, args.close, args.system_prompt, args.turns
+                    servers[who],
+                    args.body_tokens,
+                    64,
+                    args.duration,
+                    args.close,
+                    args.system_prompt,
+                    args.turns,
+                    args.tools,
                 )
                 rps[who].append(body_load["rps"])
             for who in order:
                 streamed = loads.wrk_streams(
-                    servers[who], args.tokens, args.streams, args.duration, args.system_prompt, args.turns
+                    servers[who], args.tokens, args.streams, args.duration, args.system_prompt, args.turns, args.tools
                 )
                 if streamed["bad"]:
                     raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")

@@ -31,10 +31,11 @@ CORPUS = Path(__file__).resolve().parents[1] / "app" / "assets" / "corpus.txt"  
 CONTENT = b'"delta":{"content"'
 
 
-def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0) -> str:
+def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0, tools: int = 0) -> str:
     """The same request for every server; aimock picks its answer by the last user message ``n<tokens>``. With
     ``system_chars``, a system prompt of that much English prose comes first (as most applications send); with
-    ``turns``, that many earlier exchanges of a conversation (a question and its answer, a sentence each)."""
+    ``turns``, that many earlier exchanges of a conversation (a question and its answer, a sentence each); with
+    ``tools``, that many function tools of three parameters each (as an agent sends; none is called)."""
     prose = " ".join(CORPUS.read_text().split()) if system_chars or turns else ""
     messages = [{"role": "system", "content": prose[:system_chars]}] if system_chars else []
     sentences = prose.split(". ")
@@ -43,9 +44,28 @@ def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0) 
         messages += [{"role": "user", "content": question + "?"}, {"role": "assistant", "content": answer + "."}]
     messages.append({"role": "user", "content": f"n{tokens}"})
     body = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": tokens}
+    if tools:
+        body["tools"] = [_tool(number) for number in range(tools)]
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     return json.dumps(body, separators=(",", ":"))
+
+
+def _tool(number: int) -> dict:
+    parameters = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "The city, and its country when the name is ambiguous"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "integer", "minimum": 1, "maximum": 14},
+        },
+        "required": ["city"],
+    }
+    description = f"Look up fact {number} about a city: its weather, its population or its history."
+    return {
+        "type": "function",
+        "function": {"name": f"lookup_{number}", "description": description, "parameters": parameters},
+    }
 
 
 def _steal() -> tuple[int, int]:
@@ -131,14 +151,14 @@ def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dic
 
 
 def wrk_bodies(
-    server, tokens: int, connections: int, duration: int, close: bool = False, system_chars: int = 0, turns: int = 0
+    server, tokens: int, connections: int, duration: int, close=False, system_chars=0, turns=0, tools=0
 ) -> dict:
-    env = {"WRK_BODY": chat_body(tokens, False, system_chars, turns), **({"WRK_CLOSE": "1"} if close else {})}
+    env = {"WRK_BODY": chat_body(tokens, False, system_chars, turns, tools), **({"WRK_CLOSE": "1"} if close else {})}
     return _wrk(server, "/v1/chat/completions", "post.lua", connections, duration, env)[1]
 
 
-def wrk_streams(server, tokens: int, connections: int, duration: int, system_chars: int = 0, turns: int = 0) -> dict:
-    env = {"WRK_BODY": chat_body(tokens, True, system_chars, turns), "WRK_CHUNKS": str(tokens)}
+def wrk_streams(server, tokens: int, connections: int, duration: int, system_chars=0, turns=0, tools=0) -> dict:
+    env = {"WRK_BODY": chat_body(tokens, True, system_chars, turns, tools), "WRK_CHUNKS": str(tokens)}
     out, figures = _wrk(server, "/v1/chat/completions", "stream.lua", connections, duration, env)
     good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
     figures.update(good=good, bad=bad, chunks_per_s=content / duration)

@@ -14,12 +14,14 @@ import json
 import re
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 
 from app.replies.structured import instance_text
 from app.tokens import split_tokens
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _WORD = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"([a-z])([A-Z])")
 _STOP_WORDS = {"get", "set", "list", "fetch", "find", "search", "create", "make", "run", "call", "the", "a", "to", "of"}
 
 
@@ -61,7 +63,8 @@ def wanted_calls(body: dict, user_text: str, scripted: list[dict] | None) -> lis
         calls = [(by_name[c["name"]], c.get("arguments")) for c in scripted if c.get("name") in by_name]
         if calls:
             return calls if body.get("parallel_tool_calls", True) is not False else calls[:1]
-    pointed = [f for f in functions if _points_to(f, user_text)]
+    said = _words_said(user_text)
+    pointed = [f for f in functions if _points_to(f, said)]
     if not pointed:
         if choice != "required":
             return []
@@ -82,9 +85,18 @@ def make_calls(wanted: list[tuple[dict, str | None]], rng, words: list[str]) -> 
     return calls
 
 
-def _points_to(function: dict, text: str) -> bool:
-    """The user's words name the tool: a word of its name (other than verbs like "get") is in the text."""
+def _words_said(text: str) -> set[str]:
+    """The user's words, and each plural's singular ("stocks" points to get_stock)."""
     said = set(_WORD.findall(text.lower()))
-    said |= {w[:-1] for w in said if w.endswith("s")}  # "stocks" points to get_stock
-    name_words = set(_WORD.findall(re.sub(r"([a-z])([A-Z])", r"\1 \2", function.get("name", "")).lower()))
-    return bool((name_words - _STOP_WORDS) & said)
+    return said | {w[:-1] for w in said if w.endswith("s")}
+
+
+def _points_to(function: dict, said: set[str]) -> bool:
+    """The user's words name the tool: a word of its name (other than verbs like "get") is among them."""
+    return not _name_words(function.get("name", "")).isdisjoint(said)
+
+
+@lru_cache(maxsize=1024)
+def _name_words(name: str) -> frozenset[str]:
+    """A tool name's words (``get_weather``, ``getWeather``: ``weather``), verbs like "get" left out."""
+    return frozenset(_WORD.findall(_CAMEL.sub(r"\1 \2", name).lower())) - _STOP_WORDS

@@ -175,6 +175,8 @@ class Obj(Check):
             if key not in value:
                 name = f"{path}.{key}"
                 raise Invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+        if not self.props and self.values is None:
+            return  # free-form (a function's parameters, a JSON schema): no key of it is checked
         for key, item in value.items():
             check = self.props.get(key, self.values)
             if check is not None:
@@ -242,12 +244,17 @@ class Tagged(Obj):
     """An object whose ``type`` says its shape (a content part, a tool): ``shapes`` maps each type to an
     :class:`Obj` for the rest of it."""
 
-    def __init__(self, shapes: dict[str, Obj], **kw):
-        super().__init__(props={"type": Str(choices=tuple(shapes), nullable=False)}, required=("type",), **kw)
+    def __init__(self, shapes: dict[str, Obj], nullable: bool = True):
+        super().__init__(
+            props={"type": Str(choices=tuple(shapes), nullable=False)}, required=("type",), nullable=nullable
+        )
         self.shapes = shapes
 
     def check_value(self, value, path):
-        super().check_value(value, path)
+        # (its type, then its shape, which reads every key: the generic walk of every key would be a second)
+        if "type" not in value:
+            raise Invalid(f"Missing required parameter: '{path}.type'.", f"{path}.type", "missing_required_parameter")
+        self.props["type"].check(value["type"], f"{path}.type")
         self.shapes[value["type"]].check(value, path)
 
 

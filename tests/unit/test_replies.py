@@ -84,3 +84,31 @@ def test_rules_reload_when_the_file_changes_and_report_a_broken_one(tmp_path):
         rules.match("m", "hi", "", False)
     with pytest.raises(RulesError, match="cannot read"):
         Rules(str(tmp_path / "missing.toml")).match("m", "hi", "", False)
+
+
+def _tool(name: str) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+TOOLS = [_tool("get_weather"), _tool("get_stock"), _tool("listFlights")]
+
+
+@pytest.mark.parametrize(
+    ("said", "extra", "called"),
+    [
+        ("What's the weather in Paris?", {}, ["get_weather"]),
+        ("How are my stocks doing?", {}, ["get_stock"]),  # a plural points to the singular
+        ("Any flights to Oslo?", {}, ["listFlights"]),  # the words of a camelCase name
+        ("Weather and stocks, please.", {}, ["get_weather", "get_stock"]),  # parallel calls by default
+        ("Weather and stocks, please.", {"parallel_tool_calls": False}, ["get_weather"]),
+        ("Get me a list.", {}, []),  # verbs and such in a name point to nothing
+        ("Hello there!", {"tool_choice": "required"}, ["get_weather"]),  # the first tool, when one must be called
+        ("What's the weather?", {"tool_choice": "none"}, []),
+    ],
+)
+def test_the_tools_the_users_words_point_to_are_called(client, said, extra, called):
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": said}], "tools": TOOLS} | extra
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.get_json()
+    message = response.get_json()["choices"][0]["message"]
+    assert [call["function"]["name"] for call in message.get("tool_calls") or []] == called

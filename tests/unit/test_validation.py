@@ -122,6 +122,24 @@ def error_of(client, **body):
             "missing_required_parameter",
         ),
         (
+            {"tools": [{"function": {"name": "f"}}]},
+            "Missing required parameter: 'tools[0].type'.",
+            "tools[0].type",
+            "missing_required_parameter",
+        ),
+        (
+            {"tools": [TOOL, {"type": 5, "function": {"name": "f"}}]},
+            "Invalid type for 'tools[1].type': expected a string, but got an integer instead.",
+            "tools[1].type",
+            "invalid_type",
+        ),
+        (
+            {"tools": [{"type": "retrieval"}]},
+            "Invalid value: 'retrieval'. Supported values are: 'function', and 'custom'.",
+            "tools[0].type",
+            "invalid_value",
+        ),
+        (
             {"stop": 5},
             "Invalid type for 'stop': expected one of a string or array of strings, but got an integer instead.",
             "stop",
