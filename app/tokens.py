@@ -46,13 +46,14 @@ IMAGE_TILE_TOKENS = 170  # per 512-pixel tile at high detail
 UNKNOWN_IMAGE_SIZE = (1024, 1024)  # an image behind a URL, whose size is not fetched
 
 
-# The counts of short texts are kept: a client sends the same ones again and again (a chat resends its whole
-# conversation every turn, a load test or an agent its system prompt and tools with every request, and every
-# message its role), and looking one up costs a tenth of a microsecond where counting it costs one to fifty.
-# Bounded: at most COUNTED_TEXTS of at most COUNTED_CHARS characters (a few MB), forgotten all at once when full.
-COUNTED_CHARS = 4096
-COUNTED_TEXTS = 1024
+# Texts' counts are kept: a client sends the same ones again and again (a chat resends its whole conversation
+# every turn, a load test or an agent its system prompt and tools with every request, and every message its
+# role), and looking one up costs about a microsecond for 10 KB (hashing it) where counting it costs a hundred.
+# Bounded: at most COUNTED_CHARS characters held in all (4 MB of ASCII), forgotten all at once when full; a text
+# of more than an eighth of that is counted every time.
+COUNTED_CHARS = 1 << 22
 _counted: dict[tuple, int] = {}  # (text, encoding or None) -> tokens
+_held = [0]  # characters of the texts in _counted
 
 O200K_MODELS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|codex)")
 _encodings: dict[str, object] = {}
@@ -99,15 +100,18 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 
 def _tokens_in(text: str, encoding) -> int:
-    """``text``'s tokens in ``encoding`` (None: the approximation), kept for a short text."""
-    if len(text) > COUNTED_CHARS:
-        return _count(text, encoding)
+    """``text``'s tokens in ``encoding`` (None: the approximation), counted once (see COUNTED_CHARS)."""
     key = (text, encoding)
     count = _counted.get(key)
     if count is None:
-        if len(_counted) >= COUNTED_TEXTS:
-            _counted.clear()
-        count = _counted[key] = _count(text, encoding)
+        count = _count(text, encoding)
+        size = len(text)
+        if size <= COUNTED_CHARS // 8:
+            if _held[0] + size > COUNTED_CHARS:
+                _counted.clear()
+                _held[0] = 0
+            _counted[key] = count
+            _held[0] += size
     return count
 
 

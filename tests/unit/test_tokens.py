@@ -74,8 +74,9 @@ def test_images_are_counted_by_size_and_detail():
 
 
 def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
-    """Short texts' counts are kept (a chat resends its conversation every turn): what is kept is the count
-    each encoding gives that text, at most COUNTED_TEXTS of them, and a long text is counted every time."""
+    """Texts' counts are kept (a chat resends its conversation every turn): what is kept is the count each
+    encoding gives that text, at most COUNTED_CHARS characters of texts in all, and a very long text is counted
+    every time."""
     import bpe_openai
 
     from app import tokens
@@ -90,11 +91,15 @@ def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
     assert len(o200k.encode(text)) != len(cl100k.encode(text)) != len(split_tokens(text))
 
     tokens._counted.clear()
-    for i in range(tokens.COUNTED_TEXTS + 10):
-        assert count_tokens(f"message number {i}", "gpt-4o") == len(o200k.encode(f"message number {i}"))
-    assert 10 <= len(tokens._counted) <= tokens.COUNTED_TEXTS  # forgotten when full, then kept again
+    tokens._held[0] = 0
+    chunk = "word " * (tokens.COUNTED_CHARS // 48)  # a tenth of the budget, near enough: the tenth text clears it
+    for i in range(10):
+        assert count_tokens(f"{i} {chunk}", "gpt-4o") == len(o200k.encode(f"{i} {chunk}"))
+        assert tokens._held[0] <= tokens.COUNTED_CHARS
+    assert 0 < len(tokens._counted) < 10  # forgotten when full, then kept again
 
-    long_text = "word " * tokens.COUNTED_CHARS
+    too_long = "word " * (tokens.COUNTED_CHARS // 40 + 1)
     tokens._counted.clear()
-    assert count_tokens(long_text, "gpt-4o") == len(o200k.encode(long_text))
+    tokens._held[0] = 0
+    assert count_tokens(too_long, "gpt-4o") == len(o200k.encode(too_long))
     assert not tokens._counted
