@@ -90,16 +90,40 @@ def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
         assert count_tokens(text) == len(split_tokens(text))
     assert len(o200k.encode(text)) != len(cl100k.encode(text)) != len(split_tokens(text))
 
-    tokens._counted.clear()
-    tokens._held[0] = 0
+    tokens.COUNTED.clear()
     chunk = "word " * (tokens.COUNTED_CHARS // 48)  # a tenth of the budget, near enough: the tenth text clears it
     for i in range(10):
         assert count_tokens(f"{i} {chunk}", "gpt-4o") == len(o200k.encode(f"{i} {chunk}"))
-        assert tokens._held[0] <= tokens.COUNTED_CHARS
-    assert 0 < len(tokens._counted) < 10  # forgotten when full, then kept again
+        assert tokens.COUNTED.held <= tokens.COUNTED_CHARS
+    assert 0 < len(tokens.COUNTED.values) < 10  # forgotten when full, then kept again
 
     too_long = "word " * (tokens.COUNTED_CHARS // 40 + 1)
-    tokens._counted.clear()
-    tokens._held[0] = 0
+    tokens.COUNTED.clear()
     assert count_tokens(too_long, "gpt-4o") == len(o200k.encode(too_long))
-    assert not tokens._counted
+    assert not tokens.COUNTED.values
+
+
+def test_json_values_are_counted_as_their_compact_text():
+    """Tools and content parts are kept by their content: values that differ only in type (1, 1.0, true) or
+    order are counted as their own JSON text."""
+    import json
+
+    import bpe_openai
+
+    from app import tokens
+
+    assert tokens.load_vocabularies()
+    o200k = bpe_openai.get_encoding("o200k_base")
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    variants = [[{"n": 1, "m": "x"}], [{"n": 1.0, "m": "x"}], [{"n": True, "m": "x"}], [{"m": "x", "n": 1}], tools]
+    messages = [{"role": "user", "content": "hi"}]
+    alone = count_message_tokens(messages, None, "gpt-4o")
+    for _ in range(2):  # counted, then kept
+        for value in variants:
+            text = json.dumps(value, separators=(",", ":"))
+            assert count_message_tokens(messages, value, "gpt-4o") - alone == len(o200k.encode(text)), value
+    parts = [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]
+    assert (
+        count_message_tokens([{"role": "user", "content": parts}], None, "gpt-4o")
+        == 3 + 1 + len(o200k.encode(json.dumps(parts[0], separators=(",", ":")))) + 3
+    )
