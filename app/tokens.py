@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import re
+from array import array
 from functools import lru_cache
 
 from app.imagesize import data_url_size
@@ -201,13 +202,46 @@ APPROXIMATE_FRAMING = {"start": "<|start|>", "message": "<|message|>", "end": "<
 def text_tokens(text: str, model: str | None = None) -> list:
     """The text as the model's token ids; without the vocabularies, as :func:`split_tokens`' pieces (as many
     as :func:`count_tokens` counts)."""
-    encoding = exact_counter(model)
+    return list(_tokenized(text, exact_counter(model)))
+
+
+# Token lists are kept as counts are (app.memo), for the prompt cache's reading of a whole prompt on every
+# request past 1,024 tokens: a conversation's new turn or a new question after the same context changes only
+# the prompt's end. Ids are kept 4 bytes each; at most TOKENIZED_CHARS characters of text held.
+TOKENIZED_CHARS = 1 << 21
+TOKENIZED = Memo(TOKENIZED_CHARS)  # (text or content key, encoding or None) -> array of ids, or tuple of pieces
+
+
+def _tokenized(text: str, encoding):
+    key = (text, encoding)
+    tokens = TOKENIZED.get(key)
+    if tokens is None:
+        tokens = _tokenize(text, encoding)
+        TOKENIZED.put(key, tokens, len(text))
+    return tokens
+
+
+def _json_tokenized(value, encoding):
+    """The tokens of a JSON value's compact text, kept by its content (see :func:`_json_tokens`)."""
+    try:
+        content = content_key(value)
+    except ValueError:  # (not a JSON value after all)
+        return _tokenized(json.dumps(value, separators=(",", ":")), encoding)
+    key = (content, encoding)
+    tokens = TOKENIZED.get(key)
+    if tokens is None:
+        tokens = _tokenize(json.dumps(value, separators=(",", ":")), encoding)
+        TOKENIZED.put(key, tokens, len(content))
+    return tokens
+
+
+def _tokenize(text: str, encoding):
     if encoding is not None:
         try:
-            return list(encoding.encode_ordinary(text))
+            return array("I", encoding.encode_ordinary(text))
         except ValueError:  # past bpe_openai's size limit: the approximation, as count_tokens does
             pass
-    return split_tokens(text)
+    return tuple(split_tokens(text))
 
 
 def chat_tokens(messages, tools=None, model: str | None = None, generation_prompt: bool = True) -> list:
@@ -218,29 +252,29 @@ def chat_tokens(messages, tools=None, model: str | None = None, generation_promp
     frame = FRAMING.get(encoding.name, APPROXIMATE_FRAMING) if encoding is not None else APPROXIMATE_FRAMING
     tokens: list = []
     if tools:
-        tokens += text_tokens(json.dumps(tools, separators=(",", ":")), model)
+        tokens += _json_tokenized(tools, encoding)
     for message in messages:
         tokens.append(frame["start"])
         rest = []
         for key, value in message.items():
             if key == "role":
-                tokens += _value_tokens(value, model)
+                tokens += _value_tokens(value, encoding)
                 continue
-            rest += _value_tokens(value, model)
+            rest += _value_tokens(value, encoding)
             if key == "name":
-                rest += text_tokens(":", model)[:TOKENS_PER_NAME]
+                rest += _tokenized(":", encoding)[:TOKENS_PER_NAME]
         tokens.append(frame["message"])
         tokens += rest
         tokens.append(frame["end"])
     if generation_prompt:  # the reply's priming: three tokens
-        tokens += [frame["start"], *text_tokens("assistant", model)[:1], frame["message"]]
+        tokens += [frame["start"], *_tokenized("assistant", encoding)[:1], frame["message"]]
     return tokens
 
 
-def _value_tokens(value, model: str | None) -> list:
+def _value_tokens(value, encoding):
     """:func:`_count_value`'s tokens."""
     if isinstance(value, str):
-        return text_tokens(value, model)
+        return _tokenized(value, encoding)
     if isinstance(value, list):
         tokens = []
         for part in value:
@@ -249,13 +283,13 @@ def _value_tokens(value, model: str | None) -> list:
                 mark = hashlib.blake2b(repr(part).encode(), digest_size=8).hexdigest()
                 tokens += [mark] * image_tokens(part)
             elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                tokens += text_tokens(part["text"], model)
+                tokens += _tokenized(part["text"], encoding)
             else:
-                tokens += text_tokens(json.dumps(part, separators=(",", ":")), model)
+                tokens += _json_tokenized(part, encoding)
         return tokens
     if isinstance(value, dict):
-        return text_tokens(json.dumps(value, separators=(",", ":")), model)
-    return []
+        return _json_tokenized(value, encoding)
+    return ()
 
 
 def image_tokens(part: dict) -> int:

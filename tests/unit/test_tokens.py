@@ -127,3 +127,28 @@ def test_json_values_are_counted_as_their_compact_text():
         count_message_tokens([{"role": "user", "content": parts}], None, "gpt-4o")
         == 3 + 1 + len(o200k.encode(json.dumps(parts[0], separators=(",", ":")))) + 3
     )
+
+
+def test_a_prompt_read_again_gives_the_same_tokens_and_a_caller_cannot_change_them():
+    """Token lists are kept too (the prompt cache reads the whole prompt on every long request)."""
+    import bpe_openai
+
+    from app import tokens
+
+    assert tokens.load_vocabularies()
+    o200k = bpe_openai.get_encoding("o200k_base")
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+    ]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    for model in ("gpt-4o", None):  # exact ids, then the approximation's pieces
+        tokens.TOKENIZED.clear()
+        first = tokens.chat_tokens(messages, tools, model)
+        again = tokens.chat_tokens(messages, tools, model)
+        assert first == again and len(first) == tokens.count_message_tokens(messages, tools, model)
+        text = tokens.text_tokens("Be brief.", model)
+        text.append("changed by the caller")
+        assert tokens.text_tokens("Be brief.", model) == text[:-1]
+        assert tokens.chat_tokens(messages, tools, model) == first
+    assert tokens.text_tokens("Be brief.", "gpt-4o") == o200k.encode("Be brief.")
