@@ -48,12 +48,6 @@ IMAGE_TILE_TOKENS = 170  # per 512-pixel tile at high detail
 UNKNOWN_IMAGE_SIZE = (1024, 1024)  # an image behind a URL, whose size is not fetched
 
 
-# Counts are kept (app.memo): looking one up costs about a microsecond for 10 KB of text (hashing it) where
-# counting it costs a hundred; tools and other JSON values are keyed by app.memo.content_key, not by their JSON
-# text (10 µs against 80 for an agent's 24 tools). At most COUNTED_CHARS characters of keys held in all.
-COUNTED_CHARS = 1 << 22
-COUNTED = Memo(COUNTED_CHARS)  # (text or content key, encoding or None) -> tokens
-
 O200K_MODELS = re.compile(r"^(ft:)?(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|codex)")
 _encodings: dict[str, object] = {}
 
@@ -99,40 +93,13 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 
 def _tokens_in(text: str, encoding) -> int:
-    """``text``'s tokens in ``encoding`` (None: the approximation), counted once (see COUNTED)."""
-    key = (text, encoding)
-    count = COUNTED.get(key)
-    if count is None:
-        count = _count(text, encoding)
-        COUNTED.put(key, count, len(text))
-    return count
+    """``text``'s tokens in ``encoding`` (None: the approximation), tokenized once (see TOKENIZED)."""
+    tokens = TOKENIZED.get((text, encoding))  # (the lookup here: a call less for every string of a prompt)
+    return len(tokens if tokens is not None else _tokenized(text, encoding))
 
 
 def _json_tokens(value, encoding) -> int:
-    """The tokens of a JSON value's compact text, counted once (see COUNTED)."""
-    text = None
-    try:
-        content = content_key(value)
-    except ValueError:  # (not a JSON value after all: its text is its key)
-        content = text = json.dumps(value, separators=(",", ":"))
-    key = (content, encoding)
-    count = COUNTED.get(key)
-    if count is None:
-        count = _count(text or json.dumps(value, separators=(",", ":")), encoding)
-        COUNTED.put(key, count, len(content))
-    return count
-
-
-def _count(text: str, encoding) -> int:
-    if encoding is not None:
-        try:
-            return len(encoding.encode_ordinary(text))
-        except ValueError:  # bpe_openai refuses inputs past its own size limit: estimate those instead
-            pass
-    count = 0
-    for piece in PIECE.findall(text):
-        count += -(-len(piece) // MAX_TOKEN_CHARS)
-    return count
+    return len(_json_tokenized(value, encoding))
 
 
 def count_message_tokens(messages: list, tools: list | None = None, model: str | None = None) -> int:
@@ -205,10 +172,14 @@ def text_tokens(text: str, model: str | None = None) -> list:
     return list(_tokenized(text, exact_counter(model)))
 
 
-# Token lists are kept as counts are (app.memo), for the prompt cache's reading of a whole prompt on every
-# request past 1,024 tokens: a conversation's new turn or a new question after the same context changes only
-# the prompt's end. Ids are kept 4 bytes each; at most TOKENIZED_CHARS characters of text held.
-TOKENIZED_CHARS = 1 << 21
+# Texts are tokenized once (app.memo): a client sends the same ones again and again (a chat resends its whole
+# conversation every turn, an agent or a load test its system prompt and tools with every request, and every
+# message its role), and looking one up costs about a microsecond for 10 KB (hashing it) where tokenizing it
+# costs a hundred. Counts are the lists' lengths; the prompt cache reads the lists (a long prompt whose end
+# changes is tokenized only there). Tools and other JSON values are keyed by app.memo.content_key, not by their
+# JSON text (10 µs against 80 for an agent's 24 tools). Ids are kept 4 bytes each; at most TOKENIZED_CHARS
+# characters of keys held in all (4 MB of ASCII text).
+TOKENIZED_CHARS = 1 << 22
 TOKENIZED = Memo(TOKENIZED_CHARS)  # (text or content key, encoding or None) -> array of ids, or tuple of pieces
 
 

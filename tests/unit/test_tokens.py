@@ -75,7 +75,7 @@ def test_images_are_counted_by_size_and_detail():
 
 def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
     """Texts' counts are kept (a chat resends its conversation every turn): what is kept is the count each
-    encoding gives that text, at most COUNTED_CHARS characters of texts in all, and a very long text is counted
+    encoding gives that text, at most TOKENIZED_CHARS characters of texts in all, and a very long text is counted
     every time."""
     import bpe_openai
 
@@ -90,17 +90,17 @@ def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
         assert count_tokens(text) == len(split_tokens(text))
     assert len(o200k.encode(text)) != len(cl100k.encode(text)) != len(split_tokens(text))
 
-    tokens.COUNTED.clear()
-    chunk = "word " * (tokens.COUNTED_CHARS // 48)  # a tenth of the budget, near enough: the tenth text clears it
+    tokens.TOKENIZED.clear()
+    chunk = "word " * (tokens.TOKENIZED_CHARS // 48)  # a tenth of the budget, near enough: the tenth text clears it
     for i in range(10):
         assert count_tokens(f"{i} {chunk}", "gpt-4o") == len(o200k.encode(f"{i} {chunk}"))
-        assert tokens.COUNTED.held <= tokens.COUNTED_CHARS
-    assert 0 < len(tokens.COUNTED.values) < 10  # forgotten when full, then kept again
+        assert tokens.TOKENIZED.held <= tokens.TOKENIZED_CHARS
+    assert 0 < len(tokens.TOKENIZED.values) < 10  # forgotten when full, then kept again
 
-    too_long = "word " * (tokens.COUNTED_CHARS // 40 + 1)
-    tokens.COUNTED.clear()
+    too_long = "word " * (tokens.TOKENIZED_CHARS // 40 + 1)
+    tokens.TOKENIZED.clear()
     assert count_tokens(too_long, "gpt-4o") == len(o200k.encode(too_long))
-    assert not tokens.COUNTED.values
+    assert not tokens.TOKENIZED.values
 
 
 def test_json_values_are_counted_as_their_compact_text():
