@@ -74,9 +74,9 @@ def test_images_are_counted_by_size_and_detail():
 
 
 def test_a_text_sent_again_is_counted_as_before_by_each_encoding():
-    """Texts' counts are kept (a chat resends its conversation every turn): what is kept is the count each
-    encoding gives that text, at most TOKENIZED_CHARS characters of texts in all, and a very long text is counted
-    every time."""
+    """Texts are tokenized once (a chat resends its conversation every turn): what is kept is what each
+    encoding makes of that text, at most TOKENIZED_CHARS characters of texts in all, and a very long text is
+    tokenized every time."""
     import bpe_openai
 
     from app import tokens
