@@ -50,6 +50,9 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=0, help="earlier exchanges of a conversation, sent first")
     parser.add_argument("--tools", type=int, default=0, help="function tools sent with every request")
     parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
+    parser.add_argument(
+        "--api", choices=("chat", "responses"), default="chat", help="both loads to this API (responses: stored)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
     args = parser.parse_args()
@@ -81,11 +84,19 @@ def main() -> int:
                     args.system_prompt,
                     args.turns,
                     args.tools,
+                    args.api,
                 )
                 rps[who].append(body_load["rps"])
             for who in order:
                 streamed = loads.wrk_streams(
-                    servers[who], args.tokens, args.streams, args.duration, args.system_prompt, args.turns, args.tools
+                    servers[who],
+                    args.tokens,
+                    args.streams,
+                    args.duration,
+                    args.system_prompt,
+                    args.turns,
+                    args.tools,
+                    args.api,
                 )
                 if streamed["bad"]:
                     raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")
@@ -107,6 +118,7 @@ def main() -> int:
     print(f"\n| load | now | {label} | median of per-round ratios |")
     print("|---|---:|---:|---:|")
     bodies = "non-stream req/s" + (", Connection: close" if args.close else "")
+    bodies += ", Responses API" if args.api == "responses" else ""
     for name, figures in ((bodies, rps), ("content chunks/s, ITL 0", chunks)):
         print(
             f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "

@@ -4,6 +4,8 @@ wall time, 1.0 = one core), the load client's, and the machine's steal (the hype
 - :func:`wrk_bodies`: non-streaming chat completions with wrk (kept alive, or ``Connection: close``);
 - :func:`wrk_streams`: streaming chat completions with wrk and ``wrk/stream.lua``, which checks every
   response (its content events, the usage chunk, ``[DONE]``) and counts the content events of whole ones;
+  with ``api="responses"``, both loads go to the Responses API (stored, as it stores by default), and
+  ``wrk/response_stream.lua`` checks its streams (text deltas, the last event);
 - :func:`hey_bodies`: the first original's own load test, ``hey`` with keep-alive off at an offered rate;
 - :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives;
   :func:`paced_loop`: the same, N kept open for a while, each client opening its next as its last ends.
@@ -48,6 +50,14 @@ def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0, 
         body["tools"] = [_tool(number) for number in range(tools)]
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def responses_body(tokens: int, stream: bool) -> str:
+    """A Responses API request: one input text, ``tokens`` output tokens at most, stored (the API's default)."""
+    body = {"model": "gpt-4o-mini", "input": f"n{tokens}", "max_output_tokens": tokens}
+    if stream:
+        body["stream"] = True
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -151,15 +161,25 @@ def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dic
 
 
 def wrk_bodies(
-    server, tokens: int, connections: int, duration: int, close=False, system_chars=0, turns=0, tools=0
+    server, tokens: int, connections: int, duration: int, close=False, system_chars=0, turns=0, tools=0, api="chat"
 ) -> dict:
-    env = {"WRK_BODY": chat_body(tokens, False, system_chars, turns, tools), **({"WRK_CLOSE": "1"} if close else {})}
-    return _wrk(server, "/v1/chat/completions", "post.lua", connections, duration, env)[1]
+    if api == "responses":
+        body, path = responses_body(tokens, False), "/v1/responses"
+    else:
+        body, path = chat_body(tokens, False, system_chars, turns, tools), "/v1/chat/completions"
+    env = {"WRK_BODY": body, **({"WRK_CLOSE": "1"} if close else {})}
+    return _wrk(server, path, "post.lua", connections, duration, env)[1]
 
 
-def wrk_streams(server, tokens: int, connections: int, duration: int, system_chars=0, turns=0, tools=0) -> dict:
-    env = {"WRK_BODY": chat_body(tokens, True, system_chars, turns, tools), "WRK_CHUNKS": str(tokens)}
-    out, figures = _wrk(server, "/v1/chat/completions", "stream.lua", connections, duration, env)
+def wrk_streams(
+    server, tokens: int, connections: int, duration: int, system_chars=0, turns=0, tools=0, api="chat"
+) -> dict:
+    if api == "responses":
+        body, path, script = responses_body(tokens, True), "/v1/responses", "response_stream.lua"
+    else:
+        body, path, script = chat_body(tokens, True, system_chars, turns, tools), "/v1/chat/completions", "stream.lua"
+    env = {"WRK_BODY": body, "WRK_CHUNKS": str(tokens)}
+    out, figures = _wrk(server, path, script, connections, duration, env)
     good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
     figures.update(good=good, bad=bad, chunks_per_s=content / duration)
     return figures
