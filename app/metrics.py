@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections import Counter
 
 from app.journal.entries import BATCH
+from app.shared import under_gevent
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # vLLM's buckets for these three, so that its dashboards' quantiles read the same.
@@ -191,9 +192,7 @@ class Metrics:
         self._histograms: dict = {}  # (histogram, labels) -> [sum, {bucket index: count}]
         self._open_streams = 0
         self._flusher = None
-        from gevent import monkey
-
-        self.background = monkey.is_module_patched("socket")
+        self.background = under_gevent()
         self._pid = os.getpid()
         atexit.register(lambda: os.getpid() == self._pid and self.flush())
 

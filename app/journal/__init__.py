@@ -25,6 +25,7 @@ from flask import request
 from app.context import this_app, this_request
 from app.journal.entries import BATCH as BATCH  # noqa: PLC0414 (one name for the views and the simulation)
 from app.journal.entries import count_events, row_of
+from app.shared import under_gevent
 from app.streaming import DONE, STOPPED
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class Journal:
         self._wake = None
         self._lock = threading.Lock()  # flask run serves from threads; gevent workers never contend
         self._pid = os.getpid()
-        self.background = _under_gevent()  # a gevent worker: write from a greenlet
+        self.background = under_gevent()  # a gevent worker: write from a greenlet
         atexit.register(self._flush_at_exit)
 
     # --- capture ------------------------------------------------------------------------------------------
@@ -319,12 +320,6 @@ class _Capturing:
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
             self.journal._finish(exchange, None if exchange.stream else ending)
-
-
-def _under_gevent() -> bool:
-    from gevent import monkey
-
-    return monkey.is_module_patched("socket")
 
 
 _SHORT_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",

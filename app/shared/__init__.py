@@ -37,6 +37,14 @@ _PID = [os.getpid()]  # kept current across forks
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
+def under_gevent() -> bool:
+    """This process is a gevent worker (its sockets patched): a wait there yields to the other requests, and
+    work can be left to a greenlet of its own."""
+    from gevent import monkey
+
+    return monkey.is_module_patched("socket")
+
+
 def fault_view(fault_id: int, model: str | None, test_id: str | None, spec: dict) -> dict:
     """A queued fault as every backend shows it: ``test_id`` only when it is scoped to one test."""
     return {"id": fault_id, "model": model, **({"test_id": test_id} if test_id else {}), **spec}

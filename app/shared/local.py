@@ -26,6 +26,7 @@ import time
 from contextlib import contextmanager
 
 from app.shared import MAX_OBJECTS, SharedState, connect, fault_view, write_transaction
+from app.shared.group_commit import GroupCommit
 from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
@@ -48,9 +49,16 @@ create table if not exists faults (
 create table if not exists objects (
     seq integer primary key autoincrement, kind text not null, id text not null, body text not null);
 create unique index if not exists objects_by_id on objects (kind, id);
+create index if not exists objects_by_kind on objects (kind, seq);
 """
 _FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PRUNE_EVERY = 100  # stored objects: drop the oldest past MAX_OBJECTS once in this many writes
+# a replaced object keeps its place in the order (the real API lists by creation)
+_PUT = "insert into objects (kind, id, body) values (?, ?, ?) on conflict(kind, id) do update set body = excluded.body"
+_PRUNE = (
+    "delete from objects where kind = ? and seq <= coalesce((select seq from objects where kind = ?"
+    " order by seq desc limit 1 offset ?), -1)"
+)
 
 
 class LocalSharedState(SharedState):
@@ -81,6 +89,7 @@ class LocalSharedState(SharedState):
         self._connection = None
         with self._locked():
             self._db().executescript(_SCHEMA)
+        self._objects = GroupCommit(self._put_objects)  # the stored objects a worker's requests make at once
 
     # --- plumbing -----------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -312,19 +321,18 @@ class LocalSharedState(SharedState):
 
     # --- stored objects -----------------------------------------------------------------------------------
     def put_object(self, kind, object_id, body):
+        self._objects.submit((kind, object_id, json.dumps(body)))
+
+    def _put_objects(self, rows: list[tuple[str, str, str]]) -> None:
+        """One transaction for the objects that a worker's requests stored at the same time."""
         with self._write() as db:
-            # a replaced object keeps its place in the order (the real API lists by creation)
-            cursor = db.execute(
-                "insert into objects (kind, id, body) values (?, ?, ?)"
-                " on conflict(kind, id) do update set body = excluded.body",
-                (kind, object_id, json.dumps(body)),
-            )
-            if cursor.lastrowid and cursor.lastrowid % _PRUNE_EVERY == 0:
-                db.execute(
-                    "delete from objects where kind = ? and seq <= coalesce((select seq from objects where kind = ?"
-                    " order by seq desc limit 1 offset ?), -1)",
-                    (kind, kind, MAX_OBJECTS),
-                )
+            crowded = set()
+            for kind, object_id, text in rows:
+                cursor = db.execute(_PUT, (kind, object_id, text))
+                if cursor.lastrowid and cursor.lastrowid % _PRUNE_EVERY == 0:
+                    crowded.add(kind)
+            for kind in crowded:
+                db.execute(_PRUNE, (kind, kind, MAX_OBJECTS))
 
     def get_object(self, kind, object_id):
         row = self._db().execute("select body from objects where kind = ? and id = ?", (kind, object_id)).fetchone()

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 
-from app.shared import MAX_OBJECTS, SharedState, fault_view
+from app.shared import MAX_OBJECTS, SharedState, fault_view, under_gevent
 
 INSTANCE_ENV = "MOCK_OPENAI_INSTANCE"
 
@@ -191,7 +191,7 @@ class RedisSharedState(SharedState):
         self._changes = [self._key("version"), self._key("pending")]
         self._reading, self._following = False, None  # a read of the changes out; who waits for the next
         self._coalesced = self._spawn = None  # gevent's AsyncResult and spawn, in a gevent worker
-        if _under_gevent():
+        if under_gevent():
             import gevent
             from gevent.event import AsyncResult
 
@@ -430,12 +430,6 @@ class RedisSharedState(SharedState):
             self._journal.close()
             self._journal = None
         self.redis.close()
-
-
-def _under_gevent() -> bool:
-    from gevent import monkey
-
-    return monkey.is_module_patched("socket")
 
 
 def _at(body: dict, path: str):
