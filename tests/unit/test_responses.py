@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -51,6 +52,14 @@ def test_a_response_matches_the_spec_and_echoes_the_request(client):
     assert message["content"][0]["type"] == "output_text" and text
     usage = body["usage"]
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] and usage["output_tokens"] > 0
+
+
+def test_ids_are_the_real_ones_shape_and_new_on_every_response(client):
+    first, second = (create(client).get_json() for _ in range(2))
+    for body in (first, second):
+        assert re.fullmatch(r"resp_[0-9a-f]{48}", body["id"])
+        assert re.fullmatch(r"msg_[0-9a-f]{48}", body["output"][0]["id"])
+    assert first["id"] != second["id"] and first["output"][0]["id"] != second["output"][0]["id"]
 
 
 def test_max_output_tokens_makes_it_incomplete(client):
