@@ -1,9 +1,11 @@
-"""Writes that many requests of one worker ask for at the same time, made in one transaction.
+"""Writes that many requests of one worker ask for at the same time, made in one transaction (on Redis, in
+one round trip).
 
-A stored object (a response, a chat completion with ``store``) must be in the shared file before its
+A stored object (a response, a chat completion with ``store``) must be in the shared state before its
 request is answered: the client's next request may reach another worker and ask for it. Written one
 transaction a request, each paid the shared lock, ``begin``/``commit`` and the log's pages of its own, and
-the workers queued on the lock. Here a request hands its row to the worker's writer greenlet and waits:
+the workers queued on the lock (on Redis, each paid a round trip). Here a request hands its row to the
+worker's writer greenlet and waits:
 the writer takes every row handed over since it last ran and commits them together, then wakes their
 requests. A request alone is written at once, as before; under load a transaction holds as many rows as
 requests arrived while the one before it was written. Nobody is answered before their row is committed,

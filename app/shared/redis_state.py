@@ -21,6 +21,7 @@ import socket
 import time
 
 from app.shared import MAX_OBJECTS, SharedState, fault_view, under_gevent
+from app.shared.group_commit import GroupCommit
 
 INSTANCE_ENV = "MOCK_OPENAI_INSTANCE"
 
@@ -188,6 +189,7 @@ class RedisSharedState(SharedState):
         self._put = self.redis.register_script(_PUT_OBJECT)
         self._take_blocks = self.redis.register_script(_TAKE_BLOCKS)
         self._delete = self.redis.register_script(_DELETE_OBJECT)
+        self._stored = GroupCommit(self._put_objects)  # the stored objects a worker's requests make at once
         self._changes = [self._key("version"), self._key("pending")]
         self._reading, self._following = False, None  # a read of the changes out; who waits for the next
         self._coalesced = self._spawn = None  # gevent's AsyncResult and spawn, in a gevent worker
@@ -375,7 +377,14 @@ class RedisSharedState(SharedState):
         return [self._key("objects", kind, "order"), self._key("objects", kind), self._key("objects", "next")]
 
     def put_object(self, kind, object_id, body):
-        self._put(keys=self._objects(kind), args=[object_id, json.dumps(body), MAX_OBJECTS])
+        self._stored.submit((kind, object_id, json.dumps(body)))
+
+    def _put_objects(self, rows: list[tuple[str, str, str]]) -> None:
+        """The objects that a worker's requests stored at the same time, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, object_id, text in rows:
+            self._put(keys=self._objects(kind), args=[object_id, text, MAX_OBJECTS], client=pipe)
+        pipe.execute()
 
     def get_object(self, kind, object_id):
         body = self.redis.hget(self._key("objects", kind), object_id)

@@ -1,7 +1,9 @@
 """Stored objects written together: the rows that a gevent worker's requests hand over at once go in one
-transaction, and nobody is answered before their own row is committed."""
+transaction (one round trip on Redis), and nobody is answered before their own row is committed."""
 
 from __future__ import annotations
+
+import uuid
 
 import gevent
 import pytest
@@ -91,9 +93,18 @@ def test_outside_a_gevent_worker_each_row_is_written_by_its_caller():
     assert written == [["row"]]
 
 
-def test_objects_stored_at_once_are_all_kept_and_seen_by_another_connection(in_a_worker, tmp_path):
-    path = str(tmp_path / "shared.sqlite3")
-    writer, reader = open_shared(path), open_shared(path)
+@pytest.fixture(params=["local", "redis"])
+def backend(request, tmp_path):
+    """Opens the state of one test on either backend, as often as asked (each opening a connection of its own)."""
+    if request.param == "local":
+        path = str(tmp_path / "shared.sqlite3")
+        return lambda: open_shared(path)
+    url, prefix = request.getfixturevalue("redis_url"), f"test-{uuid.uuid4().hex}"
+    return lambda: open_shared("", redis_url=url, redis_prefix=prefix)
+
+
+def test_objects_stored_at_once_are_all_kept_and_seen_by_another_connection(in_a_worker, backend):
+    writer, reader = backend(), backend()
     stores = [gevent.spawn(writer.put_object, "response", f"resp_{n}", {"id": f"resp_{n}", "n": n}) for n in range(50)]
     gevent.joinall(stores, timeout=5)
     assert all(store.successful() for store in stores)
@@ -102,14 +113,16 @@ def test_objects_stored_at_once_are_all_kept_and_seen_by_another_connection(in_a
     assert [body["n"] for body in listed] == list(range(50)) and not has_more
 
 
-def test_a_batch_past_the_limit_drops_the_oldest_objects(in_a_worker, tmp_path, monkeypatch):
-    from app.shared import local
+def test_a_batch_past_the_limit_drops_the_oldest_objects(in_a_worker, backend, monkeypatch):
+    from app.shared import local, redis_state
 
     monkeypatch.setattr(local, "MAX_OBJECTS", 30)
-    shared = open_shared(str(tmp_path / "shared.sqlite3"))
+    monkeypatch.setattr(redis_state, "MAX_OBJECTS", 30)
+    shared = backend()
     stores = [gevent.spawn(shared.put_object, "response", f"r{n}", {"n": n}) for n in range(120)]
     gevent.joinall(stores, timeout=5)
     listed, _ = shared.list_objects("response", newest_first=True, after=None, limit=1000)
     numbers = [body["n"] for body in listed]
-    assert numbers[0] == 119 and 30 <= len(numbers) < 120  # pruned once past each 100th, to the newest 30
+    # one host prunes once past each 100th object, Redis on every one: the newest 30 are kept
+    assert numbers[0] == 119 and 30 <= len(numbers) < 120
     assert numbers == sorted(numbers, reverse=True)
