@@ -17,7 +17,6 @@ row is written at once by its caller.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from app import shared
@@ -37,8 +36,8 @@ class GroupCommit:
         self._pid = self._background = None
 
     def submit(self, row) -> None:
-        if self._pid != os.getpid():  # (never carried across a fork)
-            self._pid, self._background, self._writer = os.getpid(), shared.under_gevent(), None
+        if self._pid != shared.process_id():  # (never carried across a fork)
+            self._pid, self._background, self._writer = shared.process_id(), shared.under_gevent(), None
         if not self._background:
             self._write([row])
             return
@@ -59,20 +58,23 @@ class GroupCommit:
     def _write_forever(self) -> None:
         from gevent.event import AsyncResult
 
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            rows, done = self._rows, self._done
-            if not rows:
-                continue
-            self._rows, self._done = [], AsyncResult()
-            try:
-                self._write(rows)
-            except Exception as exc:  # noqa: BLE001 (each waiting request raises it, as it would alone)
-                done.set_exception(exc)
-            except BaseException as exc:  # the worker is stopping: its waiting requests are told, then it ends
-                done.set_exception(exc)
-                self._done.set_exception(exc)
-                raise
-            else:
-                done.set(None)
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                rows, done = self._rows, self._done
+                if not rows:
+                    continue
+                self._rows, self._done = [], AsyncResult()
+                try:
+                    self._write(rows)
+                except Exception as exc:  # noqa: BLE001 (each waiting request raises it, as it would alone)
+                    done.set_exception(exc)
+                except BaseException as exc:
+                    done.set_exception(exc)
+                    raise
+                else:
+                    done.set(None)
+        except BaseException as exc:  # stopped (the worker is stopping): those waiting are told; the next
+            self._done.set_exception(exc)  # request starts another writer
+            raise

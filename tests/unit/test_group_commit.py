@@ -87,6 +87,35 @@ def test_a_stopped_writer_is_replaced_by_the_next_request(in_a_worker):
     assert written == [["first"], ["second"]]
 
 
+def test_a_writer_stopped_while_it_writes_fails_its_batch_and_what_was_handed_over_meanwhile(in_a_worker):
+    class Stop(gevent.GreenletExit):
+        """As the worker stopping its greenlets raises in the writer."""
+
+    outcomes, written = {}, []
+
+    def request(row):
+        try:
+            commit.submit(row)
+            outcomes[row] = "written"
+        except Stop:
+            outcomes[row] = "stopped"
+
+    def write(rows):
+        if rows == ["first"]:
+            gevent.spawn(request, "second")
+            gevent.sleep(0)  # "second" is handed over while "first" is being written
+            raise Stop
+        written.append(rows)
+
+    commit = GroupCommit(write)
+    first = gevent.spawn(request, "first")
+    gevent.sleep(0.01)
+    assert first.dead and outcomes == {"first": "stopped", "second": "stopped"}  # nobody is left waiting
+    with gevent.Timeout(5):
+        request("third")
+    assert outcomes["third"] == "written" and written == [["third"]]
+
+
 def test_outside_a_gevent_worker_each_row_is_written_by_its_caller():
     written = []
     GroupCommit(written.append).submit("row")
