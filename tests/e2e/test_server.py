@@ -385,3 +385,24 @@ def test_thousands_of_concurrent_streams_on_one_worker(start_server):
     for data in received.values():
         assert data.count(b"data: {") == 52 and data.rstrip().endswith(b"0\r\n\r\n".rstrip())
         assert b"data: [DONE]" in data
+
+
+def test_responses_stored_at_once_are_found_next_by_any_worker(live_server):
+    """Stored objects are written in batches (``app.shared.group_commit``): 48 clients at once each create a
+    response on a connection of its own, then retrieve it and continue its conversation on new ones, which
+    either of the two workers may take. Each must be found: none is answered before its object is written."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = live_server.base_url + "/v1/responses"
+
+    def conversation(number: int) -> tuple[int, int, int]:
+        body = {"model": "gpt-4o-mini", "input": f"Question {number}", "max_output_tokens": 16}
+        created = requests.post(url, json=body, headers={"Connection": "close"}, timeout=30).json()
+        retrieved = requests.get(f"{url}/{created['id']}", headers={"Connection": "close"}, timeout=30)
+        body["previous_response_id"] = created["id"]
+        followed = requests.post(url, json=body, headers={"Connection": "close"}, timeout=30)
+        return retrieved.status_code, followed.status_code, retrieved.json().get("id") == created["id"]
+
+    with ThreadPoolExecutor(48) as pool:
+        outcomes = list(pool.map(conversation, range(48)))
+    assert outcomes == [(200, 200, True)] * 48
