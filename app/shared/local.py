@@ -205,11 +205,9 @@ class LocalSharedState(SharedState):
         digests = [digest(key) for key in keys]
         with self._locked():
             now = time.time()
-            slots = [self._buckets.slot(d, lambda record: record[1] <= now) for d in digests]
-            values = []
-            for slot, d in zip(slots, digests, strict=True):
-                (value,) = self._buckets.get(slot, d)
-                values.append(value if value > now else None)
+            found = [self._buckets.find(d, lambda record: record[1] <= now) for d in digests]
+            slots = [slot for slot, _ in found]
+            values = [value if value > now else None for _, (value,) in found]
             new_values, result = update(values)
             if new_values is not None:
                 for slot, d, value in zip(slots, digests, new_values, strict=True):
@@ -218,17 +216,18 @@ class LocalSharedState(SharedState):
 
     # --- the prompt cache -----------------------------------------------------------------------------------
     def cache_prefixes(self, digests, expires_at):
+        table, cached = self._prefixes, []
         with self._locked():
             now = time.time()
-            table, cached = self._prefixes, []
+            expired = lambda record: record[1] <= now  # noqa: E731 (one for every prefix)
             for key in digests:
                 try:
-                    slot = table.slot(key, lambda record: record[1] <= now)
+                    slot, (until,) = table.find(key, expired)
                 except RuntimeError:  # as many live prefixes as slots: this one is not cached (a cache evicts)
                     cached.append(False)
                     continue
-                cached.append(table.get(slot, key)[0] > now)
-                table.put(slot, key, max(expires_at, table.get(slot, key)[0]))
+                cached.append(until > now)
+                table.put(slot, key, max(expires_at, until))
         return cached
 
     # --- running sequences --------------------------------------------------------------------------------
@@ -237,10 +236,8 @@ class LocalSharedState(SharedState):
         model_key = digest(model)
         pid = os.getpid()
         share_key = digest(f"{model}\0{pid}")
-        model_slot = self._models.slot(model_key, _idle)
-        share_slot = self._shares.slot(share_key, _idle)
-        running, queued = self._models.get(model_slot, model_key)
-        _, _, mine_running, mine_queued = self._shares.get(share_slot, share_key)
+        model_slot, (running, queued) = self._models.find(model_key, _idle)
+        share_slot, (_, _, mine_running, mine_queued) = self._shares.find(share_key, _idle)
         return model_key, model_slot, share_key, share_slot, pid, running, queued, mine_running, mine_queued
 
     def _store(self, counts, running, queued, mine_running, mine_queued) -> None:

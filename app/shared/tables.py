@@ -34,20 +34,24 @@ class MappedTable:
 
     def slot(self, key: bytes, reusable: Callable[[tuple], bool]) -> int:
         """The slot of ``key``: its own, else the first free or reusable one on its probe path."""
+        return self.find(key, reusable)[0]
+
+    def find(self, key: bytes, reusable: Callable[[tuple], bool]) -> tuple[int, tuple]:
+        """:meth:`slot` and :meth:`get` in one probe (what a caller under the lock does for every key)."""
         start = int.from_bytes(key[:8], "little") % self.slots
         taken = None
         for step in range(self.slots):
             slot = (start + step) % self.slots
             record = self.record.unpack_from(self._map, slot * self.record.size)
             if record[0] == key:
-                return slot
+                return slot, record[1:]
             if record[0] == EMPTY:
-                return slot if taken is None else taken
+                return (slot, self._zero) if taken is None else (taken, self._zero)
             if taken is None and reusable(record):
                 taken = slot
         if taken is None:
             raise RuntimeError(f"shared table full: more than {self.slots} live entries")
-        return taken
+        return taken, self._zero
 
     def get(self, slot: int, key: bytes) -> tuple:
         """The fields after the digest; zeros when the slot holds another (reusable) key or none."""
