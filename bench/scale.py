@@ -10,6 +10,9 @@ differed by 30 %). The parts:
 - ``workers``: mock-openai and the floor (a do-nothing Flask app on plain gunicorn gevent) with one worker and
   with S workers (S = the server's cores, at most 8), pinned to as many cores; mock-openai with S workers and
   the journal off. Bodies (max_tokens 16, 256 connections) and unpaced streams (64 tokens, 1,000 at once).
+- ``stored``: mock-openai with one worker and with S, the same loads to the Responses API, which stores every
+  response (in the shared SQLite file every worker writes, in one transaction for the responses a worker makes
+  at the same time).
 - ``redis``: one worker on one core, with the one-host backend and with Redis (redis-server on a core of its
   own).
 - ``instances``: one instance and three instances of one worker each, each on a core of its own, on one Redis
@@ -39,7 +42,7 @@ import loads  # noqa: E402
 import startup  # noqa: E402
 from servers import free_port, group_cpu_seconds, start_floor, start_ours  # noqa: E402
 
-PARTS = ("workers", "redis", "instances", "startup")
+PARTS = ("workers", "stored", "redis", "instances", "startup")
 BODY_CONNECTIONS, BODY_TOKENS = 256, 16
 STREAMS, STREAM_TOKENS = 1000, 64
 INSTANCES = 3
@@ -121,6 +124,15 @@ class Run:
             self._ratio(f"floor, {_workers(many)} / 1", load, floor[many], floor[1])
             self._ratio(f"ours, {_workers(many)}: journal on / off", load, ours[many], off)
 
+    def stored(self) -> None:
+        many = min(8, self.server_cores)
+        figures = {}
+        for w in sorted({1, many}):
+            start = lambda w=w: start_ours(0, w, _cores(w))  # noqa: E731
+            figures[w] = self._load_both(f"ours, {_workers(w)}, Responses API", start, "responses")
+        for load in ("bodies", "streams"):
+            self._ratio(f"ours, {_workers(many)} / 1, Responses API (stored)", load, figures[many], figures[1])
+
     def redis(self) -> None:
         with Redis(_cores(1, first=1)) as redis:
             env = {"MOCK_OPENAI_SHARED_REDIS_URL": redis.url, "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex}
@@ -146,16 +158,16 @@ class Run:
         print(json.dumps(figure), flush=True)
 
     # --- measuring ----------------------------------------------------------------------------------------------
-    def _load_both(self, name: str, start) -> dict:
+    def _load_both(self, name: str, start, api: str = "chat") -> dict:
         """Bodies and unpaced streams against one server; {load: figure}."""
         server = start()
         found = {}
         try:
             for load in ("bodies", "streams"):
                 if load == "bodies":
-                    figure = loads.wrk_bodies(server, BODY_TOKENS, BODY_CONNECTIONS, self.duration)
+                    figure = loads.wrk_bodies(server, BODY_TOKENS, BODY_CONNECTIONS, self.duration, api=api)
                 else:
-                    figure = loads.wrk_streams(server, STREAM_TOKENS, STREAMS, self.duration)
+                    figure = loads.wrk_streams(server, STREAM_TOKENS, STREAMS, self.duration, api=api)
                     if figure["bad"]:
                         figure["failed"] = f"{figure['bad']} streams incomplete or wrong"
                 figure = {"server": name, "load": load, **_rounded(figure)}
