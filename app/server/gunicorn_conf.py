@@ -5,6 +5,7 @@
 file afresh on each start and reload (SIGHUP), so both read the settings again then.
 """
 
+import atexit
 import os
 import resource
 import secrets
@@ -112,7 +113,7 @@ def on_starting(arbiter):
 
 def worker_exit(arbiter, worker):
     """In the worker, as it stops: write the journal entries it still holds now, and say so if that fails
-    (the flush at interpreter exit is the fallback, and it cannot log)."""
+    (the flush at interpreter exit is the fallback, and it cannot log); then end the process quietly."""
     app = getattr(worker, "wsgi", None)
     state = getattr(app, "extensions", {}).get("mock_openai") if app is not None else None
     if state is not None and state.journal is not None:
@@ -120,6 +121,24 @@ def worker_exit(arbiter, worker):
             state.journal.flush()
         except Exception as exc:  # noqa: BLE001 (a stopping worker must still stop)
             worker.log.warning("mock-openai: could not write the journal's last entries: %r", exc)
+    _exit_quietly(sys.exc_info()[1])
+
+
+def _exit_quietly(stopping: BaseException | None) -> None:
+    """End the worker with the status it was stopping with (gunicorn calls worker_exit while the worker's
+    SystemExit is on its way out), its exit handlers run, but not the interpreter's teardown: there, logging's
+    handlers are collected after gevent's patched locks are gone, and each worker printed a TypeError on every
+    stop (gevent issue #2148). multiprocessing ends its children the same way."""
+    code = stopping.code if isinstance(stopping, SystemExit) else 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def child_exit(arbiter, worker):

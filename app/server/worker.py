@@ -163,6 +163,15 @@ class MockOpenAIWorker(GeventWorker):
 
         return handle
 
+    def handle_quit(self, sig, frame):
+        # Ctrl-C in a terminal sends SIGINT to the master and every worker, and the master then sends each
+        # worker SIGQUIT: a second quit, whose sys.exit in a greenlet lands in the interpreter's shutdown from
+        # the first and prints a traceback. One quit is enough.
+        if getattr(self, "_quitting", False):
+            return
+        self._quitting = True
+        super().handle_quit(sig, frame)
+
     def _stop_while_booting(self, sig, frame):
         self.alive = False  # run() then returns at once
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import importlib.metadata
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -406,3 +408,16 @@ def test_responses_stored_at_once_are_found_next_by_any_worker(live_server):
     with ThreadPoolExecutor(48) as pool:
         outcomes = list(pool.map(conversation, range(48)))
     assert outcomes == [(200, 200, True)] * 48
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_prints_no_traceback(start_server, stop):
+    """Ctrl-C in a terminal sends SIGINT to the master and to every worker at once (and the master then sends
+    each worker SIGQUIT); a process manager sends SIGTERM. Either way the server stops, with no traceback: a
+    second quit used to print SystemExit's, and each worker's interpreter teardown a TypeError (gevent #2148)."""
+    server = start_server("-w", "2")
+    assert requests.get(server.base_url + "/health", timeout=10).ok
+    os.killpg(server.process.pid, getattr(signal, stop))
+    assert server.process.wait(timeout=30) == 0
+    output = server.output()
+    assert "Traceback" not in output and "Exception ignored" not in output, output
