@@ -93,6 +93,32 @@ def test_the_stream_is_the_real_event_sequence(client):
     assert not any("obfuscation" in e for e in quiet)
 
 
+@pytest.mark.parametrize("mode", ["corpus", "echo"])
+@pytest.mark.parametrize("obfuscation", [True, False])
+def test_every_event_is_compact_json_in_the_real_field_order(make_client, mode, obfuscation):
+    """The text deltas are written from their parts, not encoded one by one: each must still be exactly what
+    ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes, fields in the real API's order,
+    for any text (echo sends the input's quotes, backslashes, newlines and non-ASCII back)."""
+    client = make_client({"latency": {"inter_token_latency_ms": 0}, "responses": {"mode": mode}})
+    text = 'Say "hi" \\ back\nslash — «ünïcode» 👋 and more words to stream'
+    response = create(
+        client, input=text, stream=True, max_output_tokens=40, stream_options={"include_obfuscation": obfuscation}
+    )
+    deltas = []
+    for block in response.get_data(as_text=True).strip().split("\n\n"):
+        data = block.split("\ndata: ", 1)[1]
+        event = json.loads(data)
+        assert data == json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        if event["type"] == "response.output_text.delta":
+            fields = ["type", "sequence_number", "item_id", "output_index", "content_index", "delta", "logprobs"]
+            assert list(event) == fields + (["obfuscation"] if obfuscation else [])
+            deltas.append(event["delta"])
+        if event["type"] == "response.output_text.done":
+            assert "".join(deltas) == event["text"] and len(deltas) > 5
+    if mode == "echo":
+        assert text.startswith("".join(deltas))
+
+
 def test_function_calls_as_items_and_in_the_stream(client):
     body = create(client, input="What is the weather in Paris?", tools=[WEATHER]).get_json()
     (call,) = body["output"]
