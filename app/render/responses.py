@@ -171,8 +171,14 @@ class ResponsesRenderer:
                 return dict(item, status="in_progress", content=[])
             return dict(item, status="in_progress", arguments="")
 
-        head = event("response.created", response=response_object(reply, [], "in_progress"))
-        head += event("response.in_progress", response=response_object(reply, [], "in_progress"))
+        def with_response(kind: str, encoded: bytes) -> bytes:
+            """``event(kind, response=...)`` with the response already encoded."""
+            sequence = b"%d" % next(counter)
+            data = b'{"type":"%s","sequence_number":%s,"response":%s}' % (kind.encode(), sequence, encoded)
+            return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+        opened = compact(response_object(reply, [], "in_progress"))  # the same response, twice
+        head = with_response("response.created", opened) + with_response("response.in_progress", opened)
         steps: list[bytes] = []
         pending = b""  # events that go out with the next token (an item's opening)
         choice = reply.reply.answer.choices[0]
@@ -234,5 +240,5 @@ class ResponsesRenderer:
         if reply.on_done is not None:
             reply.on_done(completed)
         kind = "response.incomplete" if completed["status"] == "incomplete" else "response.completed"
-        tail = event(kind, response=completed)
+        tail = with_response(kind, compact(completed))
         return head, steps.__getitem__, len(steps), tail
