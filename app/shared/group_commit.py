@@ -5,11 +5,10 @@ A stored object (a response, a chat completion with ``store``) must be in the sh
 request is answered: the client's next request may reach another worker and ask for it. Written one
 transaction a request, each paid the shared lock, ``begin``/``commit`` and the log's pages of its own, and
 the workers queued on the lock (on Redis, each paid a round trip). Here a request hands its row to the
-worker's writer greenlet and waits:
-the writer takes every row handed over since it last ran and commits them together, then wakes their
-requests. A request alone is written at once, as before; under load a transaction holds as many rows as
-requests arrived while the one before it was written. Nobody is answered before their row is committed,
-so what a client sees is what it saw with a transaction each.
+worker's writer greenlet and waits: the writer takes every row handed over since it last ran, commits them
+together, then wakes their requests. A request alone is written at once, as before; under load a transaction
+holds as many rows as requests arrived while the one before it was written. Nobody is answered before their
+row is committed, so what a client sees is what it saw with a transaction each.
 
 Outside a gevent worker (the Flask test client, ``flask run``'s threads) there is no loop to wait in: each
 row is written at once by its caller.
