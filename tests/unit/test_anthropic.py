@@ -78,6 +78,27 @@ def test_the_stream_in_order(client):
     assert final["usage"]["output_tokens"] == 64
 
 
+@pytest.mark.parametrize("mode", ["corpus", "echo", "realistic"])
+def test_every_stream_event_is_compact_json_and_the_text_is_the_messages(make_client, mode):
+    """A text block's deltas are written from their parts (the corpus's, or the reply's own tokens' JSON): each
+    event must still be exactly the compact JSON of what it holds, and the deltas the message's text, for any
+    text (echo sends the quotes, backslashes, newlines and non-ASCII back)."""
+    client = make_client({"responses": {"mode": mode}})
+    said = 'Say "hi" \\ back\nslash — «ünïcode» 👋 and some more words'
+    body = HELLO | {"messages": [{"role": "user", "content": said}], "max_tokens": 200}
+    response = post(client, body | {"stream": True})
+    text = ""
+    for block in response.get_data(as_text=True).strip().split("\n\n"):
+        data = block.split("\ndata: ", 1)[1]
+        event = json.loads(data)
+        assert data == json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        if event["type"] == "content_block_delta":
+            text += event["delta"]["text"]
+    assert text
+    if mode == "echo":
+        assert text == said
+
+
 def test_forced_tool_use(client):
     body = post(client, HELLO | {"tools": [WEATHER], "tool_choice": {"type": "tool", "name": "get_weather"}}).get_json()
     assert body["stop_reason"] == "tool_use"

@@ -79,8 +79,8 @@ def usage(reply: Reply, output_tokens: int) -> dict:
 class MessagesRenderer:
     def __init__(self, corpus: Corpus):
         prefix = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
-        prefix += b'{"type":"text_delta","text":'
-        self.text_deltas = [prefix + token + b"}}\n\n" for token in corpus.json_tokens]
+        self.text_delta = prefix + b'{"type":"text_delta","text":'  # then a token's JSON, and b"}}\n\n"
+        self.text_deltas = [self.text_delta + token + b"}}\n\n" for token in corpus.json_tokens]
 
     def _blocks(self, reply: Reply) -> list[tuple[dict, list[dict], list[dict], dict]]:
         """Per content block: its start, its deltas (one per paced token), closing deltas, and its whole form."""
@@ -171,9 +171,13 @@ class MessagesRenderer:
                 },
             },
         )
-        if answer.simple and answer.text.corpus is not None:
+        if answer.simple:  # one text block: its deltas are bytes joined, not each a dict encoded
             text = answer.text
-            deltas, first, size = self.text_deltas, text.start, len(self.text_deltas)
+            if text.corpus is not None:
+                deltas, first = self.text_deltas, text.start
+            else:  # another mode's text (realistic, echo, scripted): its own tokens' JSON
+                deltas, first = [self.text_delta + token + b"}}\n\n" for token in text.json_tokens[: text.count]], 0
+            size = len(deltas)
             opening = _block_start(0, {"type": "text", "text": ""}) + PING
             closing = event("content_block_stop", {"type": "content_block_stop", "index": 0})
             if text.count == 0:
