@@ -51,7 +51,10 @@ def main() -> int:
     parser.add_argument("--tools", type=int, default=0, help="function tools sent with every request")
     parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
     parser.add_argument(
-        "--api", choices=("chat", "responses"), default="chat", help="both loads to this API (responses: stored)"
+        "--api",
+        choices=("chat", "responses", "messages"),
+        default="chat",
+        help="both loads to this API (responses: stored; messages: Anthropic's)",
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
@@ -118,7 +121,7 @@ def main() -> int:
     print(f"\n| load | now | {label} | median of per-round ratios |")
     print("|---|---:|---:|---:|")
     bodies = "non-stream req/s" + (", Connection: close" if args.close else "")
-    bodies += ", Responses API" if args.api == "responses" else ""
+    bodies += {"chat": "", "responses": ", Responses API", "messages": ", Anthropic Messages"}[args.api]
     for name, figures in ((bodies, rps), ("content chunks/s, ITL 0", chunks)):
         print(
             f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "

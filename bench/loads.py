@@ -5,7 +5,8 @@ wall time, 1.0 = one core), the load client's, and the machine's steal (the hype
 - :func:`wrk_streams`: streaming chat completions with wrk and ``wrk/stream.lua``, which checks every
   response (its content events, the usage chunk, ``[DONE]``) and counts the content events of whole ones;
   with ``api="responses"``, both loads go to the Responses API (stored, as it stores by default), and
-  ``wrk/response_stream.lua`` checks its streams (text deltas, the last event);
+  ``wrk/response_stream.lua`` checks its streams (text deltas, the last event); with ``api="messages"``, to
+  Anthropic's Messages API, ``wrk/messages_stream.lua`` checking its streams;
 - :func:`hey_bodies`: the first original's own load test, ``hey`` with keep-alive off at an offered rate;
 - :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives;
   :func:`paced_loop`: the same, N kept open for a while, each client opening its next as its last ends.
@@ -56,6 +57,14 @@ def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0, 
 def responses_body(tokens: int, stream: bool) -> str:
     """A Responses API request: one input text, ``tokens`` output tokens at most, stored (the API's default)."""
     body = {"model": "gpt-4o-mini", "input": f"n{tokens}", "max_output_tokens": tokens}
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":"))
+
+
+def messages_body(tokens: int, stream: bool) -> str:
+    """An Anthropic Messages request: one user message, ``tokens`` output tokens at most."""
+    body = {"model": "claude-sonnet-4-5", "max_tokens": tokens, "messages": [{"role": "user", "content": f"n{tokens}"}]}
     if stream:
         body["stream"] = True
     return json.dumps(body, separators=(",", ":"))
@@ -163,11 +172,15 @@ def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dic
 def wrk_bodies(
     server, tokens: int, connections: int, duration: int, close=False, system_chars=0, turns=0, tools=0, api="chat"
 ) -> dict:
+    env = {"WRK_CLOSE": "1"} if close else {}
     if api == "responses":
         body, path = responses_body(tokens, False), "/v1/responses"
+    elif api == "messages":
+        body, path = messages_body(tokens, False), "/v1/messages"
+        env["WRK_HEADER"] = "anthropic-version: 2023-06-01"
     else:
         body, path = chat_body(tokens, False, system_chars, turns, tools), "/v1/chat/completions"
-    env = {"WRK_BODY": body, **({"WRK_CLOSE": "1"} if close else {})}
+    env["WRK_BODY"] = body
     return _wrk(server, path, "post.lua", connections, duration, env)[1]
 
 
@@ -176,6 +189,8 @@ def wrk_streams(
 ) -> dict:
     if api == "responses":
         body, path, script = responses_body(tokens, True), "/v1/responses", "response_stream.lua"
+    elif api == "messages":
+        body, path, script = messages_body(tokens, True), "/v1/messages", "messages_stream.lua"
     else:
         body, path, script = chat_body(tokens, True, system_chars, turns, tools), "/v1/chat/completions", "stream.lua"
     env = {"WRK_BODY": body, "WRK_CHUNKS": str(tokens)}
