@@ -4,9 +4,9 @@ wall time, 1.0 = one core), the load client's, and the machine's steal (the hype
 - :func:`wrk_bodies`: non-streaming chat completions with wrk (kept alive, or ``Connection: close``);
 - :func:`wrk_streams`: streaming chat completions with wrk and ``wrk/stream.lua``, which checks every
   response (its content events, the usage chunk, ``[DONE]``) and counts the content events of whole ones;
-  with ``api="responses"``, both loads go to the Responses API (stored, as it stores by default), and
-  ``wrk/response_stream.lua`` checks its streams (text deltas, the last event); with ``api="messages"``, to
-  Anthropic's Messages API, ``wrk/messages_stream.lua`` checking its streams;
+  with ``api="responses"``, both loads go to the Responses API (stored, as it stores by default; the script
+  checks its text deltas and its last event), with ``api="messages"`` to Anthropic's Messages API (its text
+  deltas and ``message_stop``);
 - :func:`hey_bodies`: the first original's own load test, ``hey`` with keep-alive off at an offered rate;
 - :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives;
   :func:`paced_loop`: the same, N kept open for a while, each client opening its next as its last ends.
@@ -187,14 +187,18 @@ def wrk_bodies(
 def wrk_streams(
     server, tokens: int, connections: int, duration: int, system_chars=0, turns=0, tools=0, api="chat"
 ) -> dict:
+    env = {"WRK_CHUNKS": str(tokens)}
     if api == "responses":
-        body, path, script = responses_body(tokens, True), "/v1/responses", "response_stream.lua"
+        path, env["WRK_BODY"] = "/v1/responses", responses_body(tokens, True)
+        env["WRK_COUNTED"], env["WRK_ALL"] = "event: response.output_text.delta\n", ""
+        env["WRK_ANY"] = "event: response.completed\n|event: response.incomplete\n"  # no [DONE] in this API
     elif api == "messages":
-        body, path, script = messages_body(tokens, True), "/v1/messages", "messages_stream.lua"
+        path, env["WRK_BODY"] = "/v1/messages", messages_body(tokens, True)
+        env["WRK_COUNTED"], env["WRK_ALL"] = "event: content_block_delta\n", "event: message_stop\n"
+        env["WRK_HEADER"] = "anthropic-version: 2023-06-01"
     else:
-        body, path, script = chat_body(tokens, True, system_chars, turns, tools), "/v1/chat/completions", "stream.lua"
-    env = {"WRK_BODY": body, "WRK_CHUNKS": str(tokens)}
-    out, figures = _wrk(server, path, script, connections, duration, env)
+        path, env["WRK_BODY"] = "/v1/chat/completions", chat_body(tokens, True, system_chars, turns, tools)
+    out, figures = _wrk(server, path, "stream.lua", connections, duration, env)
     good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
     figures.update(good=good, bad=bad, chunks_per_s=content / duration)
     return figures
