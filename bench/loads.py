@@ -32,6 +32,7 @@ WRK_THREADS = 1
 WRK_COMMAND = os.environ.get("WRK", "wrk")  # (a packed runtime brings its own)
 CORPUS = Path(__file__).resolve().parents[1] / "app" / "assets" / "corpus.txt"  # English prose
 CONTENT = b'"delta":{"content"'
+ANTHROPIC_VERSION = "anthropic-version: 2023-06-01"  # the header Anthropic's API requires
 
 
 def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0, tools: int = 0) -> str:
@@ -174,13 +175,11 @@ def wrk_bodies(
 ) -> dict:
     env = {"WRK_CLOSE": "1"} if close else {}
     if api == "responses":
-        body, path = responses_body(tokens, False), "/v1/responses"
+        path, env["WRK_BODY"] = "/v1/responses", responses_body(tokens, False)
     elif api == "messages":
-        body, path = messages_body(tokens, False), "/v1/messages"
-        env["WRK_HEADER"] = "anthropic-version: 2023-06-01"
+        path, env["WRK_BODY"], env["WRK_HEADER"] = "/v1/messages", messages_body(tokens, False), ANTHROPIC_VERSION
     else:
-        body, path = chat_body(tokens, False, system_chars, turns, tools), "/v1/chat/completions"
-    env["WRK_BODY"] = body
+        path, env["WRK_BODY"] = "/v1/chat/completions", chat_body(tokens, False, system_chars, turns, tools)
     return _wrk(server, path, "post.lua", connections, duration, env)[1]
 
 
@@ -195,7 +194,7 @@ def wrk_streams(
     elif api == "messages":
         path, env["WRK_BODY"] = "/v1/messages", messages_body(tokens, True)
         env["WRK_COUNTED"], env["WRK_ALL"] = "event: content_block_delta\n", "event: message_stop\n"
-        env["WRK_HEADER"] = "anthropic-version: 2023-06-01"
+        env["WRK_HEADER"] = ANTHROPIC_VERSION
     else:
         path, env["WRK_BODY"] = "/v1/chat/completions", chat_body(tokens, True, system_chars, turns, tools)
     out, figures = _wrk(server, path, "stream.lua", connections, duration, env)
