@@ -18,6 +18,8 @@ differed by 30 %). The parts:
 - ``instances``: one instance and three instances of one worker each, each on a core of its own, on one Redis
   (its own core), behind nginx (two cores): the same path both times, so the ratio is what scaling out gives.
 - ``startup``: ``mock-openai -w N`` (N = every core): the time to its first answer, and each worker's memory.
+- ``contention``: what workers share on one host (the prompt cache, rate limits, sequence counts) used by one
+  process and by S processes at once, one a core (``bench/contention.py``).
 
 Prints a JSON line a figure and a table of the ratios; with ``$OUT`` set, writes ``scale.json`` and
 ``scale.md`` there. Needs wrk, taskset, redis-server and nginx (``$WRK``, ``$REDIS_SERVER``, ``$NGINX`` name
@@ -38,11 +40,12 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
+import contention  # noqa: E402
 import loads  # noqa: E402
 import startup  # noqa: E402
 from servers import free_port, group_cpu_seconds, start_floor, start_ours  # noqa: E402
 
-PARTS = ("workers", "stored", "redis", "instances", "startup")
+PARTS = ("workers", "stored", "redis", "instances", "startup", "contention")
 BODY_CONNECTIONS, BODY_TOKENS = 256, 16
 STREAMS, STREAM_TOKENS = 1000, 64
 INSTANCES = 3
@@ -157,6 +160,16 @@ class Run:
         self.figures.append(figure)
         print(json.dumps(figure), flush=True)
 
+    def contention(self) -> None:
+        many = min(8, self.server_cores)
+        for operation in contention.OPERATIONS:
+            rates = {n: contention.rate(operation, list(range(n)), self.duration) for n in sorted({1, many})}
+            figure = {"server": f"shared state, {operation}", "load": "calls", "one": round(rates[1])}
+            figure["many"] = round(rates[many])
+            self.figures.append(figure)
+            print(json.dumps(figure), flush=True)
+            self.ratios.append((f"{operation}, {many} processes / 1", "calls", round(rates[many] / rates[1], 2)))
+
     # --- measuring ----------------------------------------------------------------------------------------------
     def _load_both(self, name: str, start, api: str = "chat") -> dict:
         """Bodies and unpaced streams against one server; {load: figure}."""
@@ -188,7 +201,7 @@ class Run:
         lines += ["| server | load | req/s | content chunks/s | p99 ms | server cores used | errors |"]
         lines += ["|---|---|---:|---:|---:|---:|---:|"]
         for f in self.figures:
-            if f["load"] == "start-up":
+            if f["load"] in ("start-up", "calls"):
                 continue
             chunks = f.get("chunks_per_s")
             lines.append(

@@ -3,7 +3,8 @@
 Records are fixed-size structs whose first field is a 16-byte digest of their key. Slots are found by
 open addressing; a slot whose record no longer matters (``reusable``: an expired bucket, a count back at
 zero) is taken over by a new key, so the table never needs deleting. Callers hold the shared lock around
-every read-modify-write.
+every read-modify-write whose result must be exact (a count, a limit); a table that may lose a record to a
+race (the prompt cache's) is used without it.
 """
 
 from __future__ import annotations

@@ -186,6 +186,57 @@ def test_the_prompt_cache_says_which_prefixes_were_cached_and_caches_them_all(pa
     assert shared.cache_prefixes([b"y" * 16, three], later) == [False, True]
 
 
+def _cache_prompts(path, first, count):
+    import time
+
+    shared = open_(path)
+    for n in range(first, first + count):
+        shared.cache_prefixes([f"prompt {n} prefix {k}".encode().ljust(16)[:16] for k in range(2)], time.time() + 60)
+
+
+def test_workers_caching_prompts_at_once_lose_none_and_invent_none(path):
+    """Four processes cache 500 prompts each at once (without a lock on one host): afterwards every prefix is
+    cached, and one never sent is not."""
+    import time
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_cache_prompts, args=(path, 500 * n, 500)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    shared, later = open_(path), time.time() + 60
+    sent = [f"prompt {n} prefix {k}".encode().ljust(16)[:16] for n in range(2000) for k in range(2)]
+    assert sum(shared.cache_prefixes(sent, later)) == len(sent)
+    assert (
+        shared.cache_prefixes([f"prompt {n} other".encode().ljust(16)[:16] for n in range(50)], later) == [False] * 50
+    )
+
+
+def test_the_prompt_cache_does_not_wait_for_the_lock_the_workers_write_under(tmp_path):
+    """A worker holding the shared lock (adding a fault, counting a sequence) keeps no long prompt waiting."""
+    import fcntl
+    import threading
+    import time
+
+    path = str(tmp_path / "shared.sqlite3")
+    shared = open_(path)
+    answers = []
+    with open(path + ".ctl", "a+b") as control:  # another open file: flock keeps it apart, as a worker's
+        fcntl.flock(control, fcntl.LOCK_EX)
+        try:
+            reader = threading.Thread(
+                target=lambda: answers.append(shared.cache_prefixes([b"k" * 16], time.time() + 9))
+            )
+            reader.start()
+            reader.join(10)
+            assert answers == [[False]]
+        finally:
+            fcntl.flock(control, fcntl.LOCK_UN)
+            reader.join(10)
+
+
 def test_a_prompt_prefix_unused_past_its_retention_is_forgotten(path):
     import time
 
