@@ -9,7 +9,7 @@ The operations, as requests call them (``app/shared/local.py``):
 
 - ``prompt cache``: a long prompt's 11 prefixes read and cached (a 1,400-token prompt), 50 prompts in turn;
   without the lock.
-- ``rate limits``: two buckets (requests and tokens) read and moved on, for 50 keys in turn; under the lock.
+- ``rate limits``: two buckets (requests and tokens) taken from, for 50 keys in turn; under the lock.
 - ``sequences``: a running sequence counted and given back (``[latency] max_num_seqs``); under the lock.
 """
 
@@ -43,12 +43,8 @@ def _prompt_cache(shared):
 def _rate_limits(shared):
     keys = [[f"key{p}\0requests", f"key{p}\0tokens"] for p in range(PROMPTS)]
 
-    def update(values):
-        now = time.time()
-        return [max(value or now, now) + 0.001 for value in values], None
-
-    def call(n):
-        shared.update_buckets(keys[n % PROMPTS], update)
+    def call(n):  # a request and 100 tokens of limits far above what a run can take
+        shared.take_from_buckets(keys[n % PROMPTS], [1e-9, 1e-7], [60.0, 60.0], time.time())
 
     return call
 

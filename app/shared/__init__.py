@@ -96,6 +96,16 @@ class SharedState(ABC):
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
     @abstractmethod
+    def take_from_buckets(
+        self, keys: list[str], costs_s: list[float], within_s: list[float], now: float
+    ) -> tuple[bool, list[float | None]]:
+        """GCRA (rate limits, the prefill queue) in one atomic step: each bucket's value (the time it is full
+        again, or its queue's end) moves to ``max(value, now) + cost``, for every bucket if each new value is at
+        most ``now + within``, else for none. Returns ``(taken, the values before)``; a value that has passed
+        reads as None, like a new bucket's. ``max(value or now, now) + cost > now + within`` is the test, to the
+        bit, so a caller can tell which bucket refused."""
+
+    @abstractmethod
     def update_buckets(self, keys: list[str], update: Callable[[list[float | None]], tuple[list | None, object]]):
         """Atomically: read each bucket's value, call ``update(values)`` which returns ``(new_values or None to
         leave them, result)``, store the new values; returns ``result``. Values are times (``time.time()``):

@@ -202,6 +202,19 @@ class LocalSharedState(SharedState):
         return db.execute("select coalesce(sum(remaining), 0) from faults").fetchone()[0]
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
+    def take_from_buckets(self, keys, costs_s, within_s, now):
+        digests = [digest(key) for key in keys]
+        expired = lambda record: record[1] <= now  # noqa: E731
+        with self._locked():
+            found = [self._buckets.find(d, expired) for d in digests]
+            before = [value if value > now else None for _, (value,) in found]
+            after = [max(value or now, now) + cost for value, cost in zip(before, costs_s, strict=True)]
+            taken = all(value <= now + within for value, within in zip(after, within_s, strict=True))
+            if taken:
+                for (slot, _), d, value in zip(found, digests, after, strict=True):
+                    self._buckets.put(slot, d, value)
+        return taken, before
+
     def update_buckets(self, keys, update):
         digests = [digest(key) for key in keys]
         with self._locked():

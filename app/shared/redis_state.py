@@ -148,6 +148,27 @@ _DELETE_OBJECT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('HDEL', KEYS[2], ARGV[1])
 """
+# KEYS: the buckets; ARGV: now, then each bucket's cost and within (seconds). The test is the other backend's,
+# operation for operation, on the same doubles: a value is written and read back with 17 significant digits.
+_TAKE_FROM_BUCKETS = """
+local now, before, after = tonumber(ARGV[1]), {}, {}
+local taken = 1
+for i, key in ipairs(KEYS) do
+  local stored = redis.call('GET', key)
+  local value = stored and tonumber(stored)
+  if value and value <= now then stored, value = false, nil end
+  before[i] = stored
+  after[i] = math.max(value or now, now) + tonumber(ARGV[2 * i])
+  if after[i] > now + tonumber(ARGV[2 * i + 1]) then taken = 0 end
+end
+if taken == 1 then
+  for i, key in ipairs(KEYS) do
+    local expires = string.format('%.0f', math.floor(after[i] * 1000) + 1)
+    redis.call('SET', key, string.format('%.17g', after[i]), 'PXAT', expires)
+  end
+end
+return {taken, before}
+"""
 _SCAN_PAGE = 200  # stored objects read per round trip while a list is filtered
 
 
@@ -189,6 +210,7 @@ class RedisSharedState(SharedState):
         self._put = self.redis.register_script(_PUT_OBJECT)
         self._take_blocks = self.redis.register_script(_TAKE_BLOCKS)
         self._delete = self.redis.register_script(_DELETE_OBJECT)
+        self._take_from_buckets = self.redis.register_script(_TAKE_FROM_BUCKETS)
         self._stored = GroupCommit(self._put_objects)  # the stored objects a worker's requests make at once
         self._changes = [self._key("version"), self._key("pending")]
         self._reading, self._following = False, None  # a read of the changes out; who waits for the next
@@ -310,6 +332,13 @@ class RedisSharedState(SharedState):
         return int(self._clear(keys=self._fault_keys(), args=[self.prefix, test_id or ""]))
 
     # --- rate-limit buckets -------------------------------------------------------------------------------
+    def take_from_buckets(self, keys, costs_s, within_s, now):
+        args = [repr(now)]
+        for cost, within in zip(costs_s, within_s, strict=True):
+            args += [repr(cost), repr(within)]
+        taken, before = self._take_from_buckets(keys=[self._key("bucket", key) for key in keys], args=args)
+        return bool(taken), [float(value) if value else None for value in before]
+
     def update_buckets(self, keys, update):
         import redis
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 
+QUEUE_WITHOUT_END_S = 1e9  # the queue takes every prompt: no end is too far
+
 
 def prefill_s(shared, model: str, tokens: int, latency: dict, running: int) -> float:
     """The seconds until ``tokens`` of prompt, queued behind the model's other prefills, are prefilled."""
@@ -21,10 +23,6 @@ def prefill_s(shared, model: str, tokens: int, latency: dict, running: int) -> f
         return 0.0
     per_step = max(1, latency["max_num_batched_tokens"] - running)  # the decodes of running sequences go first
     work_s = tokens / per_step * step_s
-
-    def queue(ends):
-        now = time.time()
-        end = max(now, ends[0] or now) + work_s
-        return [end], end - now
-
-    return max(step_s, shared.update_buckets([f"prefill:{model}"], queue))  # at least the step it ends in
+    now = time.time()
+    _, (ends,) = shared.take_from_buckets([f"prefill:{model}"], [work_s], [QUEUE_WITHOUT_END_S], now)
+    return max(step_s, max(ends or now, now) + work_s - now)  # at least the step it ends in

@@ -141,6 +141,59 @@ def test_a_bucket_whose_time_has_passed_reads_as_new_and_its_slot_is_reused(path
     assert shared.update_buckets(["c", "b"], lambda values: (None, values)) == [FAR + 1, FAR]
 
 
+def test_a_take_from_buckets_moves_every_bucket_or_none(path):
+    import time
+
+    shared, now = open_(path), time.time()
+    assert shared.take_from_buckets(["r", "t"], [20.0, 30.0], [60.0, 60.0], now) == (True, [None, None])
+    assert shared.take_from_buckets(["r", "t"], [20.0, 30.0], [60.0, 60.0], now) == (True, [now + 20, now + 30])
+    # t would end 90 s ahead: neither moves
+    assert shared.take_from_buckets(["r", "t"], [20.0, 30.0], [60.0, 60.0], now) == (False, [now + 40, now + 60])
+    assert open_(path).take_from_buckets(["r"], [20.0], [60.0], now) == (True, [now + 40])  # exactly at the end
+    assert shared.take_from_buckets(["r"], [1e-3], [60.0], now) == (False, [now + 60])
+    later = now + 61  # past every bucket's time: as new, whatever they held
+    assert shared.take_from_buckets(["r", "t"], [1.0, 1.0], [60.0, 60.0], later) == (True, [None, None])
+
+
+def test_a_take_from_buckets_tests_the_bound_as_python_does_to_the_bit(path):
+    import time
+
+    shared, now = open_(path), time.time()  # (Redis expires a bucket by its own clock)
+    cost, within = 60 / 7, 60.0
+    taken, value = 0, None
+    while True:  # seven sevenths of a window, added up in doubles: the seventh lands past 60 s or not
+        fits = max(value or now, now) + cost <= now + within
+        ok, (before,) = shared.take_from_buckets(["sevenths"], [cost], [within], now)
+        assert ok == fits and before == value
+        if not ok:
+            break
+        taken, value = taken + 1, max(value or now, now) + cost
+    assert taken in (6, 7)
+
+
+def _take_in_turn(path, rounds, ready, now):
+    shared = open_(path)
+    ready.wait(10)
+    for _ in range(rounds):
+        shared.take_from_buckets(["shared"], [1000.0], [100_000.5], now)
+
+
+def test_takes_from_one_bucket_by_processes_at_once_are_counted_exactly(path):
+    """Four processes take 60 times each from a bucket that holds 100: exactly 100 are taken."""
+    import time
+
+    context, now = multiprocessing.get_context("fork"), time.time()
+    ready = context.Event()
+    workers = [context.Process(target=_take_in_turn, args=(path, 60, ready, now)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    ready.set()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert open_(path).take_from_buckets(["shared"], [0.0], [1e9], now) == (True, [now + 100 * 1000.0])
+
+
 def test_sequences_count_across_processes_and_a_dead_worker_gives_its_back(path):
     # As under gunicorn: the processes fork before any of them opens the file.
     context = multiprocessing.get_context("fork")
@@ -186,17 +239,23 @@ def test_the_prompt_cache_says_which_prefixes_were_cached_and_caches_them_all(pa
     assert shared.cache_prefixes([b"y" * 16, three], later) == [False, True]
 
 
+def _prefix(prompt: int, k: int) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(f"prompt {prompt} prefix {k}".encode(), digest_size=16).digest()
+
+
 def _cache_prompts(path, first, count):
     import time
 
     shared = open_(path)
     for n in range(first, first + count):
-        shared.cache_prefixes([f"prompt {n} prefix {k}".encode().ljust(16)[:16] for k in range(2)], time.time() + 60)
+        shared.cache_prefixes([_prefix(n, k) for k in range(2)], time.time() + 60)
 
 
-def test_workers_caching_prompts_at_once_lose_none_and_invent_none(path):
-    """Four processes cache 500 prompts each at once (without a lock on one host): afterwards every prefix is
-    cached, and one never sent is not."""
+def test_workers_caching_prompts_at_once_keep_nearly_all_and_invent_none(path):
+    """Four processes cache 500 prompts each at once (without a lock, on one host): afterwards the prefixes are
+    cached, but for one lost now and then where two workers raced for a slot, and one never sent is not."""
     import time
 
     context = multiprocessing.get_context("fork")
@@ -207,11 +266,9 @@ def test_workers_caching_prompts_at_once_lose_none_and_invent_none(path):
         worker.join(30)
         assert worker.exitcode == 0
     shared, later = open_(path), time.time() + 60
-    sent = [f"prompt {n} prefix {k}".encode().ljust(16)[:16] for n in range(2000) for k in range(2)]
-    assert sum(shared.cache_prefixes(sent, later)) == len(sent)
-    assert (
-        shared.cache_prefixes([f"prompt {n} other".encode().ljust(16)[:16] for n in range(50)], later) == [False] * 50
-    )
+    sent = [_prefix(n, k) for n in range(2000) for k in range(2)]
+    assert sum(shared.cache_prefixes(sent, later)) >= 0.99 * len(sent)
+    assert shared.cache_prefixes([_prefix(n, 2) for n in range(200)], later) == [False] * 200
 
 
 def test_the_prompt_cache_does_not_wait_for_the_lock_the_workers_write_under(tmp_path):
