@@ -23,7 +23,7 @@ from app.headers import LIMIT_REQUESTS, LIMIT_TOKENS
 from app.simulation.faults import RATE_LIMITS_URL, go_duration, rate_limit_error
 
 WINDOW_S = 60.0
-TOLERANCE_S = 1e-6
+WITHIN_S = WINDOW_S + 1e-6  # a bucket's reach: the window, and what rounds times near 1.7e9 s
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -107,10 +107,10 @@ class RateLimits:
                 )
         keys = [f"{_key_id(self.api_key)}:{self.model}:{kind}" for kind, _, _ in limits]
         # A bucket is the time it is full again; a request moves it on by its cost's share of the window, and
-        # fits while that stays within the window (GCRA). TOLERANCE_S absorbs the rounding of times near 1.7e9 s.
+        # fits while that stays within the window (GCRA).
         costs_s = [cost * WINDOW_S / limit for _, limit, cost in limits]
         now = time.time()
-        taken, full_at = self.shared.take_from_buckets(keys, costs_s, [WINDOW_S + TOLERANCE_S] * len(limits), now)
+        taken, full_at = self.shared.take_from_buckets(keys, costs_s, [WITHIN_S] * len(limits), now)
         states, refused = {}, None
         for (kind, limit, cost), stored, cost_s in zip(limits, full_at, costs_s, strict=True):
             level = _level(limit, stored, now)
@@ -119,9 +119,9 @@ class RateLimits:
                 states[kind] = BucketState(limit, max(0, math.floor(left + 1e-9)), (limit - left) * WINDOW_S / limit)
                 continue
             states[kind] = BucketState(limit, math.floor(level + 1e-9), (limit - level) * WINDOW_S / limit)
-            if refused is None and max(stored or now, now) + cost_s > now + WINDOW_S + TOLERANCE_S:
+            if refused is None and max(stored or now, now) + cost_s > now + WITHIN_S:  # the backend's test
                 refused = (kind, limit, cost, level, max(0.0, cost - level) * WINDOW_S / limit)
-        if not taken and refused is None:  # (never: the test above is the backend's own)
+        if not taken and refused is None:  # (never: the test above is the backend's, to the bit)
             kind, limit, cost = limits[0]
             refused = (kind, limit, cost, _level(limit, full_at[0], now), 0.0)
         headers = self._headers(states, tokens)
