@@ -17,6 +17,8 @@ worker answers a scrape itself: another worker's latest half second may be missi
 from __future__ import annotations
 
 import atexit
+import functools
+import glob
 import os
 import shutil
 import tempfile
@@ -359,12 +361,12 @@ class Metrics:
         """The text a scrape gets, and its content type. ``kv_usage``: each model's share of its KV cache in use
         (read from the shared state by the scrape); gauges pinned by a test (:mod:`app.metric_pins`) show their
         pinned values, for ``default_model`` where no model is named and none has a series yet."""
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         self.flush()  # this worker's are current; the others' are at most FLUSH_INTERVAL_S behind
         if self.multiprocess:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            _multiprocess_collector()(registry)
         else:
             registry = self.registry
         if pins or kv_usage:
@@ -372,6 +374,28 @@ class Metrics:
             pinned.register(_Pinned(registry, pins, default_model, kv_usage or {}))
             registry = pinned
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@functools.cache
+def _multiprocess_collector():
+    """prometheus_client's multiprocess collector, passing over a values file that a worker is still making.
+    prometheus_client opens a worker's first file of a kind empty and then sizes it: a scrape that read it in
+    between failed (a 500, seen right after a start). Its values are all zeros then; a file sized is whole."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    class FilesMadeCollector(MultiProcessCollector):
+        def collect(self):
+            files = [path for path in glob.glob(os.path.join(self._path, "*.db")) if _made(path)]
+            return self.merge(files, accumulate=True)
+
+    return FilesMadeCollector
+
+
+def _made(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= 8  # its length field and padding: sized, if nothing written yet
+    except FileNotFoundError:  # a dead worker's live gauges, removed since the listing
+        return False
 
 
 class _Pinned:

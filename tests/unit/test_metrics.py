@@ -189,3 +189,29 @@ def test_a_pin_without_a_model_holds_every_models_series(make_client):
 def test_a_bad_pin_is_a_400_naming_the_field(client, pin, param):
     response = client.post("/_mock/metrics/pins", json=pin)
     assert response.status_code == 400 and response.get_json()["error"]["param"] == param
+
+
+_SCRAPE_BESIDE_A_NEW_FILE = """
+import os
+from app import create_app
+
+client = create_app({}).test_client()
+body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+assert client.post("/v1/chat/completions", json=body).status_code == 200
+# Another worker's first value of a kind: prometheus_client opens its file (empty) before it sizes it.
+open(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "counter_999999.db"), "wb").close()
+response = client.get("/metrics")
+print(response.status_code, "mock_openai_requests_total{" in response.get_data(as_text=True))
+"""
+
+
+def test_a_scrape_passes_over_a_values_file_another_worker_is_still_making(tmp_path):
+    """Workers keep their values in files that a scrape reads; one being made is empty for a moment, and a
+    scrape then answered 500 (seen in CI right after a server started)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}  # (multiprocess mode: a process of its own)
+    done = subprocess.run([sys.executable, "-c", _SCRAPE_BESIDE_A_NEW_FILE], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["200", "True"], done.stderr[-2000:]
