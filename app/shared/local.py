@@ -17,6 +17,7 @@ Writers take an ``flock`` on the control file, so SQLite's own lock is never con
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import mmap
 import os
@@ -36,6 +37,12 @@ BUCKET_SLOTS = 1 << 16  # keys x models x 2 limits; 24 bytes each
 MODEL_SLOTS = 1 << 12
 SHARE_SLOTS = 1 << 14  # models x workers
 PREFIX_SLOTS = 1 << 17  # cached prompt prefixes, one per 128 tokens: 16M tokens of distinct prompts; 3 MB
+
+
+@functools.lru_cache(maxsize=1024)
+def _keys(model: str, pid: int) -> tuple[bytes, bytes, int]:
+    """A model's digest, and its share's in process ``pid``: made once, not each time under the lock."""
+    return digest(model), digest(f"{model}\0{pid}"), pid
 
 
 def _idle(record) -> bool:
@@ -250,11 +257,8 @@ class LocalSharedState(SharedState):
         return cached
 
     # --- running sequences --------------------------------------------------------------------------------
-    def _counts(self, model: str):
-        """Under the lock: the model's slot and counts, and this process's share of them."""
-        model_key = digest(model)
-        pid = os.getpid()
-        share_key = digest(f"{model}\0{pid}")
+    def _counts(self, model_key: bytes, share_key: bytes, pid: int):
+        """Under the lock: the model's slot and counts, and this process's share of them (:func:`_keys`)."""
         model_slot, (running, queued) = self._models.find(model_key, _idle)
         share_slot, (_, _, mine_running, mine_queued) = self._shares.find(share_key, _idle)
         return model_key, model_slot, share_key, share_slot, pid, running, queued, mine_running, mine_queued
@@ -265,8 +269,9 @@ class LocalSharedState(SharedState):
         self._shares.put(share_slot, share_key, model_key, pid, mine_running, mine_queued)
 
     def acquire_sequence(self, model, limit, queue_limit):
+        keys = _keys(model, os.getpid())
         with self._locked():
-            counts = self._counts(model)
+            counts = self._counts(*keys)
             running, queued, mine_running, mine_queued = counts[5:]
             if running < limit and queued == 0:
                 self._store(counts, running + 1, queued, mine_running + 1, mine_queued)
@@ -277,8 +282,9 @@ class LocalSharedState(SharedState):
             return "full", running
 
     def promote_queued(self, model, wanted, limit):
+        keys = _keys(model, os.getpid())
         with self._locked():
-            counts = self._counts(model)
+            counts = self._counts(*keys)
             running, queued, mine_running, mine_queued = counts[5:]
             moved = max(0, min(wanted, limit - running, mine_queued))
             if moved:
@@ -286,8 +292,9 @@ class LocalSharedState(SharedState):
         return moved, running + moved
 
     def release_sequence(self, model, queued=False):
+        keys = _keys(model, os.getpid())
         with self._locked():
-            counts = self._counts(model)
+            counts = self._counts(*keys)
             running, waiting, mine_running, mine_queued = counts[5:]
             if queued:
                 self._store(counts, running, max(0, waiting - 1), mine_running, max(0, mine_queued - 1))
@@ -300,9 +307,8 @@ class LocalSharedState(SharedState):
             return self._models.get(self._models.slot(model_key, _idle), model_key)[0]
 
     def take_blocks(self, model, blocks, capacity):
+        model_key, share_key, pid = _keys(model, os.getpid())
         with self._locked():
-            model_key = digest(model)
-            share_key = digest(f"{model}\0{os.getpid()}")
             model_slot = self._kv.slot(model_key, lambda record: record[1] == 0)
             (used,) = self._kv.get(model_slot, model_key)
             if blocks > 0 and used + blocks > capacity:
@@ -310,7 +316,7 @@ class LocalSharedState(SharedState):
             share_slot = self._kv_shares.slot(share_key, lambda record: record[-1] == 0)
             mine = self._kv_shares.get(share_slot, share_key)[-1]
             self._kv.put(model_slot, model_key, max(0, used + blocks))
-            self._kv_shares.put(share_slot, share_key, model_key, os.getpid(), max(0, mine + blocks))
+            self._kv_shares.put(share_slot, share_key, model_key, pid, max(0, mine + blocks))
         return True
 
     def used_blocks(self, model):
