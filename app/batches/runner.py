@@ -30,6 +30,9 @@ KIND = "batch"  # stored: {"batch": the Batch object, "created": its creation ti
 CANCELS = "batch_cancel"  # stored by a cancel, {"at": when}: only the run writes the batch while it runs
 LEASE_S = 3.0  # renewed at least every second while it runs
 SAVE_EVERY_S = 0.2  # progress (request_counts) written at most this often
+# A line late for its time still lets the worker's connections go first: a timer is due only after the worker
+# has polled its sockets (sleep(0) is not: gevent runs many of those before it polls).
+TURN_S = 0.0005
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 EXPIRED = {
     "code": "batch_expired",
@@ -141,6 +144,9 @@ class Run:
                 raise Stopped("expired")
             self._save()  # a cancel is seen here
             if now >= when:
+                # Behind its pace (lines that take longer than their share of the window) the run would
+                # otherwise never wait, and its worker would answer nobody else until the batch ended.
+                time.sleep(TURN_S)
                 return
             time.sleep(min(1.0, when - now, max(0.0, self.window_ends - now)))
 

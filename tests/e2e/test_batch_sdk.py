@@ -107,3 +107,28 @@ def test_a_cancelled_batch_and_a_failed_one_as_the_sdk_sees_them(servers):
     assert failed.errors.data[0].line == 1
     with pytest.raises(openai.BadRequestError, match="Must be .jsonl"):
         client.files.create(file=("bad.csv", b"a,b"), purpose="batch")
+
+
+def test_a_batch_behind_its_pace_still_lets_its_worker_answer(start_server):
+    """1,000 embeddings in a window of 1 s: each line takes longer than its share of the window, so the run never
+    waits for its pace. It must still let its worker's other requests through: a client polling the batch sees
+    it in progress, its count climbing (the run used to hold its worker until the batch had ended)."""
+    server = start_server("-w", "1", env={"MOCK_OPENAI_BATCH_DURATION_S": "1"})
+    client = clients([server])[0]
+    lines = [
+        {"custom_id": f"q{n}", "method": "POST", "url": "/v1/embeddings",
+         "body": {"model": "text-embedding-3-small", "input": f"text {n}"}}
+        for n in range(1000)
+    ]  # fmt: skip
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    uploaded = client.files.create(file=("embed.jsonl", data), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
+    counts = []
+    deadline = time.monotonic() + 30
+    while batch.status not in ("completed", "failed") and time.monotonic() < deadline:
+        batch = client.batches.retrieve(batch.id)
+        if batch.status == "in_progress":
+            counts.append(batch.request_counts.completed)
+        time.sleep(0.02)
+    assert batch.status == "completed" and batch.request_counts.completed == 1000
+    assert any(0 < count < 1000 for count in counts), counts
