@@ -46,6 +46,18 @@ def wait(client: openai.OpenAI, batch_id: str, statuses=("completed", "failed", 
         time.sleep(0.1)
 
 
+def embeddings_batch(client: openai.OpenAI, count: int):
+    """A batch of ``count`` embeddings, made."""
+    lines = [
+        {"custom_id": f"q{n}", "method": "POST", "url": "/v1/embeddings",
+         "body": {"model": "text-embedding-3-small", "input": f"text {n}"}}
+        for n in range(count)
+    ]  # fmt: skip
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    uploaded = client.files.create(file=("embed.jsonl", data), purpose="batch")
+    return client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
+
+
 def test_the_whole_pipeline_with_the_official_sdk(servers):
     first, last = clients(servers)[0], clients(servers)[-1]
     lines = [
@@ -87,14 +99,7 @@ def test_the_whole_pipeline_with_the_official_sdk(servers):
 
 def test_a_cancelled_batch_and_a_failed_one_as_the_sdk_sees_them(servers):
     client = clients(servers)[0]
-    lines = [
-        {"custom_id": f"q{n}", "method": "POST", "url": "/v1/embeddings",
-         "body": {"model": "text-embedding-3-small", "input": f"text {n}"}}
-        for n in range(400)
-    ]  # fmt: skip
-    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    uploaded = client.files.create(file=("embed.jsonl", data), purpose="batch")
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
+    batch = embeddings_batch(client, 400)
     wait(client, batch.id, ("in_progress",))
     assert clients(servers)[-1].batches.cancel(batch.id).status == "cancelling"
     batch = wait(client, batch.id)
@@ -115,14 +120,7 @@ def test_a_batch_behind_its_pace_still_lets_its_worker_answer(start_server):
     it in progress, its count climbing (the run used to hold its worker until the batch had ended)."""
     server = start_server("-w", "1", env={"MOCK_OPENAI_BATCH_DURATION_S": "1"})
     client = clients([server])[0]
-    lines = [
-        {"custom_id": f"q{n}", "method": "POST", "url": "/v1/embeddings",
-         "body": {"model": "text-embedding-3-small", "input": f"text {n}"}}
-        for n in range(1000)
-    ]  # fmt: skip
-    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    uploaded = client.files.create(file=("embed.jsonl", data), purpose="batch")
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
+    batch = embeddings_batch(client, 1000)
     counts = []
     deadline = time.monotonic() + 30
     while batch.status not in ("completed", "failed") and time.monotonic() < deadline:
