@@ -14,6 +14,8 @@
   closed at once, and a response in flight says ``Connection: close`` if its head is still to go, and ends its
   connection when its body is out: the worker does not wait out ``graceful_timeout`` for pooled clients that
   keep connections alive. Streams in flight finish, and the web UI's live-update streams end.
+- A connection's greenlet, once its connection ends, waits to serve the next one (app/server/connections.py)
+  rather than ending: a client that opens a connection a request pays no greenlet's making and ending.
 - A request gunicorn refuses before the app (a limit passed, a head it cannot parse, a bad ``Content-Length``
   or chunk) is answered with gunicorn's status and wording in the API's JSON error shape, not an HTML page.
 """
@@ -32,12 +34,14 @@ from contextlib import contextmanager
 import gevent
 from gevent.lock import BoundedSemaphore
 from gunicorn import util
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from app import streaming
 from app.config import load_settings
 from app.errors import write_refusal
 from app.server import http1, memory
+from app.server.connections import ConnectionPool
 from app.server.http1 import Http1Server, NeedsGeneralPath
 
 STREAMS_END_BEFORE_S = 1.5  # before graceful_timeout: streams still running end cleanly
@@ -144,6 +148,8 @@ class MockOpenAIWorker(GeventWorker):
             socket.setdefaulttimeout(self.client_request_timeout)
             hub = gevent.get_hub()
             hub.handle_error = self._refused_handshakes_to_log(hub.handle_error)
+        # gunicorn's run makes each listener's pool by this module name: the pool that keeps its greenlets.
+        ggevent.Pool = ConnectionPool
         super().run()
 
     def _refused_handshakes_to_log(self, handle_error):

@@ -1,37 +1,15 @@
-"""The one timer that paces every stream (app/streaming/deadlines.py). Each test runs in a thread of its own, and so on
-a gevent hub of its own: the main thread's hub may hold what earlier tests in this process left behind."""
+"""The one timer that paces every stream (app/streaming/deadlines.py). Each test runs on a gevent hub of its own
+(tests/hubs.py)."""
 
 from __future__ import annotations
 
-import functools
-import threading
 from time import monotonic
 
 import gevent
 from gevent.event import Event
 
 from app.streaming.deadlines import TICK_S, sleep_until
-
-
-def own_hub(test):
-    @functools.wraps(test)
-    def run():
-        failure = []
-
-        def body():
-            try:
-                test()
-            except BaseException as exc:  # noqa: BLE001 (re-raised in the test's thread)
-                failure.append(exc)
-
-        thread = threading.Thread(target=body)
-        thread.start()
-        thread.join(30)
-        assert not thread.is_alive(), "the test did not finish"
-        if failure:
-            raise failure[0]
-
-    return run
+from tests.hubs import own_hub
 
 
 @own_hub
