@@ -137,3 +137,34 @@ def test_gunicorns_gevent_worker_makes_its_pools_by_the_name_the_worker_replaces
     from gunicorn.workers import ggevent
 
     assert "Pool(self.worker_connections)" in inspect.getsource(ggevent.GeventWorker.run)
+
+
+@own_hub
+def test_a_full_pool_accepts_again_once_a_connection_ends():
+    # gevent's server stops accepting while the pool is full and starts again when a slot is given back: the
+    # slot a connection frees as its greenlet goes back to waiting.
+    pool = ConnectionPool(2)
+    release, served = Event(), []
+
+    def handle(client, _address):
+        served.append(getcurrent())
+        if len(served) <= 2:
+            release.wait(5)
+        client.sendall(client.recv(16))
+
+    server = StreamServer(("127.0.0.1", 0), handle, spawn=pool)
+    server.start()
+
+    def talk():
+        with socket.create_connection(("127.0.0.1", server.address[1])) as client:
+            client.sendall(b"ping")
+            return client.recv(16)
+
+    talks = [gevent.spawn(talk) for _ in range(3)]
+    gevent.sleep(0.05)
+    assert len(served) == 2 and pool.full()  # the third waits, unaccepted
+    release.set()
+    gevent.joinall(talks, timeout=5, raise_error=True)
+    assert [t.value for t in talks] == [b"ping"] * 3
+    assert len(served) == 3 and served[2] in served[:2]  # served by a greenlet that had ended its connection
+    server.stop()
