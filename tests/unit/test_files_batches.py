@@ -237,7 +237,9 @@ def test_a_batch_is_cancelled_before_its_next_line(make_client):
 
 
 def test_a_batch_still_running_when_its_window_ends_expires(make_client):
-    client = make_client({"batch": {"duration_s": 5, "window_s": 1}})  # it runs its lines from 0.5 s to 4 s
+    # It runs its lines from 1 s to 8 s and its window ends at 2 s: a second for the run to reach its lines on a busy
+    # machine (half a second was not always enough: the window ended before they were read, and none was counted).
+    client = make_client({"batch": {"duration_s": 10, "window_s": 2}})
     batch = run_batch(client, jsonl(*chat_lines(50)))
     assert batch["status"] == "expired" and batch["expired_at"] is not None
     counts = batch["request_counts"]
