@@ -33,6 +33,9 @@ class _Job:
     def __init__(self, run, args):
         self.run, self.args = run, args
 
+    def __repr__(self) -> str:  # (how the hub's report of a failure names it)
+        return f"<connection job {getattr(self.run, '__name__', self.run)}{self.args!r}>"
+
 
 class ConnectionPool(Pool):
     def __init__(self, size: int | None = None, max_idle: int = MAX_IDLE):
