@@ -21,7 +21,7 @@ import sys
 from gevent import Greenlet, GreenletExit, get_hub, getcurrent
 from gevent.pool import Pool
 
-MAX_IDLE = 512  # greenlets kept waiting for a connection (about 20 KB each)
+MAX_IDLE = 512  # greenlets kept waiting for a connection: about 6 KB of RSS each, 3 MB for all of them
 
 
 class _Job:
