@@ -69,12 +69,10 @@ class ConnectionPool(Pool):
             try:
                 job.run(*job.args)
             except GreenletExit:
-                self.discard(connection)
                 raise  # killed: this greenlet ends, as any other would
             except BaseException:  # noqa: BLE001 (reported as gevent reports a greenlet's failure)
-                self.discard(connection)
                 hub.handle_error(job, *sys.exc_info())
-            else:
+            finally:
                 self.discard(connection)
             job = None
             if len(self.idle) >= self.max_idle:
