@@ -56,6 +56,11 @@ class _Releasing:
     def __init__(self, events, release):
         self.events, self.release = events, release
 
+    @property
+    def paced(self):
+        """The paced stream inside (app.server.pacing), its writes still asked of :meth:`__next__`."""
+        return getattr(self.events, "paced", None)
+
     def __iter__(self):
         return self
 

@@ -4,10 +4,16 @@ per-round ratios.
     python bench/compare.py REF [--rounds 8] [--duration 5] [--streams 1000] [--tokens 64] [--body-tokens 16] [--pin]
     python bench/compare.py --setting journal.enabled=false [--pin]   # what the journal costs
     python bench/compare.py REF --both shared.redis_url=redis://127.0.0.1:6379/0 --pin   # both on Redis
+    python bench/compare.py REF --pin --paced 600   # and a paced closed loop: the CPU each server spends on it
 
 The machine is shared and noisy; the median of per-round ratios (each round loads both servers back to back,
 in alternating order) is steadier than a ratio of medians taken over minutes. ``--pin`` runs one worker per
 server on CPU 0 and the load (wrk, with ``wrk/stream.lua`` checking every stream) on CPU 1.
+
+``--paced N`` adds a third load to each round: N streams at an inter-token latency of 10 ms kept open for the
+round's duration, new ones starting as others end (:func:`loads.paced_loop`, read by this process). Both
+servers serve the same load, so what differs is the CPU each spends on it (the ratio: lower is better) and
+how late its tokens come (gap p99).
 """
 
 from __future__ import annotations
@@ -58,10 +64,14 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
+    parser.add_argument(
+        "--paced", type=int, default=0, metavar="N", help="also a closed loop of N streams at ITL 10 ms each round"
+    )
     args = parser.parse_args()
     cpus = None
     if args.pin:
         args.workers, cpus = 1, "0"
+        os.sched_setaffinity(0, {int(loads.LOAD_CPUS)})  # the paced streams' reader is this process
     if bool(args.ref) == bool(args.setting):
         parser.error("give either REF or --setting")
     both = _env(args.both)
@@ -74,6 +84,7 @@ def main() -> int:
     label = args.ref or ", ".join(args.setting)
     rps = {"now": [], "before": []}
     chunks = {"now": [], "before": []}
+    paced = {"now": [], "before": []}
     try:
         for round_number in range(args.rounds):
             order = ["now", "before"] if round_number % 2 == 0 else ["before", "now"]
@@ -104,11 +115,20 @@ def main() -> int:
                 if streamed["bad"]:
                     raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")
                 chunks[who].append(streamed["chunks_per_s"])
-            print(
+            for who in order if args.paced else ():
+                held = loads.paced_loop(servers[who], args.paced, args.tokens, args.duration, itl_ms=10)
+                if held["failures"]:
+                    raise RuntimeError(f"{held['failures']} paced streams from {who} failed")
+                paced[who].append(held)
+            line = (
                 f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}, "
-                f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}",
-                flush=True,
+                f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}"
             )
+            if args.paced:
+                now, before = paced["now"][-1], paced["before"][-1]
+                line += f", paced CPU {now['server_cpu']:.3f} / {before['server_cpu']:.3f}"
+                line += f", gap p99 {now['gap_p99']:.1f} / {before['gap_p99']:.1f} ms"
+            print(line, flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -127,6 +147,14 @@ def main() -> int:
             f"| {name} | {statistics.median(figures['now']):.0f} | {statistics.median(figures['before']):.0f} | "
             f"{statistics.median(ratios(figures)):.2f} |"
         )
+    if args.paced:
+        for name, key in ((f"paced closed loop of {args.paced}: server CPU (lower is better)", "server_cpu"),
+                          (f"paced closed loop of {args.paced}: gap p99, ms", "gap_p99")):  # fmt: skip
+            figures = {who: [held[key] for held in paced[who]] for who in paced}
+            print(
+                f"| {name} | {statistics.median(figures['now']):.3g} | {statistics.median(figures['before']):.3g} | "
+                f"{statistics.median(ratios(figures)):.2f} |"
+            )
     return 0
 
 

@@ -256,13 +256,19 @@ async def _wave(port: int, streams: int, tokens: int, ramp_s: float):
     )
 
 
-async def _loop(port: int, streams: int, tokens: int, duration_s: float):
+async def _loop(port: int, streams: int, tokens: int, duration_s: float, itl_ms: float | None = None):
     """``streams`` clients, each opening its next stream as soon as its last one ends, until ``duration_s``
-    has passed: a closed loop, where new streams' starts compete with running ones all along."""
+    has passed: a closed loop, where new streams' starts compete with running ones all along. ``itl_ms``: the
+    pace asked of each stream (``X-Mock-ITL-Ms``), for a server started at another."""
     body = chat_body(tokens, True).encode()
+    pace = b"X-Mock-ITL-Ms: %g\r\n" % itl_ms if itl_ms is not None else b""
     request = (
         b"POST /v1/chat/completions HTTP/1.0\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        + pace
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
     )
     stop_at = time.monotonic() + duration_s
     results: list = []
@@ -291,10 +297,10 @@ def paced_wave(server, streams: int, tokens: int, ramp_s: float) -> dict:
     return _paced(server, streams, lambda: _wave(server.port, streams, tokens, ramp_s))
 
 
-def paced_loop(server, streams: int, tokens: int, duration_s: float) -> dict:
+def paced_loop(server, streams: int, tokens: int, duration_s: float, itl_ms: float | None = None) -> dict:
     """``streams`` kept open for ``duration_s`` (:func:`_loop`), new ones starting as others end; every gap of
     every stream pooled, as for a wave. ``streams`` in the figures is the number kept open."""
-    return _paced(server, streams, lambda: _loop(server.port, streams, tokens, duration_s))
+    return _paced(server, streams, lambda: _loop(server.port, streams, tokens, duration_s, itl_ms))
 
 
 def _paced(server, streams: int, load) -> dict:

@@ -275,6 +275,12 @@ class _Capturing:
     def __init__(self, body, exchange, journal):
         self.body, self.it, self.exchange, self.journal = body, iter(body), exchange, journal
 
+    @property
+    def paced(self):
+        """The paced stream inside, for a server that sends it from its timer (app.server.pacing): the writes
+        still come through :meth:`__next__`, and are captured."""
+        return getattr(self.body, "paced", None)
+
     def __iter__(self):
         return self
 

@@ -36,6 +36,7 @@ from gunicorn import SERVER, SERVER_SOFTWARE
 from gunicorn.http.wsgi import FileWrapper, WSGIErrorsWrapper
 
 from app.server import memory
+from app.server.pacing import paced_stream, send_paced
 from app.streaming import LastWrite
 
 HEAD_END = b"\r\n\r\n"
@@ -364,6 +365,9 @@ class Http1Server:
                     ended = type(first) is LastWrite
                     out += b"%x\r\n%s\r\n%s" % (len(first), first, LAST_CHUNK if ended else b"")
                 _send(client, out)
+                paced = None if ended else paced_stream(body, client)
+                if paced is not None:  # the timer sends what it can (app/server/pacing.py), this loop the rest
+                    send_paced(chunks, paced, client, chunked=True)
                 for chunk in chunks:
                     if chunk and not ended:  # (nothing follows a last write)
                         ended = type(chunk) is LastWrite
@@ -373,6 +377,9 @@ class Http1Server:
                 return keep_alive
             _send(client, out + first)  # a whole body goes out with its head, in one send
             sent = len(first)
+            paced = paced_stream(body, client) if length is None and type(first) is not LastWrite else None
+            if paced is not None:  # (an HTTP/1.0 stream)
+                send_paced(chunks, paced, client, chunked=False)
             for chunk in chunks:
                 if chunk:
                     if length is not None and sent + len(chunk) > length:

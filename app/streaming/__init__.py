@@ -6,6 +6,10 @@ deadline instead of pushing every later token back. When it wakes and several to
 worker, or no pacing at all), it sends them in one write; the bytes on the wire are the same events, in the
 same order.
 
+The writer is a plan that never sleeps (it yields a write, or an empty one with the deadline it waits for),
+inside :class:`PacedEvents`, which sleeps in the iterating greenlet for any WSGI server, or lets this
+project's server send the plain writes from its timer (:mod:`app.server.pacing`).
+
 Mid-stream faults strike once their number of content tokens has gone out: the connection drops, an error
 event ends the stream, one malformed chunk goes out, or the stream stalls and then goes on.
 
@@ -93,14 +97,6 @@ def end_streams_at(when: float) -> None:
     _STOP_AT[0] = when
 
 
-def _sleep_until(due: float) -> None:
-    stop_at = _STOP_AT[0]
-    if due >= stop_at:
-        sleep_until(stop_at)
-        raise _Stopped
-    sleep_until(due)
-
-
 class Schedule:
     """When each token is due."""
 
@@ -121,6 +117,54 @@ class Schedule:
         return count
 
 
+class PacedEvents:
+    """A stream's writes, each when it is due. Iterated, it sleeps until each is due in the greenlet that
+    iterates it, as any WSGI server expects of a body.
+
+    A server that can send writes from its timer (:mod:`app.server.pacing`) sets ``driven``: a wait then comes
+    back as an empty write, with its deadline in ``due``, and the server asks for the next write when that
+    comes. Only a stream's plain writes go out so: before its last write, a fault, a KV cache step or the stop
+    deadline, an empty write comes back with ``handback`` set, and the stream goes on as an iterated one, in
+    its connection's greenlet (where what ends a stream may wait: for a lock, for Redis).
+
+    The writes come from one generator, the plan, which never sleeps: it yields the next write, or an empty one
+    once it has set ``due``."""
+
+    __slots__ = ("plan", "due", "driven", "handback", "started", "asleep")
+
+    def __init__(self):
+        self.plan: Iterator[bytes] = iter(())
+        self.due = 0.0
+        self.driven = self.handback = False
+        self.started = False  # something has been returned (the head goes out with the first return)
+        self.asleep = False  # a wait was returned as an empty write, not slept yet
+
+    @property
+    def paced(self) -> PacedEvents:
+        """What a server that sends from its timer drives (the journal's capture and others pass it on)."""
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        if self.asleep:
+            self.asleep = False
+            sleep_until(self.due)
+        chunk = next(self.plan)
+        while not chunk and not self.driven:
+            if not self.started:  # the status line and headers go out now, as the real API sends them
+                self.started = self.asleep = True
+                return chunk
+            sleep_until(self.due)
+            chunk = next(self.plan)
+        self.started = True
+        return chunk
+
+    def close(self) -> None:
+        self.plan.close()
+
+
 def paced_events(
     head: bytes,
     event_at: Callable[[int], bytes],
@@ -134,8 +178,8 @@ def paced_events(
     drop: Callable[[], None] | None = None,
     stopped: bytes = STOPPED,
     grow: Callable[[int], float] | None = None,
-) -> Iterator[bytes]:
-    """Yield the stream: ``head`` with token 0 at ``first_token_at`` (a ``monotonic()`` time), token ``k`` at
+) -> PacedEvents:
+    """The stream: ``head`` with token 0 at ``first_token_at`` (a ``monotonic()`` time), token ``k`` at
     its deadline, ``tail`` right after the last token. ``event_at(k)`` renders token ``k``'s event.
 
     ``faults`` (each with ``kind``, ``after`` and ``stall_s``, in order) strike after that many tokens;
@@ -143,14 +187,18 @@ def paced_events(
     ends a stream still running when its worker stops (another wire format's own error event). ``grow(n)``,
     called before tokens up to ``n`` go out, returns how long the stream was held back (a KV cache
     preemption, :mod:`app.simulation.kv_cache`): the tokens after it keep their spacing, that much later."""
+    events = PacedEvents()
     schedule = Schedule(first_token_at, inter_token_latency, offsets)
-    if first_token_at > monotonic():
-        yield b""  # sends the status line and headers now, as the real API does before the first token
+    events.plan = _plan(events, head, event_at, count, tail, schedule, faults, error_event, drop, stopped, grow)
+    return events
+
+
+def _plan(events, head, event_at, count, tail, schedule, faults, error_event, drop, stopped, grow):
     try:  # inline, not a generator of its own: one frame less for every write of every stream
         sent, prefix = 0, head
         for fault in faults:
             stop = min(fault.after, count)
-            sent = yield from _tokens(event_at, sent, stop, count, schedule, prefix, b"", grow)
+            sent = yield from _tokens(events, event_at, sent, stop, count, schedule, prefix, b"", grow)
             prefix = b""
             if fault.kind == "disconnect":
                 if drop is not None:
@@ -163,31 +211,65 @@ def paced_events(
                 event = event_at(sent) if sent < count else tail
                 yield event[: max(8, len(event) // 2)] + b"\n\n"  # a cut JSON object, then the stream goes on
             elif fault.kind == "stall":
-                _sleep_until(monotonic() + fault.stall_s)
+                yield from _wait(events, monotonic() + fault.stall_s)
                 schedule.first += fault.stall_s  # the rest keeps its spacing
-        yield from _tokens(event_at, sent, count, count, schedule, prefix, tail, grow)
+        yield from _tokens(events, event_at, sent, count, count, schedule, prefix, tail, grow)
     except _Stopped:
         yield stopped
 
 
-def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
+def _wait(events: PacedEvents, due: float):
+    """Wait until ``due`` (an empty write, see :class:`PacedEvents`); past the stop deadline, until then, and
+    the stream ends with its ``stopped`` event."""
+    if events.driven:
+        yield from _hand_back(events, monotonic())
+    stop_at = _STOP_AT[0]
+    if due >= stop_at:
+        events.due = stop_at
+        yield b""
+        raise _Stopped
+    if due > monotonic():
+        events.due = due
+        yield b""
+
+
+def _hand_back(events: PacedEvents, now: float):
+    """Back to the connection's greenlet (see :class:`PacedEvents`); it goes on from here."""
+    events.handback, events.due = True, now
+    yield b""
+
+
+def _tokens(events, event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
     """Send tokens ``sent`` to ``stop`` on their deadlines, ``prefix`` with the first write and ``suffix``
     with the last; returns the number sent."""
     between = getattr(event_at, "between", None)  # (JoinedEvents: several events in one join)
     if sent >= stop:
         if prefix or suffix:
+            if events.driven:
+                yield from _hand_back(events, monotonic())
             if prefix:
-                _sleep_until(schedule.first)
+                yield from _wait(events, schedule.first)
             yield LastWrite(prefix + suffix) if suffix else prefix
         return sent
     while True:
         due = schedule.due(sent)
         now = monotonic()
         if due > now:
-            _sleep_until(due)
-            continue
+            if due < _STOP_AT[0]:  # (_wait(), inline: this runs for every token of every paced stream)
+                events.due = due
+                yield b""
+                continue
+            if events.driven:
+                yield from _hand_back(events, now)
+                continue
+            events.due = _STOP_AT[0]
+            yield b""
+            raise _Stopped
         # max(): float rounding must never leave a due token unsent
         upto = min(stop, max(sent + 1, schedule.due_by(now, count)))
+        if events.driven and (upto >= stop or grow is not None):
+            yield from _hand_back(events, now)
+            continue
         if grow is not None:
             held_back = grow(upto)
             if held_back:
@@ -205,6 +287,8 @@ def _tokens(event_at, sent, stop, count, schedule, prefix, suffix, grow=None):
             parts.append(suffix)
             yield LastWrite(b"".join(parts))
             return sent
+        if sent < stop:  # when the next write is due: a server's timer asks again then, not now (PacedEvents)
+            events.due = min(schedule.due(sent), _STOP_AT[0])
         yield parts[0] if len(parts) == 1 else b"".join(parts)
         if sent >= stop:
             return sent

@@ -36,15 +36,8 @@ class Ticker:
         self.firing = False
 
     def sleep_until(self, deadline: float) -> None:
-        tick = math.ceil(deadline / TICK_S)
-        waiters = self.waiting.get(tick)
-        if waiters is None:
-            waiters = self.waiting[tick] = []
-            heappush(self.ticks, tick)
-            if not self.firing and (self.armed_for is None or tick < self.armed_for):
-                self._arm(tick)
         current = getcurrent()
-        waiters.append(current)
+        tick = self.wake_at(deadline, current)
         try:
             self.hub.switch()
         except BaseException:
@@ -52,6 +45,19 @@ class Ticker:
             if waiters is not None and current in waiters:
                 waiters.remove(current)
             raise
+
+    def wake_at(self, deadline: float, waiter) -> int:
+        """``waiter.switch()`` at the first tick at or after ``deadline``, unless ``waiter.dead`` by then: a
+        greenlet, or what stands in for one (:mod:`app.server.pacing`). Returns the tick."""
+        tick = math.ceil(deadline / TICK_S)
+        waiters = self.waiting.get(tick)
+        if waiters is None:
+            waiters = self.waiting[tick] = []
+            heappush(self.ticks, tick)
+            if not self.firing and (self.armed_for is None or tick < self.armed_for):
+                self._arm(tick)
+        waiters.append(waiter)
+        return tick
 
     def _arm(self, tick: int) -> None:
         if self.timer is not None:
@@ -66,9 +72,9 @@ class Ticker:
         try:
             now = monotonic() / TICK_S
             while self.ticks and self.ticks[0] <= now:
-                for greenlet in self.waiting.pop(heappop(self.ticks)):
-                    if not greenlet.dead:
-                        greenlet.switch()  # it runs until it waits again, for its next deadline or its socket
+                for waiter in self.waiting.pop(heappop(self.ticks)):
+                    if not waiter.dead:
+                        waiter.switch()  # it runs until it waits again, for its next deadline or its socket
         finally:
             self.firing = False
             if self.ticks:
@@ -78,15 +84,21 @@ class Ticker:
 _tickers: dict[int, Ticker] = {}
 
 
+def ticker(hub=None) -> Ticker:
+    """The ticker of ``hub``, by default the current gevent hub."""
+    hub = hub or get_hub()
+    found = _tickers.get(id(hub))
+    if found is None or found.hub is not hub:
+        found = _tickers[id(hub)] = Ticker(hub)
+    return found
+
+
 def sleep_until(deadline: float) -> None:
     """Return at ``deadline`` (a ``monotonic()`` time), or at once if it has passed."""
     if deadline <= monotonic():
         return
     hub = get_hub()
-    ticker = _tickers.get(id(hub))
-    if ticker is None or ticker.hub is not hub:
-        ticker = _tickers[id(hub)] = Ticker(hub)
     if getcurrent() is hub:  # the hub cannot wait on itself
         gevent.sleep(deadline - monotonic())
         return
-    ticker.sleep_until(deadline)
+    ticker(hub).sleep_until(deadline)

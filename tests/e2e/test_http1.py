@@ -235,6 +235,45 @@ def test_a_streams_head_goes_out_before_its_first_token(start_server):
         assert events.endswith(b"data: [DONE]\n\n")
 
 
+@pytest.fixture(scope="module")
+def paced_server(tmp_path_factory):
+    from pytest_mock_openai import LiveServer
+
+    live = LiveServer(["-w", "1", "--inter-token-latency", "20"], None, tmp_path_factory.mktemp("paced"))
+    yield live
+    live.stop()
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_a_paced_stream_goes_out_on_its_deadlines_and_is_journaled_write_by_write(paced_server, version):
+    """The worker's timer sends a paced stream's tokens (app/server/pacing.py): each at its time, never before,
+    as chunks (HTTP/1.1) or as the body itself (HTTP/1.0); the journal has each write and when it went out, and
+    a kept-alive connection serves its next request."""
+    tokens, itl_ms = 10, 20
+    body = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": tokens, "stream": True})
+    test_id = f"paced-{version}"
+    with connect(paced_server) as sock:
+        sock.sendall(chat_request(version, f"X-Mock-Test-Id: {test_id}\r\n", body))
+        status, headers, streamed, rest = read_response(sock)
+        assert status.endswith("200 OK")
+        assert headers.get("transfer-encoding") == ("chunked" if version == "1.1" else None)
+        events = [e for e in streamed.split(b"\n\n") if e.startswith(b"data: {")]
+        assert len([e for e in events if b'"content":"' in e]) == tokens + 1  # the role's empty content, then each
+        assert streamed.endswith(b"data: [DONE]\n\n")
+        if version == "1.1":  # the same connection, for the next request
+            sock.sendall(chat_request())
+            assert read_response(sock, rest)[0].endswith("200 OK")
+    listed = requests.get(paced_server.base_url + "/_mock/requests", params={"test_id": test_id}, timeout=5).json()
+    entry = requests.get(f"{paced_server.base_url}/_mock/requests/{listed['data'][0]['id']}", timeout=5).json()
+    assert entry["response"]["ending"] == "done"
+    times = [e["t_ms"] for e in entry["response"]["stream_events"] if isinstance(e["data"], dict)]
+    first, token_times = times[0], times[1 : tokens + 1]  # the head (the role's chunk) goes with token 0
+    # token k goes out at first + k * ITL or later (the timer's tick rounds up), each in a write of its own but
+    # the last, which carries the end of the stream with it
+    assert all(t >= first + k * itl_ms - 1 for k, t in enumerate(token_times)), times
+    assert len(set(token_times[:-1])) == tokens - 1, times
+
+
 def test_a_graceful_stop_does_not_wait_for_pooled_clients(start_server):
     """Pooled clients (requests.Session, as httpx and nginx's upstream keep-alive do) keep their connections
     after each response. On SIGTERM the streams in flight finish whole, and then their connections close, as
