@@ -9,12 +9,12 @@ import threading
 
 def own_hub(test):
     @functools.wraps(test)
-    def run():
+    def run(*args, **kwargs):
         failure = []
 
         def body():
             try:
-                test()
+                test(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 (re-raised in the test's thread)
                 failure.append(exc)
 

@@ -200,6 +200,8 @@ def _plan(events, head, event_at, count, tail, schedule, faults, error_event, dr
             stop = min(fault.after, count)
             sent = yield from _tokens(events, event_at, sent, stop, count, schedule, prefix, b"", grow)
             prefix = b""
+            if events.driven:  # a fault strikes from the connection's greenlet
+                yield from _hand_back(events, monotonic())
             if fault.kind == "disconnect":
                 if drop is not None:
                     drop()
@@ -231,6 +233,8 @@ def _wait(events: PacedEvents, due: float):
     if due > monotonic():
         events.due = due
         yield b""
+        if events.driven:  # (driven since: the head's early send was this wait) what follows is not a token
+            yield from _hand_back(events, monotonic())
 
 
 def _hand_back(events: PacedEvents, now: float):

@@ -9,9 +9,11 @@ from time import monotonic
 
 import gevent
 import greenlet
+import pytest
 from gevent import socket
 
 from app.server.pacing import paced_stream, send_paced
+from app.simulation.faults import StreamFault
 from app.streaming import STOPPED, end_streams_at, paced_events
 from tests.hubs import own_hub
 
@@ -120,6 +122,52 @@ def test_the_timer_asks_for_plain_writes_only_and_the_greenlet_for_the_last():
     from_hub = [chunk for chunk, where in written if where is connection.parent]
     assert from_hub and written[-1][1] is connection
     assert all(type(chunk) is bytes for chunk in from_hub)  # not the LastWrite that ends the stream
+
+
+class Ended(Exception):
+    pass
+
+
+class Watching(Recording):
+    """... and which greenlet met the end of the stream."""
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except StopIteration:
+            self.asked.append((Ended, gevent.getcurrent()))
+            raise
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [StreamFault("stream_error", 0)],
+        [StreamFault("stream_error", 3)],
+        [StreamFault("disconnect", 3)],
+        [StreamFault("malformed", 2)],
+        [StreamFault("stall", 2, 0.01)],
+        [StreamFault("malformed", 2), StreamFault("stream_error", 2)],
+    ],
+    ids=lambda faults: "+".join(f"{f.kind}@{f.after}" for f in faults),
+)
+@own_hub
+def test_faults_strike_from_the_greenlet(faults):
+    """A fault's write (an error event, a cut chunk), a stall and a stream's end are asked for by the connection's
+    greenlet: the timer sends plain token writes only, whatever the faults and wherever they strike."""
+    server_side, client_side = socket.socketpair()
+    first = monotonic() + 0.01
+    events = paced_events(b"H", event, 10, b"T", first, ITL, None, faults, b"E", lambda: None)
+    body = Watching(events)
+    connection = gevent.spawn(serve, server_side, body)
+    read_all(client_side)
+    connection.get(timeout=1)
+    tokens = {event(k)[:-2] for k in range(10)}
+    for chunk, where in body.asked:
+        if where is connection.parent and chunk:
+            plain = chunk.removeprefix(b"H")  # (the head goes with token 0)
+            assert type(chunk) is bytes and set(plain.split(b"\n\n")[:-1]) <= tokens, chunk
+    assert (Ended, connection) in body.asked
 
 
 @own_hub
