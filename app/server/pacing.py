@@ -10,24 +10,29 @@ token). One paced token then costs one call down the iterators and one ``send``.
 
 A write the socket cannot take whole at once (a client that reads slowly) goes back to the greenlet with
 the rest of the stream, which it sends waiting on the socket, as any stream's writes; so does an error (the
-client gone), raised in the greenlet where it would have been raised. Only a plain socket is written from the
-timer: a TLS socket may need to read to write.
+client gone), raised in the greenlet where it would have been raised. Over TLS the timer writes each record
+with the TLS object itself; one that would wait (for room, or for a read TLS needs first) goes back whole, and
+the greenlet's ``sendall`` writes it again, as OpenSSL asks of a write that could not finish.
 """
 
 from __future__ import annotations
 
+from ssl import SSLWantReadError, SSLWantWriteError
 from time import monotonic
 
 from gevent import getcurrent
 from gevent.socket import socket as plain_socket
+from gevent.ssl import SSLSocket
 
 from app.streaming.deadlines import ticker
+
+WOULD_WAIT = (BlockingIOError, SSLWantReadError, SSLWantWriteError)  # from a non-blocking socket, at once
 
 
 def paced_stream(body, client):
     """The paced stream this response body is, if this server can send it from its timer; else None."""
     paced = getattr(body, "paced", None)
-    if paced is None or type(client) is not plain_socket:
+    if paced is None or type(client) not in (plain_socket, SSLSocket):
         return None
     return paced
 
@@ -58,11 +63,12 @@ def send_paced(chunks, paced, client, chunked: bool) -> None:
 class _Sender:
     """Stands in, in the timer's lists, for the greenlet of a stream that the timer sends."""
 
-    __slots__ = ("chunks", "paced", "sock", "chunked", "greenlet", "timer", "dead")
+    __slots__ = ("chunks", "paced", "write", "chunked", "greenlet", "timer", "dead")
 
     def __init__(self, chunks, paced, client, chunked: bool, greenlet, timer):
         self.chunks, self.paced, self.chunked, self.greenlet, self.timer = chunks, paced, chunked, greenlet, timer
-        self.sock = client._sock  # the socket itself, non-blocking: a write that would wait comes back at once
+        # Beneath gevent's waiting: the socket itself, or its TLS object, whose fd is non-blocking
+        self.write = client._sslobj.write if type(client) is SSLSocket else client._sock.send
         self.dead = False
 
     def switch(self) -> None:
@@ -78,8 +84,8 @@ class _Sender:
                     return None
                 data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk
                 try:
-                    sent = self.sock.send(data)
-                except BlockingIOError:
+                    sent = self.write(data)
+                except WOULD_WAIT:
                     sent = 0
                 if sent < len(data):
                     return self._back(None, data[sent:])

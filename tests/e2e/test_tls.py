@@ -268,6 +268,34 @@ def test_tls_without_client_certificates(start_server, pki):
     assert requests.get(f"https://localhost:{server.port}/health", verify=good.ca_crt, timeout=5).ok
 
 
+def test_a_paced_stream_over_tls_goes_out_on_its_deadlines_record_by_record(start_server, pki):
+    """Over TLS too the worker's timer writes a paced stream's tokens (app/server/pacing.py): the SDK reads every
+    token, each journaled at its time or after it, never before, and the stream ends as it should."""
+    good = pki["good"]
+    server = start_server(
+        "-w", "1", "--inter-token-latency", "20", "--tls-cert", good.server_crt, "--tls-key", good.server_key,
+        scheme="https",
+    )  # fmt: skip
+    base = f"https://localhost:{server.port}"
+    client = openai.OpenAI(
+        base_url=base + "/v1", api_key="sk-test", http_client=openai.DefaultHttpxClient(verify=good.ca_crt)
+    )
+    tokens, itl_ms = 10, 20
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=tokens, stream=True, extra_headers={"X-Mock-Test-Id": "tls"}
+    )
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) == tokens
+    listed = requests.get(base + "/_mock/requests", params={"test_id": "tls"}, verify=good.ca_crt, timeout=5).json()
+    entry = requests.get(f"{base}/_mock/requests/{listed['data'][0]['id']}", verify=good.ca_crt, timeout=5).json()
+    assert entry["response"]["ending"] == "done"
+    assert entry["response"]["text"] == "".join(pieces)
+    times = [e["t_ms"] for e in entry["response"]["stream_events"] if isinstance(e["data"], dict)]
+    first, token_times = times[0], times[1 : tokens + 1]  # the head (the role's chunk) goes with token 0
+    assert all(t >= first + k * itl_ms - 1 for k, t in enumerate(token_times)), times
+    assert len(set(token_times[:-1])) == tokens - 1, times
+
+
 def test_minimum_tls_version(start_server, pki):
     good = pki["good"]
     server = start_server(

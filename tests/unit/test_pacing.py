@@ -10,8 +10,9 @@ from time import monotonic
 import gevent
 import greenlet
 import pytest
-from gevent import socket
+from gevent import socket, ssl
 
+from app.server import certs
 from app.server.pacing import paced_stream, send_paced
 from app.simulation.faults import StreamFault
 from app.streaming import STOPPED, end_streams_at, paced_events
@@ -243,3 +244,71 @@ def test_the_stop_deadline_hands_the_stream_back_and_it_ends_as_a_stopped_one():
     connection.get(timeout=1)
     assert body.endswith(STOPPED)
     assert body.startswith(b"H" + event(0))
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A CA and a server certificate for localhost, made as ``mock-openai certs`` makes them."""
+    folder = tmp_path_factory.mktemp("pacing-tls")
+    ca = certs.make_ca()
+    certs.write_pair(ca, folder / "ca.crt", folder / "ca.key")
+    certs.write_pair(certs.issue(ca, "localhost", "server", ("localhost",)), folder / "server.crt", folder / "s.key")
+    return folder
+
+
+def tls_pair(folder, send_buffer=None):
+    """Both ends of a socket pair with TLS between them, the handshake done: (the server's, the client's)."""
+    server_side, client_side = socket.socketpair()
+    if send_buffer:
+        server_side.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, send_buffer)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(folder / "server.crt", folder / "s.key")
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # (gevent's: create_default_context() is the stdlib's)
+    client_context.load_verify_locations(folder / "ca.crt")
+    server = gevent.spawn(server_context.wrap_socket, server_side, server_side=True)
+    client = client_context.wrap_socket(client_side, server_hostname="localhost")
+    return server.get(timeout=5), client
+
+
+def test_over_tls_the_timer_writes_each_record_and_switches_to_the_greenlet_once(tls_files):
+    @own_hub
+    def run():
+        server_side, client_side = tls_pair(tls_files)
+        assert type(server_side) is ssl.SSLSocket
+        events, first = stream()
+        connection = gevent.spawn(serve, server_side, events)
+        switches = []
+
+        def trace(kind, origin_target):
+            if kind in ("switch", "throw") and origin_target[1] is connection:
+                switches.append(kind)
+
+        previous = greenlet.settrace(trace)
+        try:
+            pieces = read_all(client_side)
+        finally:
+            greenlet.settrace(previous)
+        connection.get(timeout=1)
+        assert b"".join(data for _, data in pieces) == expected()
+        assert len(switches) <= 4, switches
+
+    run()
+
+
+def test_over_tls_a_record_that_would_wait_goes_back_whole_and_arrives_once(tls_files):
+    """OpenSSL asks that a write that could not finish be made again with the same bytes: the greenlet's
+    ``sendall`` does, and the client reads every byte once, in order."""
+
+    @own_hub
+    def run():
+        server_side, client_side = tls_pair(tls_files, send_buffer=4096)
+        big = [b"data: %d %s\n\n" % (k, b"x" * 60000) for k in range(8)]
+        events, _ = stream(count=8, itl=0.002, event_at=lambda k: big[k])
+        connection = gevent.spawn(serve, server_side, events)
+        gevent.sleep(0.05)  # the reader is away: the socket's buffer fills at the first token
+        assert not connection.dead
+        body = b"".join(data for _, data in read_all(client_side))
+        connection.get(timeout=1)
+        assert body == expected(count=8, event_at=lambda k: big[k])
+
+    run()
