@@ -57,9 +57,9 @@ def expected(count=TOKENS, event_at=event) -> bytes:
     return b"H" + b"".join(event_at(k) for k in range(count)) + b"T"
 
 
-@own_hub
-def test_the_timer_sends_the_stream_on_its_deadlines_and_switches_to_its_greenlet_once():
-    server_side, client_side = socket.socketpair()
+def served_and_read(server_side, client_side):
+    """Serve a stream on ``server_side`` and read it all on ``client_side``: (the pieces read and when, how often
+    the connection's greenlet was switched to, the stream's first token's deadline)."""
     events, first = stream()
     connection = gevent.spawn(serve, server_side, events)
     switches = []
@@ -75,6 +75,12 @@ def test_the_timer_sends_the_stream_on_its_deadlines_and_switches_to_its_greenle
         greenlet.settrace(previous)
     connection.get(timeout=1)
     assert b"".join(data for _, data in pieces) == expected()
+    return pieces, switches, first
+
+
+@own_hub
+def test_the_timer_sends_the_stream_on_its_deadlines_and_switches_to_its_greenlet_once():
+    pieces, switches, first = served_and_read(*socket.socketpair())
     # Each token arrived at its deadline or after it (the tick rounds up), never before.
     arrivals = {}
     received = b""
@@ -275,21 +281,7 @@ def test_over_tls_the_timer_writes_each_record_and_switches_to_the_greenlet_once
     def run():
         server_side, client_side = tls_pair(tls_files)
         assert type(server_side) is ssl.SSLSocket
-        events, first = stream()
-        connection = gevent.spawn(serve, server_side, events)
-        switches = []
-
-        def trace(kind, origin_target):
-            if kind in ("switch", "throw") and origin_target[1] is connection:
-                switches.append(kind)
-
-        previous = greenlet.settrace(trace)
-        try:
-            pieces = read_all(client_side)
-        finally:
-            greenlet.settrace(previous)
-        connection.get(timeout=1)
-        assert b"".join(data for _, data in pieces) == expected()
+        _, switches, _ = served_and_read(server_side, client_side)
         assert len(switches) <= 4, switches
 
     run()
