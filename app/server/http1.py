@@ -6,6 +6,10 @@ about half of the worker's time. This loop reads a request head into one buffer,
 own C parser (``gunicorn_h1c``, picohttpparser), builds the WSGI environ in one dict, and sends a whole
 body together with its head in one ``send`` (and a stream's end with its last write, :class:`LastWrite`).
 
+With gunicorn's access log on (``accesslog``, a ``logconfig``, syslog), each request it serves is logged through
+gunicorn's own logger, as gunicorn's loop logs it: the same ``access_log_format`` and atoms, written when the
+response has ended (:class:`LoggedResponse`).
+
 It serves what clients of this API send: a request line with an origin-form path, ordinary headers and a
 ``Content-Length`` body. Anything else (chunked or ``Expect: 100-continue`` bodies, upgrades, forwarded
 scheme headers, a head it cannot parse or that breaks a limit) goes back, with the bytes already read, to
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import io
 import socket
+from datetime import datetime
 from time import gmtime, time
 from urllib.parse import unquote_to_bytes
 
@@ -152,6 +157,8 @@ class Http1Server:
         self.date = HttpDate()
         self.turns = Turns()
         self.header_names: dict[bytes, tuple] = {}  # see _header()
+        # gunicorn's logger, where it writes an access log (Logger.access returns at once where it does not)
+        self.access_log = worker.log if getattr(worker.log, "access_log_enabled", True) else None
         self.base_environ = {
             "wsgi.version": (1, 0),
             "wsgi.multithread": True,
@@ -194,8 +201,8 @@ class Http1Server:
             environ, keep_alive, length = self._environ(base, head, pending)
             if length is None:  # a body past max_body_bytes: refused (413) unread, then the connection ends
                 environ["wsgi.input"] = io.BytesIO()
-                self._respond(client, environ, False)
-                _linger(client)
+                self._respond(client, environ, False, head)
+                linger(client)
                 return
             body_end = consumed + length
             if len(pending) < body_end:  # the rest of the body: gathered in one buffer, not copied per read
@@ -212,7 +219,7 @@ class Http1Server:
             if worker.nr >= worker.max_requests and worker.alive:
                 worker.log.info("Autorestarting worker after current request.")
                 worker.alive = False
-            if not self._respond(client, environ, keep_alive and worker.alive):
+            if not self._respond(client, environ, keep_alive and worker.alive, head):
                 return
             if length > LARGE_BODY:  # memory back to its baseline now (app/server/memory.py)
                 environ = None
@@ -308,19 +315,22 @@ class Http1Server:
             self.header_names[name] = header
         return header
 
-    def _respond(self, client, environ: dict, keep_alive: bool) -> bool:
+    def _respond(self, client, environ: dict, keep_alive: bool, request_head: dict) -> bool:
         """Run the app and send what it returns; whether the connection can carry another request."""
         started = []
+        logged = LoggedResponse() if self.access_log is not None else None
 
         def start_response(status, headers, exc_info=None):
             if exc_info and started and started[0] is None:  # headers already sent: nothing can be fixed
                 raise exc_info[1].with_traceback(exc_info[2])
             started[:] = [status, headers]
+            if logged is not None:
+                logged.begin(status, headers)
             return _no_write
 
         body = self.app(environ, start_response)
         try:
-            chunks = iter(body)
+            chunks = iter(body) if logged is None else logged.counting(iter(body))
             first = next(chunks, b"")  # an empty first chunk asks for the head to go out now, alone
             status, headers = started
             code = int(status[:3])
@@ -356,6 +366,8 @@ class Http1Server:
                 raise ValueError("a response header holds a line break")  # header injection, as gunicorn refuses
             out = head.encode("latin-1")
             started[0] = None  # the head is going out
+            if logged is not None:
+                logged.length, logged.bodiless = length, bodiless
             if bodiless:
                 _send(client, out)
                 return keep_alive
@@ -395,9 +407,55 @@ class Http1Server:
                 return False
             raise
         finally:
+            if logged is not None:
+                request_time = datetime.now() - logged.started
+                self.access_log.access(logged, LoggedRequest(environ, request_head), environ, request_time)
             close = getattr(body, "close", None)
             if close is not None:
                 close()
+
+
+class LoggedRequest:
+    """What gunicorn's access log reads of a request this loop served (its ``req``): the request's headers as
+    gunicorn's parser keeps them (names in capitals, in the order sent), and the rest for a logger class of
+    one's own. Made only where an access log is written."""
+
+    def __init__(self, environ: dict, head: dict):
+        self.method, self.uri = environ["REQUEST_METHOD"], environ["RAW_URI"]
+        self.path, self.query = environ["PATH_INFO"], environ["QUERY_STRING"]
+        self.version = (1, 1) if environ["SERVER_PROTOCOL"] == "HTTP/1.1" else (1, 0)
+        self.headers = [(name.decode("latin-1").upper(), value.decode("latin-1")) for name, value in head["headers"]]
+
+
+class LoggedResponse:
+    """... and of its response (its ``resp``): the status, the app's headers less the hop-by-hop ones, and
+    ``sent``, the body's bytes as the app wrote them, no more than its ``Content-Length`` and none for a
+    response without a body, as gunicorn counts them."""
+
+    def __init__(self):
+        self.started = datetime.now()
+        self.status, self.headers = None, []
+        self.length, self.bodiless, self.written = None, False, 0
+
+    def begin(self, status: str, headers: list) -> None:
+        self.status = status
+        self.headers = [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
+
+    @property
+    def status_code(self) -> int | None:
+        return int(self.status[:3]) if self.status else None
+
+    @property
+    def sent(self) -> int:
+        if self.bodiless:
+            return 0
+        return self.written if self.length is None else min(self.written, self.length)
+
+    def counting(self, chunks):
+        """``chunks``, each counted into ``sent`` as it is taken (by this loop, or by the timer's sends)."""
+        for chunk in chunks:
+            self.written += len(chunk)
+            yield chunk
 
 
 def _send(client, data: bytes) -> None:
@@ -408,7 +466,7 @@ def _send(client, data: bytes) -> None:
         client.sendall(memoryview(data)[sent:])
 
 
-def _linger(client, seconds: float = LINGER_S) -> None:
+def linger(client, seconds: float = LINGER_S) -> None:
     """End a connection whose client may still be sending a body nobody will read: closing with unread bytes
     makes the kernel reset the connection, and the client may lose the response it was sent. So: stop
     writing, read and drop what still comes for a moment (64 KB at a time: memory stays flat), then close."""

@@ -115,11 +115,10 @@ class MockOpenAIWorker(GeventWorker):
     def load_wsgi(self):
         super().load_wsgi()
         self.http1 = Http1Server(self, self.max_body_bytes) if self._lean_loop_serves_all() else None
-        if self.http1 is not None:
-            # What the lean loop hands over is unusual or refused: gunicorn's Python parser, its reference,
-            # words each refusal exactly (the C parser calls a head of over 256 headers an invalid request
-            # line, where the Python parser answers 431).
-            self.cfg.settings["http_parser"].set("python")
+        # What gunicorn's loop serves is what the lean loop hands over (unusual or refused), or everything where
+        # the lean loop is off: gunicorn's Python parser, its reference, words each refusal exactly (the C parser
+        # calls a head of over 256 headers an invalid request line, where the Python parser answers 431).
+        self.cfg.settings["http_parser"].set("python")
         # What the worker loaded (the app, its modules, settings, corpus) lives as long as the worker: out of
         # the collector's sight, a full collection walks only what requests made (bench/compare.py: ~1.05x).
         gc.freeze()
@@ -129,16 +128,17 @@ class MockOpenAIWorker(GeventWorker):
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
     def _lean_loop_serves_all(self) -> bool:
-        """app/server/http1.py serves plain HTTP/1.1; what it does not do (access logs, the PROXY protocol, HTTP/2,
-        request hooks), or a missing C parser, keeps every connection on gunicorn's own loop."""
+        """app/server/http1.py serves plain HTTP/1.1 (and writes gunicorn's access log); what it does not do (the
+        PROXY protocol, HTTP/2, the request hooks ``pre_request`` and ``post_request``), or a missing C parser,
+        keeps every connection on gunicorn's own loop."""
         cfg = self.cfg
         return (
             http1.AVAILABLE
-            and not cfg.accesslog
             and cfg.proxy_protocol in (None, False, "off")
             and list(cfg.http_protocols) == ["h1"]
             and cfg.http2_cleartext in (None, False, "off")
             and cfg.pre_request is cfg.settings["pre_request"].default
+            and cfg.post_request is cfg.settings["post_request"].default
         )
 
     def run(self):
@@ -216,7 +216,16 @@ class MockOpenAIWorker(GeventWorker):
 
     def handle_request(self, listener_name, req, sock, addr):
         self.first_request_read()  # gunicorn's loop: a request has been read
-        return super().handle_request(listener_name, req, sock, addr)
+        # A body past max_body_bytes is refused (413) from its length alone, unread, as the lean loop does: the
+        # connection then ends, after a moment's reading of what the client still sends (http1.linger).
+        refused_unread = _declared_length(req) > self.max_body_bytes
+        if refused_unread:
+            req.must_close = True
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            if refused_unread:
+                http1.linger(sock)
 
     def _handle(self, listener, client, addr):
         if self.http1 is None:
@@ -274,3 +283,11 @@ class _Replaying:
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+
+def _declared_length(req) -> int:
+    """The body's length as a request parsed by gunicorn declares it (0 without one, or for a chunked body)."""
+    for name, value in req.headers:
+        if name == "CONTENT-LENGTH":
+            return int(value) if value.isdigit() else 0
+    return 0

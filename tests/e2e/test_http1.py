@@ -328,3 +328,87 @@ def test_the_listen_backlog_holds_a_workers_connections(start_server):
     ).stdout.split()
     with open("/proc/sys/net/core/somaxconn") as f:
         assert int(listening[2]) == min(3000, int(f.read()))  # LISTEN, Recv-Q, Send-Q (the backlog), ...
+
+
+# --- the access log -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def logged_servers(tmp_path_factory):
+    """The same server twice with the access log on: on the lean loop, and on gunicorn's own."""
+    from tests.e2e.loops import start
+
+    folder = tmp_path_factory.mktemp
+    servers = {own: start(folder("access-log"), own_loop=own, hook="post_request") for own in (False, True)}
+    yield servers
+    for live in servers.values():
+        live.stop()
+
+
+def logged_exchanges(server) -> list[tuple[str, int]]:
+    """A mix of requests, each on a connection of its own: (request line, bytes of body the client got)."""
+    stream = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "max_tokens": 8})
+    requests_sent = [
+        b"GET /v1/models?limit=2 HTTP/1.1\r\nHost: x\r\nReferer: http://r.example/\r\nUser-Agent: ua/1\r\n\r\n",
+        chat_request(extra="X-Test-Case: body\r\n"),
+        chat_request(body=stream),  # a stream: chunked, sent at once
+        chat_request(body=stream, extra="X-Mock-ITL-Ms: 2\r\n"),  # a paced stream, sent by the worker's timer
+        chat_request("1.0", body=stream, extra="X-Mock-ITL-Ms: 2\r\n"),  # ... its end the connection's
+        chat_request(body=json.dumps({"model": "no-such-model", "messages": MESSAGES})),  # a 404 in the API's shape
+        b"GET /nowhere HTTP/1.0\r\n\r\n",
+        b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ]
+    received = []
+    for data in requests_sent:
+        with connect(server) as sock:
+            sock.sendall(data)
+            if data.startswith(b"HEAD"):  # a head, and nothing after it
+                response = b""
+                while chunk := sock.recv(65536):
+                    response += chunk
+                assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"\r\n\r\n")
+                body = b""
+            else:
+                body = read_response(sock)[2]
+            received.append((data.split(b"\r\n", 1)[0].decode(), len(body)))
+    return received
+
+
+def access_lines(server, count: int) -> list[dict]:
+    """The server's access log so far, each line's atoms by name, once it holds ``count`` lines."""
+    from tests.e2e.loops import ACCESS_LINE
+
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [m.groupdict() for m in map(ACCESS_LINE.fullmatch, server.output().splitlines()) if m]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_the_lean_loop_writes_the_access_log_gunicorns_loop_writes(logged_servers):
+    """Every atom of gunicorn's access log that is the same from run to run, from both loops, for bodies,
+    streams (paced ones included), HTTP/1.0, errors and HEAD; the body's bytes as the client counted them."""
+    from tests.e2e.loops import OWN_LOOP_MARK
+
+    logs = {}
+    for own, live in logged_servers.items():
+        before = len(access_lines(live, 0))
+        received = logged_exchanges(live)
+        lines = access_lines(live, before + len(received))[before:]
+        assert len(lines) == len(received), live.output()
+        for atoms, (request_line, length) in zip(lines, received, strict=True):
+            assert atoms["r"] == request_line
+            assert int(atoms["b"]) == int(atoms["B"]) == length, (atoms, length)
+            assert atoms["length_out"] in ("-", str(length)) or request_line.startswith("HEAD")
+        logs[own] = [{k: v for k, v in atoms.items() if k not in ("b", "B", "length_out")} for atoms in lines]
+        assert (OWN_LOOP_MARK in live.output()) is own
+    assert logs[False] == logs[True]
+    assert logs[False][0] == {
+        "h": "127.0.0.1", "l": "-", "u": "-", "r": "GET /v1/models?limit=2 HTTP/1.1", "s": "200", "m": "GET",
+        "U": "/v1/models", "q": "limit=2", "H": "HTTP/1.1", "f": "http://r.example/", "a": "ua/1", "type_in": "-",
+        "test_in": "-", "type_out": "application/json", "method_env": "GET",
+    }  # fmt: skip
+    assert [(atoms["s"], atoms["test_in"]) for atoms in logs[False][1:]] == [
+        ("200", "body"), ("200", "-"), ("200", "-"), ("200", "-"), ("404", "-"), ("404", "-"), ("200", "-")
+    ]  # fmt: skip

@@ -39,7 +39,7 @@ def respond(writes, content_length=None):
     server = http1.Http1Server(SimpleNamespace(cfg=Config(), wsgi=app, log=None), 1 << 20)
     client = Client()
     environ = {"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1"}
-    assert server._respond(client, environ, True) is True
+    assert server._respond(client, environ, True, {"headers": []}) is True
     assert ran_out == [True]
     return client.sends
 
