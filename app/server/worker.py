@@ -29,10 +29,12 @@ import socket
 import ssl
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 
 import gevent
 from gevent.lock import BoundedSemaphore
+from gevent.monkey import MonkeyPatchWarning
 from gunicorn import util
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
@@ -44,6 +46,12 @@ from app.server import http1, memory
 from app.server.connections import ConnectionPool
 from app.server.http1 import Http1Server, NeedsGeneralPath
 
+# gevent's warning, when it patches ssl in a worker, that redis.asyncio.connection (and nothing else) took ssl's
+# names before: the master imports redis (its check that Redis answers, and child_exit's), and redis imports
+# its asyncio client, which no code here uses. Any other module named there still warns.
+_REDIS_ASYNCIO_ONLY = (
+    r"Monkey-patching ssl after ssl has already been imported .*\['redis\.asyncio\.connection \([^)]*\)'\]\. $"
+)
 STREAMS_END_BEFORE_S = 1.5  # before graceful_timeout: streams still running end cleanly
 GC_YOUNG_THRESHOLD = 10000  # objects made (net) between two collections of the youngest generation
 
@@ -89,6 +97,11 @@ class _HandshakesCounted:
 
 
 class MockOpenAIWorker(GeventWorker):
+    def patch(self):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _REDIS_ASYNCIO_ONLY, MonkeyPatchWarning)
+            super().patch()
+
     def init_process(self):
         # Until gunicorn installs its handlers (after monkey-patching and loading settings), a stop signal
         # would reach the master's inherited handler and be lost, leaving a booting worker running.

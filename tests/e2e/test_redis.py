@@ -92,6 +92,8 @@ def test_three_instances_behind_nginx_act_as_one(cluster):
     workers = {entry["worker"] for entry in page["data"]}
     assert len(workers) >= 3, workers
     assert requests.get(servers[2].base_url + "/_mock/faults").json()["pending"] == 0
+    for server in servers:  # no warning as the workers start (gevent's about ssl, once redis was imported)
+        assert "Warning" not in server.output(), server.output()
 
 
 def test_a_request_answered_anywhere_is_in_the_journal_read_next_elsewhere(start_server, redis_url, tmp_path):
