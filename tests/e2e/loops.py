@@ -35,14 +35,14 @@ def {hook}(worker, req, *rest):
 """
 
 
-def start(tmp_path: Path, own_loop: bool, env=None, hook: str = "pre_request"):
+def start(tmp_path: Path, own_loop: bool, env=None, hook: str = "pre_request", settings: str = ""):
     """A LiveServer with one worker, no latency and the access log on, served by the loop asked for (gunicorn's
-    own by way of ``hook``)."""
+    own by way of ``hook``); ``settings``, more lines of gunicorn settings."""
     from pytest_mock_openai import LiveServer
 
     config = tmp_path / "gunicorn.conf.py"
     hooked = HOOK.format(hook=hook, mark=OWN_LOOP_MARK) if own_loop else ""
-    config.write_text(CONFIG.format(format=ACCESS_LOG_FORMAT) + hooked)
+    config.write_text(CONFIG.format(format=ACCESS_LOG_FORMAT) + hooked + settings)
     env = {
         "MOCK_OPENAI_SERVER_WORKERS": "1",
         "MOCK_OPENAI_SERVER_HOST": "127.0.0.1",

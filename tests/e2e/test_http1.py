@@ -412,3 +412,30 @@ def test_the_lean_loop_writes_the_access_log_gunicorns_loop_writes(logged_server
     assert [(atoms["s"], atoms["test_in"]) for atoms in logs[False][1:]] == [
         ("200", "body"), ("200", "-"), ("200", "-"), ("200", "-"), ("404", "-"), ("404", "-"), ("200", "-")
     ]  # fmt: skip
+
+
+def test_an_access_log_in_a_logging_config_of_ones_own_is_written(tmp_path):
+    """No ``accesslog``, but a ``logconfig_dict`` that sends ``gunicorn.access`` somewhere: gunicorn writes
+    the access log there, and so does the lean loop."""
+    from tests.e2e.loops import start
+
+    handler = {"class": "logging.StreamHandler", "formatter": "marked", "stream": "ext://sys.stdout"}
+    logging_config = {
+        "version": 1,
+        "root": {"level": "INFO", "handlers": []},
+        "formatters": {"marked": {"format": "ACCESS %(message)s"}},
+        "handlers": {"out": handler},
+        "loggers": {"gunicorn.access": {"handlers": ["out"], "level": "INFO", "propagate": False}},
+    }
+    live = start(
+        tmp_path, False, {"MOCK_OPENAI_SERVER_ACCESS_LOG": "false"}, settings=f"logconfig_dict = {logging_config!r}\n"
+    )
+    try:
+        assert requests.get(live.base_url + "/v1/models?limit=1", timeout=10).status_code == 200
+        deadline = time.monotonic() + 5
+        while '"GET /v1/models?limit=1 HTTP/1.1" 200' not in live.output():
+            assert time.monotonic() < deadline, live.output()
+            time.sleep(0.05)
+        assert 'ACCESS 127.0.0.1 - - "GET /v1/models?limit=1 HTTP/1.1" 200' in live.output()
+    finally:
+        live.stop()
