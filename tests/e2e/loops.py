@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-OWN_LOOP_MARK = "pre_request hook: gunicorn's own loop"
+OWN_LOOP_MARK = "a request hook ran: gunicorn's own loop"
 ACCESS_LOG_FORMAT = (
     '%(h)s %(l)s %(u)s "%(r)s" %(s)s %(b)s %(B)s %(m)s %(U)s %(q)s %(H)s "%(f)s" "%(a)s" '
     '"%({content-type}i)s" %({x-test-case}i)s "%({content-type}o)s" %({content-length}o)s %({REQUEST_METHOD}e)s'
