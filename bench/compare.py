@@ -13,7 +13,8 @@ server on CPU 0 and the load (wrk, with ``wrk/stream.lua`` checking every stream
 ``--paced N`` adds a third load to each round: N streams at an inter-token latency of 10 ms kept open for the
 round's duration, new ones starting as others end (:func:`loads.paced_loop`, read by this process). Both
 servers serve the same load, so what differs is the CPU each spends on it (the ratio: lower is better) and
-how late its tokens come (gap p99).
+how late its tokens come (gap p99). Each stream comes on a connection of its own (HTTP/1.0), or with
+``--paced-keep-alive`` each client's streams one after another on one connection (HTTP/1.1, chunked).
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def main() -> int:
     parser.add_argument(
         "--paced", type=int, default=0, metavar="N", help="also a closed loop of N streams at ITL 10 ms each round"
     )
+    parser.add_argument(
+        "--paced-keep-alive",
+        action="store_true",
+        help="the paced streams of each client on one kept-alive connection (HTTP/1.1), as a pooled SDK client",
+    )
     args = parser.parse_args()
     cpus = None
     if args.pin:
@@ -116,7 +122,9 @@ def main() -> int:
                     raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")
                 chunks[who].append(streamed["chunks_per_s"])
             for who in order if args.paced else ():
-                held = loads.paced_loop(servers[who], args.paced, args.tokens, args.duration, itl_ms=10)
+                held = loads.paced_loop(
+                    servers[who], args.paced, args.tokens, args.duration, itl_ms=10, keep_alive=args.paced_keep_alive
+                )
                 if held["failures"]:
                     raise RuntimeError(f"{held['failures']} paced streams from {who} failed")
                 paced[who].append(held)

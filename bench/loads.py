@@ -9,7 +9,8 @@ wall time, 1.0 = one core), the load client's, and the machine's steal (the hype
   deltas and ``message_stop``);
 - :func:`hey_bodies`: the first original's own load test, ``hey`` with keep-alive off at an offered rate;
 - :func:`paced_wave`: N paced streams read by asyncio sockets that stamp every content event as it arrives;
-  :func:`paced_loop`: the same, N kept open for a while, each client opening its next as its last ends.
+  :func:`paced_loop`: the same, N kept open for a while, each client opening its next as its last ends (each
+  stream on a connection of its own, or with ``keep_alive`` each client's streams on one, as a pooled client).
 """
 
 from __future__ import annotations
@@ -265,6 +266,36 @@ async def _one_stream(port: int, request: bytes, tokens: int, delay: float):
     transport, stream = await loop.create_connection(lambda: _PacedReader(request, ended), "127.0.0.1", port)
     await ended
     transport.close()
+    return _stream_result(stream, tokens)
+
+
+class _KeptAliveReader(_PacedReader):
+    """A client's one connection, kept alive, as a pooled SDK client keeps it: its streams one after another,
+    each an HTTP/1.1 request whose chunked response ends with the last chunk."""
+
+    def __init__(self, request: bytes):
+        super().__init__(request, None)
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def start(self, ended: asyncio.Future) -> None:
+        self.arrivals, self.pending, self.ended = [], b"", ended
+        self.transport.write(self.request)
+        self.sent = time.monotonic()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.pending.endswith(b"\r\n0\r\n\r\n") and not self.ended.done():
+            self.ended.set_result(None)
+
+    def connection_lost(self, exc) -> None:
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_exception(exc or ConnectionResetError("closed by the server"))
+
+
+def _stream_result(stream: _PacedReader, tokens: int):
     arrivals = stream.arrivals
     if len(arrivals) != tokens:
         return None
@@ -282,14 +313,19 @@ async def _wave(port: int, streams: int, tokens: int, ramp_s: float):
     )
 
 
-async def _loop(port: int, streams: int, tokens: int, duration_s: float, itl_ms: float | None = None):
+async def _loop(
+    port: int, streams: int, tokens: int, duration_s: float, itl_ms: float | None = None, keep_alive: bool = False
+):
     """``streams`` clients, each opening its next stream as soon as its last one ends, until ``duration_s``
     has passed: a closed loop, where new streams' starts compete with running ones all along. ``itl_ms``: the
-    pace asked of each stream (``X-Mock-ITL-Ms``), for a server started at another."""
+    pace asked of each stream (``X-Mock-ITL-Ms``), for a server started at another. Each stream on a connection
+    of its own (HTTP/1.0), or with ``keep_alive`` each client's streams on one connection (HTTP/1.1, chunked)."""
     body = chat_body(tokens, True).encode()
     pace = b"X-Mock-ITL-Ms: %g\r\n" % itl_ms if itl_ms is not None else b""
     request = (
-        b"POST /v1/chat/completions HTTP/1.0\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/"
+        + (b"1.1" if keep_alive else b"1.0")
+        + b"\r\nHost: bench\r\nContent-Type: application/json\r\n"
         + pace
         + b"Content-Length: "
         + str(len(body)).encode()
@@ -308,7 +344,26 @@ async def _loop(port: int, streams: int, tokens: int, duration_s: float, itl_ms:
                 results.append(exc)
             delay = 0.0
 
-    await asyncio.gather(*(client(i) for i in range(streams)))
+    async def kept_alive_client(index: int):
+        await asyncio.sleep(duration_s / 10 * index / streams)
+        loop = asyncio.get_running_loop()
+        transport = None
+        while time.monotonic() < stop_at:
+            try:
+                if transport is None or transport.is_closing():
+                    transport, reader = await loop.create_connection(
+                        lambda: _KeptAliveReader(request), "127.0.0.1", port
+                    )
+                ended = loop.create_future()
+                reader.start(ended)
+                await ended
+                results.append(_stream_result(reader, tokens))
+            except OSError as exc:
+                results.append(exc)
+        if transport is not None:
+            transport.close()
+
+    await asyncio.gather(*((kept_alive_client if keep_alive else client)(i) for i in range(streams)))
     return results
 
 
@@ -323,10 +378,12 @@ def paced_wave(server, streams: int, tokens: int, ramp_s: float) -> dict:
     return _paced(server, streams, lambda: _wave(server.port, streams, tokens, ramp_s))
 
 
-def paced_loop(server, streams: int, tokens: int, duration_s: float, itl_ms: float | None = None) -> dict:
+def paced_loop(
+    server, streams: int, tokens: int, duration_s: float, itl_ms: float | None = None, keep_alive: bool = False
+) -> dict:
     """``streams`` kept open for ``duration_s`` (:func:`_loop`), new ones starting as others end; every gap of
     every stream pooled, as for a wave. ``streams`` in the figures is the number kept open."""
-    return _paced(server, streams, lambda: _loop(server.port, streams, tokens, duration_s, itl_ms))
+    return _paced(server, streams, lambda: _loop(server.port, streams, tokens, duration_s, itl_ms, keep_alive))
 
 
 def _paced(server, streams: int, load) -> dict:
