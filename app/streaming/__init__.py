@@ -60,7 +60,11 @@ class JoinedEvents:
         at = (self.start + first) % size
         if at + end - first <= size:
             return prefix + prefix.join(tails[at : at + end - first])
-        return b"".join([self(k) for k in range(first, end)])  # wraps around the tails
+        # Past the end of the tails it goes on from their start: the same join over the tails' list taken that
+        # many times (a stream longer than the corpus wraps in every write; event by event, a 2,048-token
+        # write took 1 ms, as long as the rest of its stream).
+        laps, rest = divmod(at + end - first, size)
+        return prefix + prefix.join(tails[at:] + tails * (laps - 1) + tails[:rest])
 
 
 def sse_event(data: bytes) -> bytes:

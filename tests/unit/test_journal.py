@@ -42,15 +42,37 @@ def entries(client, query: str = "") -> dict:
     return response.get_json()
 
 
-def test_a_stream_cut_at_max_body_bytes_still_counts_every_event_it_sent(make_client):
+@pytest.mark.parametrize("itl_ms", [0.01, 0])
+def test_a_stream_cut_at_max_body_bytes_still_counts_every_event_it_sent(make_client, itl_ms):
     """Paced, the stream goes out an event a write: those past the kept bytes are counted as they pass, the
-    one cut in two at the limit with those kept."""
-    client = make_client({"latency": {"inter_token_latency_ms": 0.01}, "journal": {"max_body_bytes": 1000}})
-    sent = chat(client, stream=True, max_tokens=40)
+    one cut in two at the limit with those kept. Unpaced, it is one write, counted whole. 1,800 tokens run
+    past the end of the corpus's tokens, where the writer starts them again."""
+    client = make_client({"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}})
+    sent = chat(client, stream=True, max_tokens=40 if itl_ms else 1800)
     events = parse_sse(sent.get_data())
     entry = entries(client)["data"][0]
     assert entry["response"]["truncated"] is True and len(events) > 40
     assert entry["response"]["events"] == len(events)
+
+
+@pytest.mark.parametrize(
+    "data, events",
+    [
+        (b"", 0),
+        (b"data: {}\n\n" * 3, 3),
+        (b"event: response.created\ndata: {}\n\nevent: response.done\ndata: {}\n\n", 2),  # lines of their own
+        (b"data: {}\r\n\r\n" * 2, 2),  # Gemini's CRLF
+        (b": keep-alive\n\ndata: {}\n\n: keep-alive\n\n", 1),  # a comment is not an event
+        (b"\n\ndata: {}\n\n", 2),  # a blank line first ends an (empty) event too, as it always counted
+        (b"data: {}\n", 0),  # a write cut before its blank line ...
+        (b"\ndata: {}\n\n", 1),  # ... and the rest of it
+        (b'data: {"a":"\\n\\n"}\n\ndata: [DONE]\n\n', 2),  # newlines in JSON text are escaped
+    ],
+)
+def test_events_are_counted_by_the_blank_lines_that_end_them(data, events):
+    from app.journal.entries import count_events
+
+    assert count_events(data) == events
 
 
 def test_a_completion_is_recorded_with_its_request_and_response(journal_client):
