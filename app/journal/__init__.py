@@ -24,9 +24,9 @@ from flask import request
 
 from app.context import this_app, this_request
 from app.journal.entries import BATCH as BATCH  # noqa: PLC0414 (one name for the views and the simulation)
-from app.journal.entries import count_events, row_of
+from app.journal.entries import row_of
 from app.shared import under_gevent
-from app.streaming import DONE, STOPPED
+from app.streaming import DONE, STOPPED, count_events
 
 log = logging.getLogger(__name__)
 NOTE = "mock_openai.journal"  # environ key of the note the views fill in
@@ -95,6 +95,7 @@ class Exchange:
         "end",
         "stopped",
         "finished",
+        "writer",
     )
 
     def __init__(self, environ):
@@ -105,6 +106,7 @@ class Exchange:
         self.kept, self.size, self.events, self.writes = [], 0, 0, None
         self.first_at = self.last = self.length = self.latency = self.ending = self.client_cert = None
         self.end, self.stopped, self.finished = DONE, STOPPED, False  # a stream's endings; whether it ran out
+        self.writer = None  # a stream's writer, where it counts the events it sends (PacedEvents.events_sent)
 
 
 class Journal:
@@ -165,6 +167,10 @@ class Journal:
             except BaseException:
                 self._finish(exchange, "error")
                 raise
+            if exchange.stream:
+                writer = getattr(body, "paced", None)
+                if writer is not None and writer.events_a_step is not None:
+                    exchange.writer = writer
             return _Capturing(body, exchange, self)
 
         return journaled
@@ -296,8 +302,8 @@ class _Capturing:
         if chunk and exchange is not None:  # (None: the last chunk has been entered)
             if exchange.size < self.journal.limit:
                 exchange.kept.append(chunk)
-            elif exchange.writes is not None:  # a stream's events beyond what is kept are counted as they pass;
-                exchange.events += count_events(chunk)  # the others when its entry is made (entries.row_of)
+            elif exchange.writes is not None and exchange.writer is None:  # a stream's events beyond what is
+                exchange.events += count_events(chunk)  # kept are counted as they pass, unless its writer counts
             exchange.size += len(chunk)
             exchange.last = chunk
             if exchange.writes is not None:  # a stream: when each write went out

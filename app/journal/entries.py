@@ -9,7 +9,7 @@ from array import array
 
 from app.journal.preview import preview
 from app.shared import process_id
-from app.streaming import KEEPALIVE
+from app.streaming import count_events
 
 # Never stored as sent: credentials and cookies, in either direction.
 SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY",
@@ -64,9 +64,7 @@ def row_of(exchange, limit: int) -> tuple:
         response_headers,
         kept[:limit],
         exchange.size,
-        # A stream's events are counted when it is read, from its body, unless the body was cut: then what
-        # was not kept was counted as it passed (a scan of every byte sent costs a stream 4 % of its time).
-        exchange.events + count_events(kept) if exchange.stream and exchange.size > limit else None,
+        _events(exchange, kept, limit),
         exchange.ending,
         writes,
         process_id(),
@@ -75,23 +73,15 @@ def row_of(exchange, limit: int) -> tuple:
     )
 
 
-def count_events(data: bytes) -> int:
-    """Server-sent events in ``data``: each ends with a blank line (LF LF, or Gemini's CRLF CRLF); keep-alive
-    comments are not events. Counted once per entry, not per write: this is a scan of every byte sent.
-
-    The scan is one split at each LF, then the blank lines counted in the list. ``bytes.count`` of a
-    two-byte pattern costs about 0.8 ns a byte here, and the three counts it took 1.4 ns: more than making
-    the stream's bytes, for a stream cut at ``max_body_bytes``. The split costs about 0.45."""
-    lines = data.split(b"\n")
-    blank = lines.count(b"")
-    if b"\r" in data:  # (memchr: all but free) a CRLF blank line is a lone CR between two LFs
-        blank += lines.count(b"\r")
-    # The piece before the first LF and the one after the last are not lines that a blank line ends.
-    blank -= (lines[0] == b"") + (len(lines) > 1 and lines[-1] == b"")
-    return blank - lines.count(_KEEPALIVE_LINE)
-
-
-_KEEPALIVE_LINE = KEEPALIVE.split(b"\n")[0]
+def _events(exchange, kept: bytes, limit: int) -> int | None:
+    """The events of a stream cut at ``limit``: as its writer counted them, or those kept counted now and the
+    rest as they passed (:class:`app.journal._Capturing`). Otherwise None: a stream kept whole is counted
+    when its entry is read, from its body (a scan of every byte, which most entries never need)."""
+    if not exchange.stream or exchange.size <= limit:
+        return None
+    if exchange.writer is not None:
+        return exchange.writer.events_sent()
+    return exchange.events + count_events(kept)
 
 
 def _query(query: str) -> str:

@@ -45,6 +45,7 @@ class JoinedEvents:
     them, not a concatenation each (a 64-token write: about 1 us against 7)."""
 
     __slots__ = ("prefix", "tails", "start")
+    events_a_step = 1  # (see PacedEvents.events_sent)
 
     def __init__(self, prefix: bytes, tails: Sequence[bytes], start: int):
         self.prefix, self.tails, self.start = prefix, tails, start
@@ -69,6 +70,26 @@ class JoinedEvents:
 
 def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
+
+
+def count_events(data: bytes) -> int:
+    """Server-sent events in ``data``: each ends with a blank line (LF LF, or Gemini's CRLF CRLF); keep-alive
+    comments are not events. This is a scan of every byte: where the writer can say how many events it sent
+    (:meth:`PacedEvents.events_sent`), ask it instead.
+
+    The scan is one split at each LF, then the blank lines counted in the list. ``bytes.count`` of a
+    two-byte pattern costs about 0.8 ns a byte here, and the three counts it took 1.4 ns: more than making
+    the stream's bytes. The split costs about 0.45."""
+    lines = data.split(b"\n")
+    blank = lines.count(b"")
+    if b"\r" in data:  # (memchr: all but free) a CRLF blank line is a lone CR between two LFs
+        blank += lines.count(b"\r")
+    # The piece before the first LF and the one after the last are not lines that a blank line ends.
+    blank -= (lines[0] == b"") + (len(lines) > 1 and lines[-1] == b"")
+    return blank - lines.count(_KEEPALIVE_LINE)
+
+
+_KEEPALIVE_LINE = KEEPALIVE.split(b"\n")[0]
 
 
 # What a stream still running at the stop deadline gets, as the SDK raises it (APIError, server_error); [DONE]
@@ -134,14 +155,25 @@ class PacedEvents:
     The writes come from one generator, the plan, which never sleeps: it yields the next write, or an empty one
     once it has set ``due``."""
 
-    __slots__ = ("plan", "due", "driven", "handback", "started", "asleep")
+    __slots__ = ("plan", "due", "driven", "handback", "started", "asleep", "events_a_step", "steps", "whole")
 
-    def __init__(self):
+    def __init__(self, events_a_step: int | None = None):
         self.plan: Iterator[bytes] = iter(())
         self.due = 0.0
         self.driven = self.handback = False
         self.started = False  # something has been returned (the head goes out with the first return)
         self.asleep = False  # a wait was returned as an empty write, not slept yet
+        # What went out, for events_sent(): the token steps, and the writes made whole (head, tail, faults)
+        self.events_a_step, self.steps, self.whole = events_a_step, 0, []
+
+    def events_sent(self) -> int | None:
+        """How many server-sent events the writes returned so far hold, where the renderer says how many
+        events each token step is (:class:`JoinedEvents`: one); else None, and whoever needs it counts the
+        bytes (:func:`count_events`). Asked once, when the stream has ended: a 2,048-token stream's bytes
+        took 0.3 ms to count, as long as making them."""
+        if self.events_a_step is None:
+            return None
+        return self.steps * self.events_a_step + sum(count_events(write) for write in self.whole)
 
     @property
     def paced(self) -> PacedEvents:
@@ -191,7 +223,7 @@ def paced_events(
     ends a stream still running when its worker stops (another wire format's own error event). ``grow(n)``,
     called before tokens up to ``n`` go out, returns how long the stream was held back (a KV cache
     preemption, :mod:`app.simulation.kv_cache`): the tokens after it keep their spacing, that much later."""
-    events = PacedEvents()
+    events = PacedEvents(getattr(event_at, "events_a_step", None))
     schedule = Schedule(first_token_at, inter_token_latency, offsets)
     events.plan = _plan(events, head, event_at, count, tail, schedule, faults, error_event, drop, stopped, grow)
     return events
@@ -211,16 +243,20 @@ def _plan(events, head, event_at, count, tail, schedule, faults, error_event, dr
                     drop()
                 return
             if fault.kind == "stream_error":
+                events.whole.append(error_event)
                 yield error_event
                 return
             if fault.kind == "malformed":
                 event = event_at(sent) if sent < count else tail
-                yield event[: max(8, len(event) // 2)] + b"\n\n"  # a cut JSON object, then the stream goes on
+                cut = event[: max(8, len(event) // 2)] + b"\n\n"  # a cut JSON object, then the stream goes on
+                events.whole.append(cut)
+                yield cut
             elif fault.kind == "stall":
                 yield from _wait(events, monotonic() + fault.stall_s)
                 schedule.first += fault.stall_s  # the rest keeps its spacing
         yield from _tokens(events, event_at, sent, count, count, schedule, prefix, tail, grow)
     except _Stopped:
+        events.whole.append(stopped)
         yield stopped
 
 
@@ -257,6 +293,7 @@ def _tokens(events, event_at, sent, stop, count, schedule, prefix, suffix, grow=
                 yield from _hand_back(events, monotonic())
             if prefix:
                 yield from _wait(events, schedule.first)
+            events.whole += (prefix, suffix)
             yield LastWrite(prefix + suffix) if suffix else prefix
         return sent
     while True:
@@ -289,10 +326,12 @@ def _tokens(events, event_at, sent, stop, count, schedule, prefix, suffix, grow=
             parts = [event_at(k) for k in range(sent, upto)]
         if prefix:
             parts.insert(0, prefix)
+            events.whole.append(prefix)
             prefix = b""
-        sent = upto
+        sent = events.steps = upto
         if sent >= stop and suffix:
             parts.append(suffix)
+            events.whole.append(suffix)
             yield LastWrite(b"".join(parts))
             return sent
         if sent < stop:  # when the next write is due: a server's timer asks again then, not now (PacedEvents)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from time import monotonic
 
+import pytest
+
 from app.simulation.faults import StreamFault
 from app.streaming import JoinedEvents, LastWrite, paced_events
 
@@ -141,3 +143,43 @@ def test_a_stopping_worker_ends_its_streams_at_the_deadline_with_an_error_and_do
     sent = b"".join(writes[:-1])
     assert sent.startswith(b"H0,") and b"T" not in sent and 5 <= sent.count(b",") < 20  # 0.1 s of 10 ms tokens
     assert monotonic() - started < 0.3
+
+
+@pytest.mark.parametrize(
+    "count, itl, faults",
+    [
+        (40, 0, []),  # one write
+        (12, 0.001, []),  # a write a token
+        (0, 0, []),  # nothing to say: the head and the tail
+        (12, 0, [StreamFault("malformed", 1), StreamFault("stall", 2, 0.001), StreamFault("disconnect", 3)]),
+        (12, 0.001, [StreamFault("stream_error", 2)]),
+        (12, 0, [StreamFault("stream_error", 0)]),
+        (500, 0.001, "stop"),  # still running when its worker stops
+    ],
+)
+def test_a_writer_of_joined_events_counts_the_events_it_sent_as_a_scan_of_its_bytes_would(count, itl, faults):
+    """The journal asks the writer instead of scanning a long stream's bytes (PacedEvents.events_sent)."""
+    from app import streaming
+    from app.streaming import count_events
+
+    tails = [b'"t%d"}\n\n' % i for i in range(7)]
+    head, tail = b'data: {"head"}\n\n', b'data: {"tail"}\n\n' + streaming.DONE
+    error = b"event: error\ndata: {}\n\n"
+    started = monotonic()
+    if faults == "stop":
+        streaming.end_streams_at(started + 0.02)
+    try:
+        events = paced_events(head, JoinedEvents(b"data: {", tails, 5), count, tail, started, itl, None,
+                              faults if faults != "stop" else [], error, lambda: None)  # fmt: skip
+        sent = b""
+        for write in events:
+            sent += write
+            assert events.events_sent() == count_events(sent)
+    finally:
+        streaming.end_streams_at(float("inf"))
+    assert events.events_sent() > 0 and (faults != "stop" or sent.endswith(streaming.STOPPED))
+
+
+def test_a_writer_whose_steps_may_be_several_events_leaves_the_count_to_a_scan():
+    events = paced_events(b"H", lambda k: b"data: %d\n\n" % k, 3, b"T", monotonic(), 0)
+    assert b"".join(events) and events.events_sent() is None
