@@ -106,7 +106,9 @@ class Exchange:
         self.kept, self.size, self.events, self.writes = [], 0, 0, None
         self.first_at = self.last = self.length = self.latency = self.ending = self.client_cert = None
         self.end, self.stopped, self.finished = DONE, STOPPED, False  # a stream's endings; whether it ran out
-        self.writer = None  # a stream's writer, where it counts the events it sends (PacedEvents.events_sent)
+        # A stream's writer where it counts the events it sends (PacedEvents.events_sent), else None; looked up
+        # (False until then) only for a stream that runs past the kept bytes: shorter ones are counted if read
+        self.writer = False
 
 
 class Journal:
@@ -167,10 +169,6 @@ class Journal:
             except BaseException:
                 self._finish(exchange, "error")
                 raise
-            if exchange.stream:
-                writer = getattr(body, "paced", None)
-                if writer is not None and writer.events_a_step is not None:
-                    exchange.writer = writer
             return _Capturing(body, exchange, self)
 
         return journaled
@@ -302,8 +300,11 @@ class _Capturing:
         if chunk and exchange is not None:  # (None: the last chunk has been entered)
             if exchange.size < self.journal.limit:
                 exchange.kept.append(chunk)
-            elif exchange.writes is not None and exchange.writer is None:  # a stream's events beyond what is
-                exchange.events += count_events(chunk)  # kept are counted as they pass, unless its writer counts
+            elif exchange.writes is not None:  # a stream's events beyond what is kept are counted as they pass,
+                if exchange.writer is False:  # unless its writer counts them
+                    exchange.writer = self._counting_writer()
+                if exchange.writer is None:
+                    exchange.events += count_events(chunk)
             exchange.size += len(chunk)
             exchange.last = chunk
             if exchange.writes is not None:  # a stream: when each write went out
@@ -328,9 +329,16 @@ class _Capturing:
         finally:
             self._done("client_gone")  # closed before the end: the client left (or a write failed)
 
+    def _counting_writer(self):
+        """The stream's writer, if it counts the events it sends; else None."""
+        writer = self.paced
+        return writer if writer is not None and writer.events_a_step is not None else None
+
     def _done(self, ending):
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
+            if exchange.writer is False and exchange.stream and exchange.size > self.journal.limit:
+                exchange.writer = self._counting_writer()  # (one write longer than the kept bytes)
             self.journal._finish(exchange, None if exchange.stream else ending)
 
 

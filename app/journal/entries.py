@@ -79,7 +79,7 @@ def _events(exchange, kept: bytes, limit: int) -> int | None:
     when its entry is read, from its body (a scan of every byte, which most entries never need)."""
     if not exchange.stream or exchange.size <= limit:
         return None
-    if exchange.writer is not None:
+    if exchange.writer:
         return exchange.writer.events_sent()
     return exchange.events + count_events(kept)
 

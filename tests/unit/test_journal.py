@@ -55,10 +55,11 @@ def test_a_stream_cut_at_max_body_bytes_still_counts_every_event_it_sent(make_cl
     assert entry["response"]["events"] == len(events)
 
 
-@pytest.mark.parametrize("n", [1, 2])
-def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, monkeypatch, n):
+@pytest.mark.parametrize("n, itl_ms", [(1, 0), (1, 0.01), (2, 0)])
+def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, monkeypatch, n, itl_ms):
     """A chat stream of the corpus's text is told by its writer how many events it sent (scanning 2,048
-    tokens' bytes took as long as making them); two choices interleaved are counted from their bytes."""
+    tokens' bytes took as long as making them), whether it went out in one write or a write a token; two
+    choices interleaved are counted from their bytes."""
     import app.journal
     import app.journal.entries
 
@@ -66,7 +67,7 @@ def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, mon
     for module in (app.journal, app.journal.entries):
         counted = module.count_events
         monkeypatch.setattr(module, "count_events", lambda data, c=counted: scanned.append(len(data)) or c(data))
-    client = make_client({"latency": {"inter_token_latency_ms": 0}, "journal": {"max_body_bytes": 1000}})
+    client = make_client({"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}})
     events = parse_sse(chat(client, stream=True, max_tokens=300, n=n).get_data())
     entry = entries(client)["data"][0]
     assert entry["response"]["truncated"] is True and entry["response"]["events"] == len(events)
