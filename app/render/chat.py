@@ -142,6 +142,8 @@ class ChatRenderer:
             def event_at(k: int) -> bytes:
                 return prefix + tokens[k] + suffixes[k % size]
 
+            event_at.events_a_step = 1  # (PacedEvents.events_sent)
+
         def chunk(choices: bytes, usage: bytes = b"null", pad: str = "") -> bytes:
             """``compact(dict(envelope, choices=..., usage=..., obfuscation=...))`` as an event, the fields
             already encoded (a stream's three fixed chunks cost three dict encodings otherwise)."""

@@ -147,6 +147,8 @@ class LegacyRenderer:
         def event_at(k: int) -> bytes:
             return prefix + tokens[(start + k) % size] + (last_middle if k == last else middle)
 
+        event_at.events_a_step = 1  # (PacedEvents.events_sent)
+
         head = tail = b""
         if text.count == 0:  # nothing to say still ends the choice
             tail = prefix + b'""' + last_middle

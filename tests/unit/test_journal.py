@@ -55,11 +55,24 @@ def test_a_stream_cut_at_max_body_bytes_still_counts_every_event_it_sent(make_cl
     assert entry["response"]["events"] == len(events)
 
 
-@pytest.mark.parametrize("n, itl_ms", [(1, 0), (1, 0.01), (2, 0)])
-def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, monkeypatch, n, itl_ms):
-    """A chat stream of the corpus's text is told by its writer how many events it sent (scanning 2,048
-    tokens' bytes took as long as making them), whether it went out in one write or a write a token; two
-    choices interleaved are counted from their bytes."""
+LONG_STREAMS = {
+    "chat": ("/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 300}, {}),
+    "chat, two choices": ("/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 300, "n": 2}, {}),
+    "chat, echoed": ("/v1/chat/completions", {**CHAT, "stream": True}, {"responses": {"mode": "echo"}}),
+    "legacy": (
+        "/v1/completions",
+        {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True, "max_tokens": 300},
+        {},
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("itl_ms", [0, 0.01])
+@pytest.mark.parametrize("asked", list(LONG_STREAMS))
+def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, monkeypatch, asked, itl_ms):
+    """A stream whose every token step is one event is told by its writer how many events it sent (scanning
+    2,048 tokens' bytes took as long as making them), whether it went out in one write or a write a token;
+    two choices interleaved are counted from their bytes."""
     import app.journal
     import app.journal.entries
 
@@ -67,11 +80,14 @@ def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, mon
     for module in (app.journal, app.journal.entries):
         counted = module.count_events
         monkeypatch.setattr(module, "count_events", lambda data, c=counted: scanned.append(len(data)) or c(data))
-    client = make_client({"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}})
-    events = parse_sse(chat(client, stream=True, max_tokens=300, n=n).get_data())
+    path, body, settings = LONG_STREAMS[asked]
+    client = make_client(
+        {"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}, **settings}
+    )
+    events = parse_sse(client.post(path, json=body).get_data())
     entry = entries(client)["data"][0]
     assert entry["response"]["truncated"] is True and entry["response"]["events"] == len(events)
-    assert bool(scanned) == (n == 2)
+    assert bool(scanned) == (asked == "chat, two choices")
 
 
 @pytest.mark.parametrize(
