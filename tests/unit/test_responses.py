@@ -68,8 +68,9 @@ def test_max_output_tokens_makes_it_incomplete(client):
     assert body["usage"]["output_tokens"] == 16
 
 
-def test_the_stream_is_the_real_event_sequence(client):
-    events = events_of(create(client, stream=True, max_output_tokens=20))
+@pytest.mark.parametrize("tokens", [20, 1800])  # 1,800: past the end of the corpus's tokens, wherever it starts
+def test_the_stream_is_the_real_event_sequence(client, tokens):
+    events = events_of(create(client, stream=True, max_output_tokens=tokens))
     kinds = [e["type"] for e in events]
     assert kinds[:4] == [
         "response.created",
@@ -84,7 +85,7 @@ def test_the_stream_is_the_real_event_sequence(client):
         "response.incomplete",
     ]
     deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
-    assert len(deltas) == 20
+    assert len(deltas) == tokens
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     done = next(e for e in events if e["type"] == "response.output_text.done")
     assert done["text"] == "".join(deltas) == events[-1]["response"]["output"][0]["content"][0]["text"]
