@@ -138,6 +138,14 @@ def _usage(input_tokens: int, output_tokens: int, cached_tokens: int) -> dict:
 _TEXT_DELTA = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
 
 
+class _OneEventSteps(list):
+    """A stream's steps, each one event: called with ``k``, step ``k``."""
+
+    __slots__ = ()
+    __call__ = list.__getitem__
+    events_a_step = 1  # (PacedEvents.events_sent)
+
+
 def _text_deltas(middle: bytes, text, ends: list[bytes], first: int) -> list[bytes]:
     """The ``response.output_text.delta`` event of each of ``text``'s tokens, numbered from ``first``, the
     ``k``-th with ``ends[k]`` (its logprobs and obfuscation, taken around). Made in one pass over the tokens,
@@ -200,6 +208,12 @@ class ResponsesRenderer:
         pending = b""  # events that go out with the next token (an item's opening)
         choice = reply.reply.answer.choices[0]
         calls = 0  # the function calls so far: the k-th call item streams the k-th tool call's tokens
+        # The usual answer, one message and nothing else: its opening events go with the head and its closing
+        # ones with the tail, the same bytes in the same writes, so that every step is one event and the writer
+        # counts the events it sent (PacedEvents.events_sent), not the journal a scan of the stream's bytes.
+        streamed = [item for item in final_items if item["type"] != "compaction"]
+        lone_message = len(streamed) == 1 and streamed[0]["type"] == "message" and choice.text.count > 0
+        closed = b""  # the lone message's closing events
         for index, item in enumerate(final_items):
             if item["type"] == "compaction":  # done before the answer starts: it comes whole
                 head += event("response.output_item.added", output_index=index, item=item)
@@ -218,11 +232,14 @@ class ResponsesRenderer:
                     index,
                 )
                 pending += opening
+                if lone_message:
+                    head, pending = head + pending, b""
                 if choice.text.count:
                     first = next(counter)
                     deltas = _text_deltas(middle, choice.text, self.delta_ends[obfuscate], first)
                     counter = iter(range(first + len(deltas), 1 << 62))  # (the deltas took the numbers between)
-                    deltas[0] = pending + deltas[0]
+                    if pending:
+                        deltas[0] = pending + deltas[0]
                     steps += deltas
                     pending = b""
             else:
@@ -248,7 +265,9 @@ class ResponsesRenderer:
                     arguments=item["arguments"],
                 )
             closing += event("response.output_item.done", output_index=index, item=item)
-            if steps:
+            if lone_message:
+                closed = closing
+            elif steps:
                 steps[-1] += pending + closing
             else:
                 head += pending + closing
@@ -257,5 +276,5 @@ class ResponsesRenderer:
         if reply.on_done is not None:
             reply.on_done(completed)
         kind = "response.incomplete" if completed["status"] == "incomplete" else "response.completed"
-        tail = with_response(kind, compact(completed))
-        return head, steps.__getitem__, len(steps), tail
+        tail = closed + with_response(kind, compact(completed))
+        return head, _OneEventSteps(steps) if lone_message else steps.__getitem__, len(steps), tail

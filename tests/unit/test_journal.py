@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.sse import parse_sse
+from tests.sse import parse_response_events, parse_sse
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello <script>alert(1)</script>"}]}
 
@@ -63,7 +63,8 @@ LONG_STREAMS = {
         "/v1/completions",
         {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True, "max_tokens": 300},
         {},
-    ),  # fmt: skip
+    ),
+    "responses": ("/v1/responses", {"model": "gpt-4.1", "input": "Hi", "stream": True, "max_output_tokens": 300}, {}),
 }
 
 
@@ -84,7 +85,8 @@ def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, mon
     client = make_client(
         {"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}, **settings}
     )
-    events = parse_sse(client.post(path, json=body).get_data())
+    sent = client.post(path, json=body).get_data()
+    events = parse_response_events(sent) if path == "/v1/responses" else parse_sse(sent)
     entry = entries(client)["data"][0]
     assert entry["response"]["truncated"] is True and entry["response"]["events"] == len(events)
     assert bool(scanned) == (asked == "chat, two choices")
