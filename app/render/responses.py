@@ -139,11 +139,15 @@ _TEXT_DELTA = b'event: response.output_text.delta\ndata: {"type":"response.outpu
 
 
 class _OneEventSteps(list):
-    """A stream's steps, each one event: called with ``k``, step ``k``."""
+    """A stream's steps, each one event: called with ``k``, step ``k``; ``between`` joins several due at once
+    (see JoinedEvents)."""
 
     __slots__ = ()
     __call__ = list.__getitem__
     events_a_step = 1  # (PacedEvents.events_sent)
+
+    def between(self, first: int, end: int) -> bytes:
+        return b"".join(self[first:end])
 
 
 def _text_deltas(middle: bytes, text, ends: list[bytes], first: int) -> list[bytes]:
