@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from tests.anthropic_sse import parse_anthropic_sse
+from tests.gemini_sse import parse_gemini_sse
 from tests.sse import parse_response_events, parse_sse
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello <script>alert(1)</script>"}]}
@@ -55,17 +57,30 @@ def test_a_stream_cut_at_max_body_bytes_still_counts_every_event_it_sent(make_cl
     assert entry["response"]["events"] == len(events)
 
 
-LONG_STREAMS = {
-    "chat": ("/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 300}, {}),
-    "chat, two choices": ("/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 300, "n": 2}, {}),
-    "chat, echoed": ("/v1/chat/completions", {**CHAT, "stream": True}, {"responses": {"mode": "echo"}}),
-    "legacy": (
-        "/v1/completions",
-        {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True, "max_tokens": 300},
-        {},
-    ),
-    "responses": ("/v1/responses", {"model": "gpt-4.1", "input": "Hi", "stream": True, "max_output_tokens": 300}, {}),
+ANTHROPIC = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], "generationConfig": {"maxOutputTokens": 300}}
+LEGACY = {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True, "max_tokens": 300}
+CHAT_STREAM = {**CHAT, "stream": True, "max_tokens": 300}
+MESSAGES = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 300,
+    "stream": True,
+    "messages": [{"role": "user", "content": "Hi"}],
 }
+# A stream long enough to be cut at 1,000 bytes: (path, body, settings, headers, its parser)
+LONG_STREAMS = {
+    "chat": ("/v1/chat/completions", CHAT_STREAM, {}, {}, parse_sse),
+    "chat, two choices": ("/v1/chat/completions", {**CHAT_STREAM, "n": 2}, {}, {}, parse_sse),
+    "chat, echoed": ("/v1/chat/completions", {**CHAT, "stream": True}, {"responses": {"mode": "echo"}}, {}, parse_sse),
+    "legacy": ("/v1/completions", LEGACY, {}, {}, parse_sse),
+    "responses": ("/v1/responses", {"model": "gpt-4.1", "input": "Hi", "stream": True, "max_output_tokens": 300}, {},
+                  {}, parse_response_events),
+    "anthropic": ("/v1/messages", MESSAGES, {}, ANTHROPIC, parse_anthropic_sse),
+    "anthropic, echoed": ("/v1/messages", {**MESSAGES, "messages": [{"role": "user", "content": "Hi " * 200}]},
+                          {"responses": {"mode": "echo"}}, ANTHROPIC, parse_anthropic_sse),
+    "gemini": (GEMINI_STREAM, GEMINI, {}, {"x-goog-api-key": "test"}, parse_gemini_sse),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("itl_ms", [0, 0.01])
@@ -81,12 +96,11 @@ def test_a_stream_whose_writer_counts_its_events_is_not_scanned(make_client, mon
     for module in (app.journal, app.journal.entries):
         counted = module.count_events
         monkeypatch.setattr(module, "count_events", lambda data, c=counted: scanned.append(len(data)) or c(data))
-    path, body, settings = LONG_STREAMS[asked]
+    path, body, settings, headers, parse = LONG_STREAMS[asked]
     client = make_client(
         {"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}, **settings}
     )
-    sent = client.post(path, json=body).get_data()
-    events = parse_response_events(sent) if path == "/v1/responses" else parse_sse(sent)
+    events = parse(client.post(path, json=body, headers=headers).get_data())
     entry = entries(client)["data"][0]
     assert entry["response"]["truncated"] is True and entry["response"]["events"] == len(events)
     assert bool(scanned) == (asked == "chat, two choices")

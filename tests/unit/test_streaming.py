@@ -35,11 +35,12 @@ def test_only_the_write_that_ends_the_stream_says_it_is_the_last():
     assert b"".join(cut) == b"H0,1,E" and not any(type(w) is LastWrite for w in cut)  # cut short: not as planned
 
 
-def test_joined_events_are_the_events_one_by_one_wherever_they_start_and_however_many():
+@pytest.mark.parametrize("suffix", [b"", b"S"])
+def test_joined_events_are_the_events_one_by_one_wherever_they_start_and_however_many(suffix):
     tails = [b"t%d;" % i for i in range(7)]
     for start in (0, 3, 6):
-        events = JoinedEvents(b"P", tails, start)
-        one_by_one = [b"P" + tails[(start + k) % 7] for k in range(40)]
+        events = JoinedEvents(b"P", tails, start, suffix)
+        one_by_one = [b"P" + tails[(start + k) % 7] + suffix for k in range(40)]
         assert [events(k) for k in range(40)] == one_by_one
         for first in range(0, 12):
             for end in range(first + 1, 40):  # within the tails, wrapping around them, and more than all of them

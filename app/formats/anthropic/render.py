@@ -19,6 +19,7 @@ import string
 from app.errors import OpenAIError
 from app.formats.anthropic.errors import error_object
 from app.render import Reply, compact
+from app.streaming import JoinedEvents
 from app.textgen import Corpus
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -174,15 +175,14 @@ class MessagesRenderer:
         if answer.simple:  # one text block: its deltas are bytes joined, not each a dict encoded
             text = answer.text
             if text.corpus is not None:
-                deltas, first = self.text_deltas, text.start
-            else:  # another mode's text (realistic, echo, scripted): its own tokens' JSON
-                deltas, first = [self.text_delta + token + b"}}\n\n" for token in text.json_tokens[: text.count]], 0
-            size = len(deltas)
+                deltas = JoinedEvents(b"", self.text_deltas, text.start)
+            else:  # another mode's text (realistic, echo, scripted): its own tokens' JSON in the same event
+                deltas = JoinedEvents(self.text_delta, text.json_tokens, 0, b"}}\n\n")
             opening = _block_start(0, {"type": "text", "text": ""}) + PING
             closing = event("content_block_stop", {"type": "content_block_stop", "index": 0})
             if text.count == 0:
-                return start, deltas.__getitem__, 0, opening + closing + ending + STOP
-            return start + opening, lambda k: deltas[(first + k) % size], text.count, closing + ending + STOP
+                return start, deltas, 0, opening + closing + ending + STOP
+            return start + opening, deltas, text.count, closing + ending + STOP
         steps, pending = [], b""
         for index, (opening, deltas, closers, _) in enumerate(self._blocks(reply)):
             pending += _block_start(index, opening)

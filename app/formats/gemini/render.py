@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from app.errors import OpenAIError
 from app.render import interleaved
 from app.replies import Answer
+from app.streaming import JoinedEvents
 from app.textgen import Corpus
 
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "STOP"}
@@ -130,11 +131,8 @@ class GenerateContentRenderer:
             suffix = (
                 b'}],"role": "model"},"index": 0}],' + json.dumps(envelope, separators=_SEPARATORS).encode()[1:] + END
             )
-            prefix, tokens = self.text_prefix, text.json_tokens
-            if text.corpus is not None:
-                start, size = text.start, len(tokens)
-                return b"", lambda k: prefix + tokens[(start + k) % size] + suffix, text.count, tail
-            return b"", lambda k: prefix + tokens[k] + suffix, text.count, tail
+            start = text.start if text.corpus is not None else 0  # (another mode's text: its own tokens)
+            return b"", JoinedEvents(self.text_prefix, text.json_tokens, start, suffix), text.count, tail
 
         def chunk(parts: list, index: int) -> bytes:
             return _sse({"candidates": [_candidate(parts, index)], **envelope})
