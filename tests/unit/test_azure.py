@@ -49,6 +49,30 @@ def test_the_stream_opens_with_prompt_filter_results(client):
     assert events[-2]["choices"][0]["finish_reason"] == "length"
 
 
+@pytest.mark.parametrize("tokens", [8, 1800])  # 1,800: past the end of the corpus's tokens, wherever it starts
+@pytest.mark.parametrize("usage", [True, False])
+def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monkeypatch, tokens, usage):
+    """A chat stream's chunks are made from the first one rewritten (app.formats.azure.render), not each
+    rewritten (13 µs a chunk): each must be exactly what rewriting it again gives (keys sorted, content filter
+    results, no obfuscation), and carry the text OpenAI's renderer would have sent."""
+    from app.formats.azure import render
+    from app.formats.azure.render import _azure, _dump
+
+    rewritten = []
+    rewrite = render._events
+    monkeypatch.setattr(render, "_events", lambda data: rewritten.append(data) or rewrite(data))
+    body = HI | {"stream": True, "max_tokens": tokens, "stream_options": {"include_usage": usage}}
+    raw = client.post(CHAT, json=body, headers=KEY).data
+    assert len(rewritten) <= 4  # the head, the first two chunks (the second as a check), the tail
+    chunks = [block[6:] for block in raw.decode().split("\n\n") if block.startswith("data: {")]
+    for chunk in chunks:
+        assert _dump(_azure(json.loads(chunk), stream=True)) == chunk
+    events = parse_sse(raw)
+    content = [e["choices"][0]["delta"]["content"] for e in events[1:] if e != "[DONE]" and e["choices"]
+               and e["choices"][0]["delta"].get("content")]  # fmt: skip
+    assert len(content) == tokens and (events[-2].get("usage") is not None) == usage
+
+
 def test_deployments_map_to_models(make_client):
     client = make_client({"azure": {"deployments": {"prod-chat": "gpt-4o-mini"}}})
     body = client.post("/openai/deployments/prod-chat/chat/completions" + VERSION, json=HI).get_json()

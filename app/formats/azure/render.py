@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from app.render import Reply
+from app.streaming import JoinedEvents
 
 SAFE = {"filtered": False, "severity": "safe"}
 NOT_DETECTED = {"filtered": False, "detected": False}
@@ -80,10 +81,39 @@ OPENING = (
 class AzureRenderer:
     def __init__(self, inner):
         self.inner = inner
+        self.has_empty: dict[int, bool] = {}  # id() of a corpus's token list (it lives as long as this) -> any ""?
 
     def body(self, reply: Reply) -> str:
         return _dump(_azure(json.loads(self.inner.body(reply)), stream=False))
 
     def stream(self, reply: Reply):
         head, event_at, count, tail = self.inner.stream(reply)
-        return OPENING + _events(head), lambda k: _events(event_at(k)), count, _events(tail)
+        events = self._joined(event_at, reply.text, count) if type(event_at) is JoinedEvents else None
+        return OPENING + _events(head), events or (lambda k: _events(event_at(k))), count, _events(tail)
+
+    def _joined(self, event_at: JoinedEvents, text, count: int) -> JoinedEvents | None:
+        """A chat stream of the corpus's text, whose chunks OpenAI's renderer makes as one prefix, a token and
+        its suffix (JoinedEvents), the way Azure sends it: its first chunk rewritten and split around its
+        token's JSON, every chunk is that prefix, its own token and that suffix (Azure drops the obfuscation
+        pads, the only other part that differs). Rewriting every chunk took about 13 µs, seven times the rest
+        of a 64-token stream. None, and every chunk is rewritten, where that does not hold: an empty token
+        (its chunk has no content filter results), or a second chunk that does not come out the same."""
+        tokens = text.json_tokens
+        empty = self.has_empty.get(id(tokens))
+        if empty is None:
+            empty = self.has_empty[id(tokens)] = b'""' in tokens
+        if count < 1 or empty:
+            return None
+        first = _events(event_at(0))
+        token = tokens[text.start % len(tokens)]
+        at = first.find(_DELTA + token + b"}")
+        if at < 0:
+            return None
+        at += len(_DELTA)
+        joined = JoinedEvents(first[:at], tokens, text.start, first[at + len(token) :])
+        if count > 1 and joined(1) != _events(event_at(1)):
+            return None
+        return joined
+
+
+_DELTA = b'"delta":{"content":'
