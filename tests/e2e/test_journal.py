@@ -38,14 +38,17 @@ def test_two_workers_and_500_concurrent_requests_give_exactly_500_entries(start_
     assert stats["by_path"]["/v1/chat/completions"] == 500 and stats["streams"] == 250  # and the /health probes
     assert stats["by_model"] == {"gpt-4o-mini": 500} and set(stats["by_status"]) == {"200"}
 
-    # Each worker adds its numbers to the metrics twice a second: poll until both have.
+    # Each worker adds its numbers to the metrics twice a second: poll until both have added all of them (a
+    # worker's streams may be in while its last bodies, answered after its last push, are not yet).
+    labels = 'api="openai",endpoint="/v1/chat/completions",method="POST",model="gpt-4o-mini",status="200"'
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         metrics = requests.get(server.base_url + "/metrics").text
-        if 'vllm:time_to_first_token_seconds_count{model_name="gpt-4o-mini"} 250.0' in metrics:
+        if f"mock_openai_requests_total{{{labels}}} 500.0" in metrics and (
+            'vllm:time_to_first_token_seconds_count{model_name="gpt-4o-mini"} 250.0' in metrics
+        ):
             break
         time.sleep(0.1)
-    labels = 'api="openai",endpoint="/v1/chat/completions",method="POST",model="gpt-4o-mini",status="200"'
     assert f"mock_openai_requests_total{{{labels}}} 500.0" in metrics
     assert 'vllm:time_to_first_token_seconds_count{model_name="gpt-4o-mini"} 250.0' in metrics
     assert 'vllm:generation_tokens_total{model_name="gpt-4o-mini"} 4000.0' in metrics
