@@ -152,8 +152,8 @@ class _OneEventSteps(list):
 
 def _text_deltas(middle: bytes, text, ends: list[bytes], first: int) -> list[bytes]:
     """The ``response.output_text.delta`` event of each of ``text``'s tokens, numbered from ``first``, the
-    ``k``-th with ``ends[k]`` (its logprobs and obfuscation, taken around). Made in one pass over the tokens,
-    numbers and ends in order: a 2,048-token stream's took 840 µs made one at a time, 470 so."""
+    ``k``-th ending with ``ends[k % len(ends)]`` (its logprobs and obfuscation). Made in one pass over the
+    tokens, numbers and ends in order: a 2,048-token stream's took 840 µs made one at a time, 470 so."""
     tokens, start, count = text.json_tokens, text.start, text.count
     if start + count <= len(tokens):
         in_order = tokens[start : start + count]
