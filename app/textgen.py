@@ -16,6 +16,7 @@ from array import array
 from itertools import accumulate
 from pathlib import Path
 
+from app.streaming.recipes import EventTable
 from app.tokens import split_tokens
 
 _SENTENCE_END = re.compile(r"[.!?]['\")\]]*\s*$")
@@ -31,8 +32,9 @@ class Corpus:
         if not tokens:
             raise CorpusError("the corpus is empty")
         self.tokens: list[str] = tokens
-        # json.dumps gives the quoted, escaped string, as the real API writes it (non-ASCII left as is).
-        self.json_tokens: list[bytes] = [json.dumps(t, ensure_ascii=False).encode() for t in tokens]
+        # json.dumps gives the quoted, escaped string, as the real API writes it (non-ASCII left as is). A table
+        # that streams' events are made of: the journal keeps a stream of them as a recipe (app.streaming.recipes)
+        self.json_tokens: list[bytes] = EventTable(json.dumps(t, ensure_ascii=False).encode() for t in tokens)
         # A reply's text is a run of consecutive tokens: a slice of them all joined once, where a join of its
         # tokens took about 10 µs for 2,048. Its JSON too: JSON escapes each character alone, so a run of the
         # tokens' escapes is the run's escaped text, which json's encoder would scan again in every body.

@@ -337,8 +337,8 @@ class _Capturing:
     def _done(self, ending):
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
-            if exchange.writer is False and exchange.stream and exchange.size > self.journal.limit:
-                exchange.writer = self._counting_writer()  # (one write longer than the kept bytes)
+            if exchange.writer is False and exchange.stream and self.journal.store is not None:
+                exchange.writer = self._counting_writer()  # (its entry may be a recipe: app.streaming.recipes)
             self.journal._finish(exchange, None if exchange.stream else ending)
 
 

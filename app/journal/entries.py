@@ -10,6 +10,7 @@ from array import array
 from app.journal.preview import preview
 from app.shared import process_id
 from app.streaming import count_events
+from app.streaming.recipes import CODEC, recipe_of
 
 # Never stored as sent: credentials and cookies, in either direction.
 SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY",
@@ -40,7 +41,13 @@ def row_of(exchange, limit: int) -> tuple:
     if "Set-Cookie" in response_headers:
         response_headers = "\n".join(f"{k}: {REDACTED if k == 'Set-Cookie' else v}" for k, v in exchange.headers)
     first_at = exchange.first_at
-    kept = b"".join(exchange.kept)
+    # A stream of a table's events is kept as its recipe, its bytes made again when read; any other, as sent
+    recipe = recipe_of(exchange.writer, exchange.size) if exchange.writer else None
+    if recipe is None:
+        kept = b"".join(exchange.kept)
+        response_body = kept[:limit]
+    else:
+        kept, response_body = None, ((*recipe, limit), CODEC)
     return (
         exchange.started,
         environ.get("REQUEST_METHOD", ""),
@@ -62,7 +69,7 @@ def row_of(exchange, limit: int) -> tuple:
         request_body[:limit],
         request_size,
         response_headers,
-        kept[:limit],
+        response_body,
         exchange.size,
         _events(exchange, kept, limit),
         exchange.ending,
@@ -73,7 +80,7 @@ def row_of(exchange, limit: int) -> tuple:
     )
 
 
-def _events(exchange, kept: bytes, limit: int) -> int | None:
+def _events(exchange, kept: bytes | None, limit: int) -> int | None:
     """The events of a stream cut at ``limit``: as its writer counted them, or those kept counted now and the
     rest as they passed (:class:`app.journal._Capturing`). Otherwise None: a stream kept whole is counted
     when its entry is read, from its body (a scan of every byte, which most entries never need)."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring
 
 from app.replies import Answer, ReplyText
+from app.streaming.recipes import EventTable
 from app.textgen import Corpus
 
 SERVICE_TIER = "default"
@@ -176,7 +177,7 @@ class TokenChunks:
         close = b'},"logprobs":null,"finish_reason":null}]'
         # What follows a token in its chunk, one per pad: for text that is not the corpus's (other modes).
         self.suffixes = {}
-        self.chat = {}  # the corpus's tokens with their suffixes, whole
+        self.chat = {}  # the corpus's tokens with their suffixes, whole (tables of events: app.streaming.recipes)
         for include_usage in (False, True):
             for include_obfuscation in (False, True):
                 options = include_usage, include_obfuscation
@@ -187,8 +188,8 @@ class TokenChunks:
                     + b"}\n\n"
                     for pad in pads
                 ]
-                self.chat[options] = [
+                self.chat[options] = EventTable(
                     token + suffix for token, suffix in zip(corpus.json_tokens, self.suffixes[options], strict=True)
-                ]
+                )
         self.pads = pads
         self.json_tokens = corpus.json_tokens

@@ -22,6 +22,7 @@ the journal that a test reads next.
 from __future__ import annotations
 
 import fcntl
+import logging
 import marshal
 import os
 import re
@@ -34,6 +35,9 @@ import zstandard
 
 from app.shared import connect, process_id, write_transaction
 from app.shared.tables import MappedTable, digest
+from app.streaming import recipes
+
+log = logging.getLogger(__name__)
 
 # The stored fields of an entry, in the order rows are given to append().
 COLUMNS = (
@@ -79,7 +83,10 @@ create table if not exists requests (
 create index if not exists requests_time on requests (time);
 """
 _BATCHES_FILE = re.compile(r"\d+-\d+")  # a worker's batches file: its pid and when it started (ns)
-_BATCHES = "create table if not exists batches (id integer primary key autoincrement, count integer, rows blob);"
+_BATCHES = """
+create table if not exists batches (id integer primary key autoincrement, count integer, rows blob);
+create table if not exists event_tables (digest blob primary key, data blob);
+"""
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _BODIES = (COLUMNS.index("request_body"), COLUMNS.index("response_body"))
 _STREAM, _RESPONSE_BODY = COLUMNS.index("stream"), COLUMNS.index("response_body")
@@ -261,13 +268,17 @@ class JournalStore(JournalReader):
         2,048-token bodies at once took 88 ms; the same work in eighths, 11 ms each)."""
         if not rows:
             return
-        blob = pack(rows)
+        tables: set[bytes] = set()
+        blob = pack(rows, tables)
         own = self._own_batches()
         with own.transaction() as db:
+            for table in tables - own.tables:  # (once a table a file: its batches' recipes name it)
+                db.execute("insert or ignore into event_tables values (?, ?)", (table, recipes.table_bytes(table)))
             db.execute("insert into batches (count, rows) values (?, ?)", (len(rows), blob))
             own.unread += len(rows)
             if own.unread > self.max_entries + max(1, self.max_entries // 8):
                 own.unread = _drop_unread(db, self.max_entries)
+        own.tables |= tables
         self._mine[1] += len(rows)
         self._publish()
 
@@ -311,7 +322,7 @@ class JournalStore(JournalReader):
                 with batches.transaction() as pending:
                     taken = pending.execute("select id, rows from batches order by id").fetchall()
                     if taken:
-                        rows = [row for _, blob in taken for row in unpack(blob)]
+                        rows = [row for _, blob in taken for row in unpack(blob, batches.event_table)]
                         rows.sort(key=lambda row: row[0])  # by time
                         db = self._db()
                         with _committed(db):
@@ -365,6 +376,17 @@ class _Batches:
         self.db = connect(path, "off", 65536, journal_mode="truncate")
         self.db.executescript(_BATCHES)
         self.unread = 0  # (its worker's count of what it holds, kept between flushes)
+        self.tables: set[bytes] = set()  # (its worker's: the event tables it has written here)
+
+    def event_table(self, digest: bytes) -> list[bytes] | None:
+        """A table that recipes in this file name: this process's own, or the one the file keeps."""
+        table = recipes.known(digest)
+        if table is None:
+            found = self.db.execute("select data from event_tables where digest = ?", (digest,)).fetchone()
+            if found is not None:
+                table = recipes.table_from(found[0])
+                recipes.remember(digest, table)
+        return table
 
     def transaction(self):
         """A write transaction on this file, under its lock (waited for in gevent)."""
@@ -416,12 +438,17 @@ _ZSTD = "zstd"
 _ZSTD_LEVEL = -1
 
 
-def pack(rows: list[tuple]) -> bytes:
-    """A batch of rows as one blob; a long stream's events compressed, as ``(data, "zstd")`` (:func:`unpack`)."""
+def pack(rows: list[tuple], tables: set | None = None) -> bytes:
+    """A batch of rows as one blob; a long stream's events compressed, as ``(data, "zstd")`` (:func:`unpack`).
+    A stream kept as its recipe is ``(recipe, "events")`` already; the digests of the tables such rows name
+    are added to ``tables``: the store keeps each table once (:mod:`app.streaming.recipes`)."""
     packed, compressor = [], None
     for row in rows:
         body = row[_RESPONSE_BODY]
-        if row[_STREAM] and body is not None and len(body) >= _COMPRESS_FROM:
+        if type(body) is tuple:
+            if tables is not None:
+                tables.add(body[0][0])
+        elif row[_STREAM] and body is not None and len(body) >= _COMPRESS_FROM:
             if compressor is None:  # one per batch: making one costs about as much as a body
                 compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
             row = (*row[:_RESPONSE_BODY], (compressor.compress(body), _ZSTD), *row[_RESPONSE_BODY + 1 :])
@@ -429,16 +456,24 @@ def pack(rows: list[tuple]) -> bytes:
     return marshal.dumps(packed)
 
 
-def unpack(blob: bytes) -> list[tuple]:
+def unpack(blob: bytes, table=recipes.known) -> list[tuple]:
+    """The rows of a batch, every body as bytes; ``table(digest)`` is the table a recipe names, or None if the
+    store has lost it (then that body is empty)."""
     rows, decompressor = marshal.loads(blob), None
     for position, row in enumerate(rows):
         for index in _BODIES:
             if type(row[index]) is tuple:
-                # (data, "zstd"); batches written before: (data, wbits) raw deflate, or a 1-tuple in zlib's format
+                # (data, "zstd"), (recipe, "events"); batches written before: (data, wbits) raw deflate, or a
+                # 1-tuple in zlib's format
                 compressed, *codec = row[index]
                 if codec == [_ZSTD]:
                     decompressor = decompressor or zstandard.ZstdDecompressor()
                     body = decompressor.decompress(compressed)
+                elif codec == [recipes.CODEC]:
+                    events = table(compressed[0])
+                    if events is None:
+                        log.warning("a journal entry's stream names an event table its store does not hold")
+                    body = recipes.expand(compressed, events) if events is not None else b""
                 else:
                     body = zlib.decompress(compressed, *codec)
                 row = rows[position] = (*row[:index], body, *row[index + 1 :])

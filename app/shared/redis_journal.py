@@ -29,6 +29,7 @@ from time import monotonic
 
 from app.shared import connect, process_id
 from app.shared.journal_store import COLUMNS, JournalReader, pack, unpack
+from app.streaming import recipes
 
 log = logging.getLogger(__name__)
 ALIVE_S = 30
@@ -62,6 +63,7 @@ class RedisJournalStore(JournalReader):
         self._streams = 0  # this worker's open streams, published with its next capture (or at most 10 a second)
         self._streams_published_at = 0.0
         self._listening = None  # the process whose listener answers syncs
+        self._tables: set[bytes] = set()  # the event tables this process has written (app.streaming.recipes)
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -90,7 +92,7 @@ class RedisJournalStore(JournalReader):
             return
         rows = []
         for entry_id, fields in batches:
-            last, packed = int(entry_id.split(b"-")[0]), unpack(fields[b"rows"])
+            last, packed = int(entry_id.split(b"-")[0]), unpack(fields[b"rows"], self._event_table)
             rows += [(last - len(packed) + 1 + i, *row) for i, row in enumerate(packed)]
         with _transaction(db):
             db.executemany(_INSERT, rows)
@@ -107,9 +109,24 @@ class RedisJournalStore(JournalReader):
         if rows:
             pipe = self.redis.pipeline(transaction=False)
             keys = [self._key("next"), self._key("stream")]
-            self._append(keys=keys, args=[len(rows), pack(rows), self.max_entries], client=pipe)
+            tables: set[bytes] = set()
+            blob = pack(rows, tables)
+            for table in tables - self._tables:  # (once a table: the batches' recipes name it)
+                pipe.hsetnx(self._key("event_tables"), table, recipes.table_bytes(table))
+            self._append(keys=keys, args=[len(rows), blob, self.max_entries], client=pipe)
             self._streams_into(pipe)
             pipe.execute()
+            self._tables |= tables
+
+    def _event_table(self, digest: bytes) -> list[bytes] | None:
+        """A table that recipes name: this process's own, or the one Redis keeps."""
+        table = recipes.known(digest)
+        if table is None:
+            found = self.redis.hget(self._key("event_tables"), digest)
+            if found is not None:
+                table = recipes.table_from(found)
+                recipes.remember(digest, table)
+        return table
 
     def clear(self) -> int:
         return int(self._clear(keys=[self._key("stream"), self._key("generation")]))

@@ -155,7 +155,7 @@ class PacedEvents:
     The writes come from one generator, the plan, which never sleeps: it yields the next write, or an empty one
     once it has set ``due``."""
 
-    __slots__ = ("plan", "due", "driven", "handback", "started", "asleep", "events_a_step", "steps", "whole")
+    __slots__ = ("plan", "due", "driven", "handback", "started", "asleep", "events_a_step", "steps", "whole", "parts")
 
     def __init__(self, events_a_step: int | None = None):
         self.plan: Iterator[bytes] = iter(())
@@ -165,6 +165,7 @@ class PacedEvents:
         self.asleep = False  # a wait was returned as an empty write, not slept yet
         # What went out, for events_sent(): the token steps, and the writes made whole (head, tail, faults)
         self.events_a_step, self.steps, self.whole = events_a_step, 0, []
+        self.parts: tuple = (b"", None, 0, b"")  # (head, event_at, count, tail), for a recipe (.recipes)
 
     def events_sent(self) -> int | None:
         """How many server-sent events the writes returned so far hold, where the renderer says how many
@@ -224,6 +225,7 @@ def paced_events(
     called before tokens up to ``n`` go out, returns how long the stream was held back (a KV cache
     preemption, :mod:`app.simulation.kv_cache`): the tokens after it keep their spacing, that much later."""
     events = PacedEvents(getattr(event_at, "events_a_step", None))
+    events.parts = head, event_at, count, tail
     schedule = Schedule(first_token_at, inter_token_latency, offsets)
     events.plan = _plan(events, head, event_at, count, tail, schedule, faults, error_event, drop, stopped, grow)
     return events

@@ -20,6 +20,7 @@ from app.errors import OpenAIError
 from app.formats.anthropic.errors import error_object
 from app.render import Reply, compact
 from app.streaming import JoinedEvents
+from app.streaming.recipes import EventTable
 from app.textgen import Corpus
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -81,7 +82,7 @@ class MessagesRenderer:
     def __init__(self, corpus: Corpus):
         prefix = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
         self.text_delta = prefix + b'{"type":"text_delta","text":'  # then a token's JSON, and b"}}\n\n"
-        self.text_deltas = [self.text_delta + token + b"}}\n\n" for token in corpus.json_tokens]
+        self.text_deltas = EventTable(self.text_delta + token + b"}}\n\n" for token in corpus.json_tokens)
 
     def _blocks(self, reply: Reply) -> list[tuple[dict, list[dict], list[dict], dict]]:
         """Per content block: its start, its deltas (one per paced token), closing deltas, and its whole form."""

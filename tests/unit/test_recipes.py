@@ -1,0 +1,163 @@
+"""A stream of a table's events kept in the journal as its recipe (app.streaming.recipes): the entry read back
+holds exactly the bytes the client received, in this process, in another that never made the table, and on
+both backends; every other stream is kept as its bytes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import app.streaming.recipes as recipes
+from app.streaming import JoinedEvents
+from app.streaming.recipes import EventTable, expand
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+ANTHROPIC = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+MESSAGES = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+KEPT = 65536  # [journal] max_body_bytes
+GEMINI = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+AZURE = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+
+# (path, body, headers): streams whose events are a table's. 1,800 tokens run past the corpus's end (1,692).
+TOLD = {
+    "chat": ("/v1/chat/completions", {**CHAT, "max_tokens": 64}, {}),
+    "chat, usage": ("/v1/chat/completions", {**CHAT, "max_tokens": 64, "stream_options": {"include_usage": True}}, {}),
+    "chat, no obfuscation": ("/v1/chat/completions",
+                             {**CHAT, "max_tokens": 5, "stream_options": {"include_obfuscation": False}}, {}),
+    "chat, one token": ("/v1/chat/completions", {**CHAT, "max_tokens": 1}, {}),
+    "chat, past the corpus's end": ("/v1/chat/completions", {**CHAT, "max_tokens": 1800}, {}),
+    "anthropic": ("/v1/messages", {**MESSAGES, "max_tokens": 40}, ANTHROPIC),
+    "gemini": (GEMINI, {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}, {"x-goog-api-key": "k"}),
+    "azure": (AZURE, {"messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 30}, {}),
+}  # fmt: skip
+
+
+@pytest.fixture(params=["local", "redis"])
+def make_client(request):
+    from app import create_app
+
+    shared = {}
+    if request.param == "redis":
+        shared = {"shared": {"redis_url": request.getfixturevalue("redis_url"), "redis_prefix": uuid.uuid4().hex}}
+    return lambda overrides=None: create_app({"latency": {"inter_token_latency_ms": 0}, **(overrides or {}), **shared})
+
+
+@pytest.fixture
+def recipes_made(monkeypatch):
+    """For every entry made, its stream's recipe, or None where it is kept as its bytes."""
+    import app.journal
+    from app.shared.journal_store import COLUMNS
+
+    made, body = [], COLUMNS.index("response_body")
+    row_of = app.journal.row_of
+
+    def spy(*args):
+        row = row_of(*args)
+        made.append(row[body][0] if type(row[body]) is tuple else None)
+        return row
+
+    monkeypatch.setattr(app.journal, "row_of", spy)
+    return made
+
+
+def stored_body(app) -> bytes:
+    """The newest entry's response body, as the store gives it to every reader."""
+    client = app.test_client()
+    (entry,) = client.get("/_mock/requests?limit=1").get_json()["data"]
+    return app.extensions["mock_openai"].journal.store.get(entry["id"])["response_body"]
+
+
+@pytest.mark.parametrize("asked", list(TOLD))
+def test_a_stream_of_a_tables_events_is_kept_as_its_recipe_and_read_back_as_sent(make_client, recipes_made, asked):
+    path, body, headers = TOLD[asked]
+    app = make_client()
+    sent = app.test_client().post(path, json=body, headers=headers).get_data()
+    assert recipes_made[-1] is not None
+    assert stored_body(app) == sent[:KEPT]
+
+
+@pytest.mark.parametrize("itl_ms", [0, 0.01])
+def test_a_stream_cut_at_max_body_bytes_reads_back_as_the_bytes_kept(make_client, recipes_made, itl_ms):
+    app = make_client({"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}})
+    sent = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 300}).get_data()
+    assert recipes_made[-1] is not None
+    assert stored_body(app) == sent[:1000]
+
+
+def test_a_reader_that_never_made_the_table_reads_it_from_the_store(make_client, recipes_made, monkeypatch):
+    """Another worker, or a server started later with another corpus, reads the table the writer stored."""
+    app = make_client()
+    sent = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 64}).get_data()
+    known = {}
+    monkeypatch.setattr(recipes, "_KNOWN", known)
+    assert recipes_made[-1] is not None and recipes.known(recipes_made[-1][0]) is None
+    assert stored_body(app) == sent
+    assert recipes_made[-1][0] in known  # read from the store, and known from then on
+
+
+BYTES = {
+    "a malformed chunk": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Malformed-Chunk-After": "3"}),
+    "a stream error": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Stream-Error-After": "3"}),
+    "legacy": ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True}, {}),
+    "two choices": ("/v1/chat/completions", {**CHAT, "max_tokens": 20, "n": 2}, {}),
+    "responses": ("/v1/responses", {"model": "gpt-4.1", "input": "Hi", "stream": True}, {}),
+    "echoed": ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "Hi " * 50}]},
+               {"X-Mock-Mode": "echo"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("asked", list(BYTES))
+def test_any_other_stream_is_kept_as_its_bytes(make_client, recipes_made, asked):
+    path, body, headers = BYTES[asked]
+    app = make_client()
+    sent = app.test_client().post(path, json=body, headers=headers).get_data()
+    assert recipes_made[-1] is None
+    assert stored_body(app) == sent[:KEPT]
+
+
+def test_a_stream_its_client_left_is_kept_as_the_bytes_that_went_out(make_client, recipes_made):
+    app = make_client({"latency": {"inter_token_latency_ms": 5}})
+    response = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 50}, buffered=False)
+    writes = iter(response.response)
+    received = b"".join(next(writes) for _ in range(4))
+    response.close()
+    assert recipes_made[-1] is None
+    assert stored_body(app) == received
+
+
+def test_a_stream_stalled_on_the_way_is_still_its_recipe(make_client, recipes_made):
+    """A stall changes when the events go out, not what they are."""
+    headers = {"X-Mock-Stall-After": "3", "X-Mock-Stall-Ms": "1"}
+    app = make_client()
+    sent = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 20}, headers=headers).get_data()
+    assert recipes_made[-1] is not None
+    assert stored_body(app) == sent
+
+
+@pytest.mark.parametrize("start", [0, 5, 9])
+@pytest.mark.parametrize("count", [0, 1, 4, 10, 25])
+def test_a_recipe_expands_to_its_joined_events_around_the_tables_end(start, count):
+    table = EventTable([b"a", b"bb", b"", b"dddd", b"e", b"ff", b"g", b"hhh", b"i", b"jj"])
+    joined = JoinedEvents(b"<", table, start, b">")
+    events = b"".join(joined(k) for k in range(count))
+    assert table.span(start, count) == sum(len(table[(start + k) % len(table)]) for k in range(count))
+    recipe = (table.digest, b"HEAD", b"<", start, count, b">", b"TAIL")
+    assert expand((*recipe, 1000), table) == b"HEAD" + events + b"TAIL"
+    assert expand((*recipe, 7), table) == (b"HEAD" + events + b"TAIL")[:7]
+
+
+def test_a_tables_digest_names_its_content():
+    assert EventTable([b"a", b"b"]).digest == EventTable([b"a", b"b"]).digest != EventTable([b"a", b"c"]).digest
+
+
+def test_a_recipe_whose_table_the_store_lost_reads_as_an_empty_body(caplog):
+    import marshal
+
+    from app.shared.journal_store import COLUMNS, unpack
+
+    row = [None] * len(COLUMNS)
+    row[COLUMNS.index("response_body")] = ((b"\0" * 16, b"", b"<", 0, 3, b">", b"", 100), "events")
+    (read,) = unpack(marshal.dumps([tuple(row)]), lambda digest: None)
+    assert read[COLUMNS.index("response_body")] == b""
+    assert "event table" in caplog.text
