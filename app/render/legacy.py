@@ -17,7 +17,7 @@ from app.render import (
     pretty,
 )
 from app.render.logprobs import legacy_logprobs
-from app.streaming import DONE, JoinedEvents, sse_event
+from app.streaming import DONE, EndedEvents, sse_event
 from app.textgen import Corpus
 from app.tokens import split_tokens
 
@@ -142,33 +142,13 @@ class LegacyRenderer:
         middle = b',"index":0,"logprobs":null,"finish_reason":null}],"model":' + model + b"}\n\n"
         text = reply.text
         last_middle = middle.replace(b'"finish_reason":null', b'"finish_reason":"' + text.finish_reason.encode() + b'"')
-        event_at = _TextEvents(prefix, text.json_tokens, text.start, middle, text.count - 1, last_middle)
+        event_at = EndedEvents(prefix, text.json_tokens, text.start, middle, text.count - 1, last_middle)
         head = tail = b""
         if text.count == 0:  # nothing to say still ends the choice
             tail = prefix + b'""' + last_middle
         if reply.include_usage:
             tail += _usage_event(reply, completion_id, created, text.count)
         return head, event_at, text.count, tail + DONE
-
-
-class _TextEvents(JoinedEvents):
-    """A choice's text chunks, the last with its own ending (its ``finish_reason``)."""
-
-    __slots__ = ("last", "last_suffix")
-
-    def __init__(self, prefix: bytes, tokens, start: int, suffix: bytes, last: int, last_suffix: bytes):
-        super().__init__(prefix, tokens, start, suffix)
-        self.last, self.last_suffix = last, last_suffix
-
-    def __call__(self, k: int) -> bytes:
-        if k != self.last:
-            return super().__call__(k)
-        return self.prefix + self.tails[(self.start + k) % len(self.tails)] + self.last_suffix
-
-    def between(self, first: int, end: int) -> bytes:
-        if end <= self.last:
-            return super().between(first, end)
-        return (super().between(first, self.last) if first < self.last else b"") + self(self.last)
 
 
 def _usage_event(reply: Reply, completion_id: str, created: int, completion_tokens: int) -> bytes:

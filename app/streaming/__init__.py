@@ -68,6 +68,27 @@ class JoinedEvents:
         return prefix + (suffix + prefix).join(tails[at:] + tails * (laps - 1) + tails[:rest]) + suffix
 
 
+class EndedEvents(JoinedEvents):
+    """:class:`JoinedEvents` whose event ``last`` ends with a suffix of its own (a legacy completion's last
+    text chunk, which carries its ``finish_reason``)."""
+
+    __slots__ = ("last", "last_suffix")
+
+    def __init__(self, prefix: bytes, tails: Sequence[bytes], start: int, suffix: bytes, last: int, last_suffix: bytes):
+        super().__init__(prefix, tails, start, suffix)
+        self.last, self.last_suffix = last, last_suffix
+
+    def __call__(self, k: int) -> bytes:
+        if k != self.last:
+            return super().__call__(k)
+        return self.prefix + self.tails[(self.start + k) % len(self.tails)] + self.last_suffix
+
+    def between(self, first: int, end: int) -> bytes:
+        if end <= self.last:
+            return super().between(first, end)
+        return (super().between(first, self.last) if first < self.last else b"") + self(self.last)
+
+
 def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 

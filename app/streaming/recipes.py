@@ -2,10 +2,11 @@
 of its bytes.
 
 A stream of :class:`~app.streaming.JoinedEvents` over an :class:`EventTable` (the corpus's tokens, a renderer's
-chunks made from them) is its head, ``count`` events ``prefix + table[(start + k) % len(table)] + suffix``, and
-its tail. A few hundred bytes say what its 22 KB (64 tokens) are. The journal keeps that recipe
-(:func:`recipe_of`) and makes the bytes again only when the entry is read (:func:`expand`): compressing the bytes
-of every stream took about a third of what the journal cost a stream, and most entries are never read.
+chunks made from them) is its head, ``count`` events ``prefix + table[(start + k) % len(table)] + suffix`` (the
+last one's suffix its own, for :class:`~app.streaming.EndedEvents`), and its tail. About a kilobyte says what
+its 22 KB (64 tokens) are. The journal keeps that recipe (:func:`recipe_of`) and makes the bytes again only when
+the entry is read (:func:`expand`): compressing the bytes of every stream took about a third of what the journal
+cost a stream, and most entries are never read.
 
 A recipe names its table by a digest of the table's content, and the journal's store keeps each table once, so
 a reader in another process, or one started later with another corpus, makes the same bytes.
@@ -17,7 +18,7 @@ import hashlib
 import marshal
 from itertools import accumulate
 
-from app.streaming import JoinedEvents
+from app.streaming import EndedEvents, JoinedEvents
 
 CODEC = "events"  # a stored body ``(recipe, CODEC)`` (app.shared.journal_store)
 
@@ -73,25 +74,34 @@ def table_from(data: bytes) -> list[bytes]:
 
 
 def recipe_of(writer, size: int) -> tuple | None:
-    """``(digest, head, prefix, start, count, suffix, tail)`` of a stream whose writer
+    """``(digest, head, prefix, start, count, suffix, last_suffix, tail)`` of a stream whose writer
     (:class:`~app.streaming.PacedEvents`) sent ``size`` bytes, all of them its plain stream: the head, every
     event, the tail, and nothing else (no fault's event, no stop). None for any other stream."""
     head, event_at, count, tail = writer.parts
-    if type(event_at) is not JoinedEvents or writer.steps != count:
+    kind = type(event_at)
+    if kind is JoinedEvents:
+        last_suffix = event_at.suffix
+    elif kind is EndedEvents and event_at.last == count - 1:
+        last_suffix = event_at.last_suffix
+    else:
         return None
     table = event_at.tails
-    if type(table) is not EventTable or [w for w in writer.whole if w] != [w for w in (head, tail) if w]:
+    if type(table) is not EventTable or writer.steps != count:
+        return None
+    if [w for w in writer.whole if w] != [w for w in (head, tail) if w]:
         return None
     prefix, suffix = event_at.prefix, event_at.suffix
-    if size != len(head) + len(tail) + count * (len(prefix) + len(suffix)) + table.span(event_at.start, count):
+    events = count * (len(prefix) + len(suffix)) + (len(last_suffix) - len(suffix) if count else 0)
+    if size != len(head) + events + table.span(event_at.start, count) + len(tail):
         return None  # (changed on the way: never here, and then the bytes are kept)
-    return table.digest, head, prefix, event_at.start, count, suffix, tail
+    return table.digest, head, prefix, event_at.start, count, suffix, last_suffix, tail
 
 
 def expand(kept: tuple, table: list[bytes]) -> bytes:
     """The bytes that a recipe and the limit of bytes kept, ``(*recipe, limit)``, stand for (``table``: the one
     its digest names)."""
-    _, head, prefix, start, count, suffix, tail, limit = kept
+    _, head, prefix, start, count, suffix, last_suffix, tail, limit = kept
     if not count:
         return (head + tail)[:limit]
-    return (head + JoinedEvents(prefix, table, start, suffix).between(0, count) + tail)[:limit]
+    events = EndedEvents(prefix, table, start, suffix, count - 1, last_suffix).between(0, count)
+    return (head + events + tail)[:limit]

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 import app.streaming.recipes as recipes
-from app.streaming import JoinedEvents
+from app.streaming import EndedEvents
 from app.streaming.recipes import EventTable, expand
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
@@ -29,6 +29,9 @@ TOLD = {
     "chat, past the corpus's end": ("/v1/chat/completions", {**CHAT, "max_tokens": 1800}, {}),
     "anthropic": ("/v1/messages", {**MESSAGES, "max_tokens": 40}, ANTHROPIC),
     "gemini": (GEMINI, {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}, {"x-goog-api-key": "k"}),
+    "legacy": ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True}, {}),
+    "legacy, usage": ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True,
+                                          "max_tokens": 9, "stream_options": {"include_usage": True}}, {}),
     "azure": (AZURE, {"messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 30}, {}),
 }  # fmt: skip
 
@@ -99,7 +102,6 @@ def test_a_reader_that_never_made_the_table_reads_it_from_the_store(make_client,
 BYTES = {
     "a malformed chunk": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Malformed-Chunk-After": "3"}),
     "a stream error": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Stream-Error-After": "3"}),
-    "legacy": ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True}, {}),
     "two choices": ("/v1/chat/completions", {**CHAT, "max_tokens": 20, "n": 2}, {}),
     "responses": ("/v1/responses", {"model": "gpt-4.1", "input": "Hi", "stream": True}, {}),
     "echoed": ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "Hi " * 50}]},
@@ -135,14 +137,15 @@ def test_a_stream_stalled_on_the_way_is_still_its_recipe(make_client, recipes_ma
     assert stored_body(app) == sent
 
 
+@pytest.mark.parametrize("last_suffix", [b">", b"!>"])
 @pytest.mark.parametrize("start", [0, 5, 9])
 @pytest.mark.parametrize("count", [0, 1, 4, 10, 25])
-def test_a_recipe_expands_to_its_joined_events_around_the_tables_end(start, count):
+def test_a_recipe_expands_to_its_joined_events_around_the_tables_end(start, count, last_suffix):
     table = EventTable([b"a", b"bb", b"", b"dddd", b"e", b"ff", b"g", b"hhh", b"i", b"jj"])
-    joined = JoinedEvents(b"<", table, start, b">")
+    joined = EndedEvents(b"<", table, start, b">", count - 1, last_suffix)
     events = b"".join(joined(k) for k in range(count))
     assert table.span(start, count) == sum(len(table[(start + k) % len(table)]) for k in range(count))
-    recipe = (table.digest, b"HEAD", b"<", start, count, b">", b"TAIL")
+    recipe = (table.digest, b"HEAD", b"<", start, count, b">", last_suffix, b"TAIL")
     assert expand((*recipe, 1000), table) == b"HEAD" + events + b"TAIL"
     assert expand((*recipe, 7), table) == (b"HEAD" + events + b"TAIL")[:7]
 
@@ -157,7 +160,7 @@ def test_a_recipe_whose_table_the_store_lost_reads_as_an_empty_body(caplog):
     from app.shared.journal_store import COLUMNS, unpack
 
     row = [None] * len(COLUMNS)
-    row[COLUMNS.index("response_body")] = ((b"\0" * 16, b"", b"<", 0, 3, b">", b"", 100), "events")
+    row[COLUMNS.index("response_body")] = ((b"\0" * 16, b"", b"<", 0, 3, b">", b">", b"", 100), "events")
     (read,) = unpack(marshal.dumps([tuple(row)]), lambda digest: None)
     assert read[COLUMNS.index("response_body")] == b""
     assert "event table" in caplog.text
