@@ -338,7 +338,8 @@ class _Capturing:
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
             if exchange.writer is False and exchange.stream and self.journal.store is not None:
-                exchange.writer = self._counting_writer()  # (its entry may be a recipe: app.streaming.recipes)
+                # (it counts a long stream's events, and may tell the stream as a recipe: app.streaming.recipes)
+                exchange.writer = self._counting_writer()
             self.journal._finish(exchange, None if exchange.stream else ending)
 
 
