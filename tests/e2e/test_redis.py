@@ -12,6 +12,7 @@ import requests
 
 from pytest_mock_openai import free_port
 from tests.conftest import component
+from tests.sse import parse_sse
 
 pytestmark = pytest.mark.e2e
 
@@ -98,16 +99,23 @@ def test_three_instances_behind_nginx_act_as_one(cluster):
 
 def test_a_request_answered_anywhere_is_in_the_journal_read_next_elsewhere(start_server, redis_url, tmp_path):
     """Workers write the journal only once a minute here, and a request costs it no round trip: a reader's
-    sync has every worker of every instance write what it holds before the read, streams and bodies alike."""
+    sync has every worker of every instance write what it holds before the read, streams and bodies alike.
+    The reader has served no stream, so it makes the streams' bytes from the event table the writers stored
+    in Redis (app.streaming.recipes)."""
     from concurrent.futures import ThreadPoolExecutor
 
     env = {"MOCK_OPENAI_SHARED_REDIS_URL": redis_url, "MOCK_OPENAI_SHARED_REDIS_PREFIX": uuid.uuid4().hex,
            "MOCK_OPENAI_JOURNAL_FLUSH_INTERVAL_MS": "60000"}  # fmt: skip
     writer, reader = (start_server("-w", "2", "--inter-token-latency", "0", env=env, cwd=tmp_path) for _ in range(2))
+    texts = {}  # user -> the text a stream's client assembled
 
     def ask(n):
-        body = CHAT | {"stream": n % 2 == 0, "user": f"u{n}"}
-        return requests.post(writer.base_url + "/v1/chat/completions", json=body, timeout=30).status_code
+        body = CHAT | {"stream": n % 2 == 0, "user": f"u{n}", "max_tokens": 3 + n % 5}
+        response = requests.post(writer.base_url + "/v1/chat/completions", json=body, timeout=30)
+        if body["stream"]:
+            chunks = [e for e in parse_sse(response.content) if e != "[DONE]" and e["choices"]]
+            texts[body["user"]] = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        return response.status_code
 
     for rounds in range(3):  # each round's requests, read at once
         with ThreadPoolExecutor(16) as pool:
@@ -116,6 +124,8 @@ def test_a_request_answered_anywhere_is_in_the_journal_read_next_elsewhere(start
         listed = requests.get(reader.base_url + "/_mock/requests", params=query, timeout=10).json()
         assert listed["total"] == 40 * (rounds + 1)
     assert sorted(e["request"]["body"]["user"] for e in listed["data"]) == sorted(f"u{n}" for n in range(120))
+    streams = {e["request"]["body"]["user"]: e["response"]["text"] for e in listed["data"] if e["stream"]}
+    assert streams == texts and all(texts.values())
 
 
 def test_an_unreachable_redis_stops_the_start_with_a_clear_message_and_an_outage_is_a_503(start_server, tmp_path):
