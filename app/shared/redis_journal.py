@@ -36,7 +36,17 @@ ALIVE_S = 30
 STREAMS_PUBLISHED_EVERY_S = 0.1
 SYNC_TIMEOUT_S = 5  # for Redis to confirm a subscription; acknowledgements are kept ten times as long
 
+# ARGV after the batch: each event table its recipes name (app.streaming.recipes), a digest and its data, the
+# data empty where this process has stored it already. A table missing then (Redis restarted empty) appends
+# nothing and returns -1: the caller sends every table again, so no entry ever names one Redis lacks.
 _APPEND = """
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] ~= '' then
+    redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
+  elseif redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
+    return -1
+  end
+end
 local last = redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('XADD', KEYS[2], last .. '-0', 'n', ARGV[1], 'rows', ARGV[2])
 redis.call('XTRIM', KEYS[2], 'MINID', math.max(1, last - tonumber(ARGV[3]) + 1))
@@ -64,6 +74,7 @@ class RedisJournalStore(JournalReader):
         self._streams_published_at = 0.0
         self._listening = None  # the process whose listener answers syncs
         self._tables: set[bytes] = set()  # the event tables this process has written (app.streaming.recipes)
+        self._append_keys = [self._key("next"), self._key("stream"), self._key("event_tables")]
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -105,18 +116,23 @@ class RedisJournalStore(JournalReader):
 
     # --- writing ------------------------------------------------------------------------------------------
     def append(self, rows: list[tuple]) -> None:
-        """One round trip: the batch, and this worker's open streams and mark of life along with it."""
+        """One round trip: the batch, and this worker's open streams and mark of life along with it (and one more
+        after Redis has lost an event table this process stored: it restarted empty)."""
         if rows:
-            pipe = self.redis.pipeline(transaction=False)
-            keys = [self._key("next"), self._key("stream")]
             tables: set[bytes] = set()
-            blob = pack(rows, tables)
-            for table in tables - self._tables:  # (once a table: the batches' recipes name it)
-                pipe.hsetnx(self._key("event_tables"), table, recipes.table_bytes(table))
-            self._append(keys=keys, args=[len(rows), blob, self.max_entries], client=pipe)
+            args = [len(rows), pack(rows, tables), self.max_entries]
+            pipe = self.redis.pipeline(transaction=False)
+            self._append(keys=self._append_keys, args=args + self._tables_args(tables), client=pipe)
             self._streams_into(pipe)
-            pipe.execute()
+            if pipe.execute()[0] == -1:  # a table Redis lost: every one again (once a table, as a rule)
+                self._tables.clear()
+                self._append(keys=self._append_keys, args=args + self._tables_args(tables))
             self._tables |= tables
+
+    def _tables_args(self, tables: set[bytes]) -> list[bytes]:
+        """The event tables a batch names, as _APPEND takes them: each with its data, or none once stored."""
+        return [part for table in tables for part in
+                (table, b"" if table in self._tables else recipes.table_bytes(table))]  # fmt: skip
 
     def _event_table(self, digest: bytes) -> list[bytes] | None:
         """A table that recipes name: this process's own, or the one Redis keeps."""

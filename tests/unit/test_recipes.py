@@ -99,6 +99,30 @@ def test_a_reader_that_never_made_the_table_reads_it_from_the_store(make_client,
     assert recipes_made[-1][0] in known  # read from the store, and known from then on
 
 
+def test_a_table_redis_lost_is_stored_again_before_an_entry_names_it(redis_url, recipes_made, monkeypatch):
+    """Redis restarted empty while a worker ran: the worker's next batch finds its table gone, and stores it
+    again with the batch, so a reader that never made it reads every stream as sent."""
+    import redis
+
+    from app import create_app
+
+    prefix = uuid.uuid4().hex
+    app = create_app(
+        {"latency": {"inter_token_latency_ms": 0}, "shared": {"redis_url": redis_url, "redis_prefix": prefix}}
+    )
+    client = app.test_client()
+    first = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 8}).get_data()
+    server = redis.Redis.from_url(redis_url)
+    lost = server.keys(prefix + "*event_tables")
+    assert len(lost) == 1 and server.delete(*lost) == 1
+    second = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 9}).get_data()
+    assert recipes_made[-2] is not None and recipes_made[-1] is not None
+    monkeypatch.setattr(recipes, "_KNOWN", {})  # a reader elsewhere
+    entries = client.get("/_mock/requests?limit=2").get_json()["data"]
+    store = app.extensions["mock_openai"].journal.store
+    assert [store.get(e["id"])["response_body"] for e in entries] == [second, first]
+
+
 BYTES = {
     "a malformed chunk": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Malformed-Chunk-After": "3"}),
     "a stream error": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Stream-Error-After": "3"}),
