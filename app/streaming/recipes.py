@@ -20,7 +20,7 @@ from itertools import accumulate
 
 from app.streaming import EndedEvents, JoinedEvents
 
-CODEC = "events"  # a stored body ``(recipe, CODEC)`` (app.shared.journal_store)
+CODEC = "events"  # a stored body ``((*recipe, limit), CODEC)`` (app.shared.journal_store)
 
 
 class EventTable(list):
