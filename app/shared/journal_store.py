@@ -380,13 +380,11 @@ class _Batches:
 
     def event_table(self, digest: bytes) -> list[bytes] | None:
         """A table that recipes in this file name: this process's own, or the one the file keeps."""
-        table = recipes.known(digest)
-        if table is None:
-            found = self.db.execute("select data from event_tables where digest = ?", (digest,)).fetchone()
-            if found is not None:
-                table = recipes.table_from(found[0])
-                recipes.remember(digest, table)
-        return table
+        return recipes.find_table(digest, self._stored_table)
+
+    def _stored_table(self, digest: bytes) -> bytes | None:
+        found = self.db.execute("select data from event_tables where digest = ?", (digest,)).fetchone()
+        return found[0] if found is not None else None
 
     def transaction(self):
         """A write transaction on this file, under its lock (waited for in gevent)."""

@@ -136,13 +136,7 @@ class RedisJournalStore(JournalReader):
 
     def _event_table(self, digest: bytes) -> list[bytes] | None:
         """A table that recipes name: this process's own, or the one Redis keeps."""
-        table = recipes.known(digest)
-        if table is None:
-            found = self.redis.hget(self._key("event_tables"), digest)
-            if found is not None:
-                table = recipes.table_from(found)
-                recipes.remember(digest, table)
-        return table
+        return recipes.find_table(digest, lambda wanted: self.redis.hget(self._key("event_tables"), wanted))
 
     def clear(self) -> int:
         return int(self._clear(keys=[self._key("stream"), self._key("generation")]))

@@ -59,18 +59,20 @@ def known(digest: bytes) -> list[bytes] | None:
     return _KNOWN.get(digest)
 
 
-def remember(digest: bytes, table: list[bytes]) -> None:
-    """A table read back from a store (it has no digest of its own here: it was made elsewhere)."""
-    _KNOWN.setdefault(digest, table)
-
-
 def table_bytes(digest: bytes) -> bytes:
     """A table of this process, as a store keeps it."""
     return marshal.dumps(list(_KNOWN[digest]))
 
 
-def table_from(data: bytes) -> list[bytes]:
-    return marshal.loads(data)  # noqa: S302 (written by this project's own store)
+def find_table(digest: bytes, stored) -> list[bytes] | None:
+    """The table a digest names: this process's own, else what ``stored(digest)`` reads back from a store
+    (:func:`table_bytes`, written by a process that made it; known here from then on), else None."""
+    table = _KNOWN.get(digest)
+    if table is None:
+        data = stored(digest)
+        if data is not None:
+            table = _KNOWN.setdefault(digest, marshal.loads(data))  # noqa: S302 (our own store's)
+    return table
 
 
 def recipe_of(writer, size: int) -> tuple | None:
