@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,12 @@ def redis_url(tmp_path_factory):
     yield url
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture(params=["local", "redis"])
+def each_backend(request) -> dict:
+    """App settings for each backend of the shared state in turn: the one-host default, then the session's
+    Redis under a key prefix of this test's own."""
+    if request.param == "local":
+        return {}
+    return {"shared": {"redis_url": request.getfixturevalue("redis_url"), "redis_prefix": uuid.uuid4().hex}}

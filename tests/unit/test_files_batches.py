@@ -6,21 +6,17 @@ from __future__ import annotations
 import io
 import json
 import time
-import uuid
 
 import pytest
 
 CHAT_LINE = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 4}
 
 
-@pytest.fixture(params=["local", "redis"])
-def make_client(request):
+@pytest.fixture
+def make_client(each_backend):
     from app import create_app
 
-    shared = {}
-    if request.param == "redis":
-        shared = {"shared": {"redis_url": request.getfixturevalue("redis_url"), "redis_prefix": uuid.uuid4().hex}}
-    return lambda overrides=None: create_app({**(overrides or {}), **shared}).test_client()
+    return lambda overrides=None: create_app({**(overrides or {}), **each_backend}).test_client()
 
 
 def upload(client, data: bytes, name: str = "in.jsonl", purpose: str = "batch", **form):

@@ -4,7 +4,6 @@ the statistics over it."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -15,15 +14,12 @@ from tests.sse import parse_response_events, parse_sse
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello <script>alert(1)</script>"}]}
 
 
-@pytest.fixture(params=["local", "redis"])
-def make_client(request):
+@pytest.fixture
+def make_client(each_backend):
     """A test client for an app built with these overrides, on each backend of the shared state."""
     from app import create_app
 
-    shared = {}
-    if request.param == "redis":
-        shared = {"shared": {"redis_url": request.getfixturevalue("redis_url"), "redis_prefix": uuid.uuid4().hex}}
-    return lambda overrides: create_app({**overrides, **shared}).test_client()
+    return lambda overrides: create_app({**overrides, **each_backend}).test_client()
 
 
 @pytest.fixture

@@ -36,14 +36,13 @@ TOLD = {
 }  # fmt: skip
 
 
-@pytest.fixture(params=["local", "redis"])
-def make_client(request):
+@pytest.fixture
+def make_app(each_backend):
     from app import create_app
 
-    shared = {}
-    if request.param == "redis":
-        shared = {"shared": {"redis_url": request.getfixturevalue("redis_url"), "redis_prefix": uuid.uuid4().hex}}
-    return lambda overrides=None: create_app({"latency": {"inter_token_latency_ms": 0}, **(overrides or {}), **shared})
+    return lambda overrides=None: create_app(
+        {"latency": {"inter_token_latency_ms": 0}, **(overrides or {}), **each_backend}
+    )
 
 
 @pytest.fixture
@@ -72,25 +71,25 @@ def stored_body(app) -> bytes:
 
 
 @pytest.mark.parametrize("asked", list(TOLD))
-def test_a_stream_of_a_tables_events_is_kept_as_its_recipe_and_read_back_as_sent(make_client, recipes_made, asked):
+def test_a_stream_of_a_tables_events_is_kept_as_its_recipe_and_read_back_as_sent(make_app, recipes_made, asked):
     path, body, headers = TOLD[asked]
-    app = make_client()
+    app = make_app()
     sent = app.test_client().post(path, json=body, headers=headers).get_data()
     assert recipes_made[-1] is not None
     assert stored_body(app) == sent[:KEPT]
 
 
 @pytest.mark.parametrize("itl_ms", [0, 0.01])
-def test_a_stream_cut_at_max_body_bytes_reads_back_as_the_bytes_kept(make_client, recipes_made, itl_ms):
-    app = make_client({"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}})
+def test_a_stream_cut_at_max_body_bytes_reads_back_as_the_bytes_kept(make_app, recipes_made, itl_ms):
+    app = make_app({"latency": {"inter_token_latency_ms": itl_ms}, "journal": {"max_body_bytes": 1000}})
     sent = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 300}).get_data()
     assert recipes_made[-1] is not None
     assert stored_body(app) == sent[:1000]
 
 
-def test_a_reader_that_never_made_the_table_reads_it_from_the_store(make_client, recipes_made, monkeypatch):
+def test_a_reader_that_never_made_the_table_reads_it_from_the_store(make_app, recipes_made, monkeypatch):
     """Another worker, or a server started later with another corpus, reads the table the writer stored."""
-    app = make_client()
+    app = make_app()
     sent = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 64}).get_data()
     known = {}
     monkeypatch.setattr(recipes, "_KNOWN", known)
@@ -134,16 +133,16 @@ BYTES = {
 
 
 @pytest.mark.parametrize("asked", list(BYTES))
-def test_any_other_stream_is_kept_as_its_bytes(make_client, recipes_made, asked):
+def test_any_other_stream_is_kept_as_its_bytes(make_app, recipes_made, asked):
     path, body, headers = BYTES[asked]
-    app = make_client()
+    app = make_app()
     sent = app.test_client().post(path, json=body, headers=headers).get_data()
     assert recipes_made[-1] is None
     assert stored_body(app) == sent[:KEPT]
 
 
-def test_a_stream_its_client_left_is_kept_as_the_bytes_that_went_out(make_client, recipes_made):
-    app = make_client({"latency": {"inter_token_latency_ms": 5}})
+def test_a_stream_its_client_left_is_kept_as_the_bytes_that_went_out(make_app, recipes_made):
+    app = make_app({"latency": {"inter_token_latency_ms": 5}})
     response = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 50}, buffered=False)
     writes = iter(response.response)
     received = b"".join(next(writes) for _ in range(4))
@@ -152,10 +151,10 @@ def test_a_stream_its_client_left_is_kept_as_the_bytes_that_went_out(make_client
     assert stored_body(app) == received
 
 
-def test_a_stream_stalled_on_the_way_is_still_its_recipe(make_client, recipes_made):
+def test_a_stream_stalled_on_the_way_is_still_its_recipe(make_app, recipes_made):
     """A stall changes when the events go out, not what they are."""
     headers = {"X-Mock-Stall-After": "3", "X-Mock-Stall-Ms": "1"}
-    app = make_client()
+    app = make_app()
     sent = app.test_client().post("/v1/chat/completions", json={**CHAT, "max_tokens": 20}, headers=headers).get_data()
     assert recipes_made[-1] is not None
     assert stored_body(app) == sent
