@@ -13,7 +13,8 @@ Loads (every figure is the median over rounds; each row also gives the CPU each 
   ``--disable-keepalive``, max_tokens 2048, then a stream of 64 tokens) and wrk with ``Connection: close``;
 - paced capacity at an inter-token latency of 10 ms: the most streams each server holds with no failure, gap
   p50 <= 12.5 ms and gap p99 <= 30 ms, in two shapes: one wave of 200-token streams opened over 1 s, and a
-  closed loop keeping that many 64-token streams open for 10 s, new ones starting as others end;
+  closed loop keeping that many 64-token streams open for 10 s, new ones starting as others end; and, read
+  against them, the kernel's part (``sendfloor.py``): what one event's ``send`` costs on this machine alone;
 - start-up time (spawn to first answer) and idle resident memory; and two workers against one (unpinned).
 
 Results are printed as Markdown and, unless ``--no-record``, appended to ``bench/RESULTS.md`` with the date and
@@ -37,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 import loads  # noqa: E402
+import sendfloor  # noqa: E402
 import servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -134,8 +136,11 @@ def main() -> int:
             server.stop()
 
     capacity = paced_capacity(args, started)
+    # the kernel's part at the closed loop's step where ours failed (or its last): sends alone, nothing else
+    steps = capacity.get(("ours", "closed loop"), (0, [{"streams": 1200}]))[1]
+    send_floor = sendfloor.send_floor(steps[-1]["streams"])
     scaling = two_workers(args)
-    report = render(args, table, capacity, scaling, started)
+    report = render(args, table, capacity, send_floor, scaling, started)
     print("\n" + report)
     if not args.no_record:
         with RESULTS.open("a") as out:
@@ -194,7 +199,7 @@ def two_workers(args) -> dict:
     return figures
 
 
-def render(args, table, capacity, scaling, started) -> str:
+def render(args, table, capacity, send_floor, scaling, started) -> str:
     names = [n for n in ("floor", "aimock", "ours") if any(n in row for row in table.values())]
     lines = [
         f"## {date.today().isoformat()}, at {measured_commit()}: {machine()}",
@@ -241,6 +246,14 @@ def render(args, table, capacity, scaling, started) -> str:
             f"| {who} | {shape} | {count} | {last['streams']}, {last['gap_p50']:.1f} ms, {last['gap_p99']:.1f} ms, "
             f"{last['failures']}, {last['server_cpu']:.2f}, {last['client_cpu']:.2f} |"
         )
+    lines += [
+        "",
+        f"The kernel's part (`sendfloor.py`): {send_floor['streams']} loopback connections, one "
+        f"{sendfloor.EVENT_BYTES}-byte event to each every 10 ms from a loop that does nothing else: "
+        f"{send_floor['us_per_send']:.2f} µs of CPU a send ({send_floor['kernel_us_per_send']:.2f} in the kernel), "
+        f"{send_floor['sender_cpu']:.2f} of the core; sends alone would fill it at "
+        f"{send_floor['streams_one_core']:.0f} streams.",
+    ]
     lines += ["", "| server | start-up (spawn to first answer) | idle RSS per process, MB |", "|---|---:|---|"]
     for who, (seconds, rss) in started.items():
         lines.append(f"| {who} | {seconds:.2f} s | {', '.join(f'{mb:.0f}' for mb in sorted(rss.values()))} |")
