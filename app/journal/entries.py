@@ -10,7 +10,7 @@ from array import array
 from app.journal.preview import preview
 from app.shared import process_id
 from app.streaming import count_events
-from app.streaming.recipes import CODEC, recipe_of
+from app.streaming.recipes import recipe_of
 
 # Never stored as sent: credentials and cookies, in either direction.
 SECRET_ENV = {"HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_COOKIE", "HTTP_API_KEY", "HTTP_X_API_KEY",
@@ -42,12 +42,13 @@ def row_of(exchange, limit: int) -> tuple:
         response_headers = "\n".join(f"{k}: {REDACTED if k == 'Set-Cookie' else v}" for k, v in exchange.headers)
     first_at = exchange.first_at
     # A stream of a table's events is kept as its recipe, its bytes made again when read; any other, as sent
-    recipe = recipe_of(exchange.writer, exchange.size) if exchange.writer else None
-    if recipe is None:
+    told = recipe_of(exchange.writer, exchange.size) if exchange.writer else None
+    if told is None:
         kept = b"".join(exchange.kept)
         response_body = kept[:limit]
     else:
-        kept, response_body = None, ((*recipe, limit), CODEC)
+        recipe, codec = told
+        kept, response_body = None, ((*recipe, limit), codec)
     return (
         exchange.started,
         environ.get("REQUEST_METHOD", ""),

@@ -16,6 +16,8 @@ from json.encoder import encode_basestring
 from random import getrandbits
 
 from app.render import Reply, compact, pretty
+from app.streaming import NumberedEvents
+from app.streaming.recipes import EventTable
 
 
 def item_id(prefix: str) -> str:
@@ -138,43 +140,17 @@ def _usage(input_tokens: int, output_tokens: int, cached_tokens: int) -> dict:
 _TEXT_DELTA = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
 
 
-class _OneEventSteps(list):
-    """A stream's steps, each one event: called with ``k``, step ``k``; ``between`` joins several due at once
-    (see JoinedEvents)."""
-
-    __slots__ = ()
-    __call__ = list.__getitem__
-    events_a_step = 1  # (PacedEvents.events_sent)
-
-    def between(self, first: int, end: int) -> bytes:
-        return b"".join(self[first:end])
-
-
-def _text_deltas(middle: bytes, text, ends: list[bytes], first: int) -> list[bytes]:
-    """The ``response.output_text.delta`` event of each of ``text``'s tokens, numbered from ``first``, the
-    ``k``-th ending with ``ends[k % len(ends)]`` (its logprobs and obfuscation). Made in one pass over the
-    tokens, numbers and ends in order: a 2,048-token stream's took 840 µs made one at a time, 470 so."""
-    tokens, start, count = text.json_tokens, text.start, text.count
-    if start + count <= len(tokens):
-        in_order = tokens[start : start + count]
-    else:  # past the end of the tokens it goes on from their start
-        in_order = (tokens[start:] + tokens * ((start + count) // len(tokens)))[:count]
-    ends = ends[:count] if count <= len(ends) else (ends * (count // len(ends) + 1))[:count]
-    join = b"".join
-    return [
-        join((_TEXT_DELTA, b"%d" % number, middle, token, end))
-        for number, token, end in zip(range(first, first + count), in_order, ends, strict=True)
-    ]
-
-
 class ResponsesRenderer:
     def __init__(self, pads: list[str]):
         self.pads = pads  # obfuscation pads, drawn once (see app.render.TokenChunks)
         # What follows a text delta's token, with and without its pad: a stream's deltas are its bytes
-        # joined, not each a dict encoded (four fifths of a stream's time, when they were).
+        # joined, not each a dict encoded (four fifths of a stream's time, when they were). Tables that the
+        # journal's recipes name (app.streaming.recipes), as it names the corpus's tokens.
         self.delta_ends = {
-            True: [b',"logprobs":[],"obfuscation":' + encode_basestring(pad).encode() + b"}\n\n" for pad in pads],
-            False: [b',"logprobs":[]}\n\n'],
+            True: EventTable(
+                b',"logprobs":[],"obfuscation":' + encode_basestring(pad).encode() + b"}\n\n" for pad in pads
+            ),
+            False: EventTable([b',"logprobs":[]}\n\n']),
         }
 
     def body(self, reply: ResponseReply) -> str:
@@ -239,10 +215,14 @@ class ResponsesRenderer:
                 if lone_message:
                     head, pending = head + pending, b""
                 if choice.text.count:
-                    first = next(counter)
-                    deltas = _text_deltas(middle, choice.text, self.delta_ends[obfuscate], first)
+                    first, text = next(counter), choice.text
+                    deltas = NumberedEvents(
+                        _TEXT_DELTA, first, middle, text.json_tokens, text.start, text.count, self.delta_ends[obfuscate]
+                    )
                     counter = iter(range(first + len(deltas), 1 << 62))  # (the deltas took the numbers between)
-                    if pending:
+                    if lone_message:
+                        event_at = deltas  # (the stream is these events, told by their parts: app.streaming.recipes)
+                    elif pending:
                         deltas[0] = pending + deltas[0]
                     steps += deltas
                     pending = b""
@@ -281,4 +261,4 @@ class ResponsesRenderer:
             reply.on_done(completed)
         kind = "response.incomplete" if completed["status"] == "incomplete" else "response.completed"
         tail = closed + with_response(kind, compact(completed))
-        return head, _OneEventSteps(steps) if lone_message else steps.__getitem__, len(steps), tail
+        return head, event_at if lone_message else steps.__getitem__, len(steps), tail

@@ -438,14 +438,14 @@ _ZSTD_LEVEL = -1
 
 def pack(rows: list[tuple], tables: set | None = None) -> bytes:
     """A batch of rows as one blob; a long stream's events compressed, as ``(data, "zstd")`` (:func:`unpack`).
-    A stream kept as its recipe is ``(recipe, "events")`` already; the digests of the tables such rows name
+    A stream kept as its recipe is ``(recipe, codec)`` already; the digests of the tables such rows name
     are added to ``tables``: the store keeps each table once (:mod:`app.streaming.recipes`)."""
     packed, compressor = [], None
     for row in rows:
         body = row[_RESPONSE_BODY]
         if type(body) is tuple:
             if tables is not None:
-                tables.add(body[0][0])
+                tables.update(recipes.digests(*body))
         elif row[_STREAM] and body is not None and len(body) >= _COMPRESS_FROM:
             if compressor is None:  # one per batch: making one costs about as much as a body
                 compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
@@ -461,17 +461,17 @@ def unpack(blob: bytes, table=recipes.known) -> list[tuple]:
     for position, row in enumerate(rows):
         for index in _BODIES:
             if type(row[index]) is tuple:
-                # (data, "zstd"), (recipe, "events"); batches written before: (data, wbits) raw deflate, or a
-                # 1-tuple in zlib's format
+                # (data, "zstd"), (recipe, "events" or "numbered"); batches written before: (data, wbits) raw
+                # deflate, or a 1-tuple in zlib's format
                 compressed, *codec = row[index]
                 if codec == [_ZSTD]:
                     decompressor = decompressor or zstandard.ZstdDecompressor()
                     body = decompressor.decompress(compressed)
-                elif codec == [recipes.CODEC]:
-                    events = table(compressed[0])
-                    if events is None:
+                elif codec and codec[0] in recipes.CODECS:
+                    body = recipes.expand(compressed, codec[0], table)
+                    if body is None:
                         log.warning("a journal entry's stream names an event table its store does not hold")
-                    body = recipes.expand(compressed, events) if events is not None else b""
+                        body = b""
                 else:
                     body = zlib.decompress(compressed, *codec)
                 row = rows[position] = (*row[:index], body, *row[index + 1 :])

@@ -1,4 +1,4 @@
-"""A stream told by its parts: what the journal keeps of a stream whose events come from a shared table, in place
+"""A stream told by its parts: what the journal keeps of a stream whose events come from shared tables, in place
 of its bytes.
 
 A stream of :class:`~app.streaming.JoinedEvents` over an :class:`EventTable` (the corpus's tokens, a renderer's
@@ -8,8 +8,11 @@ its 22 KB (64 tokens) are. The journal keeps that recipe (:func:`recipe_of`) and
 the entry is read (:func:`expand`): compressing the bytes of every stream took about a third of what the journal
 cost a stream, and most entries are never read.
 
-A recipe names its table by a digest of the table's content, and the journal's store keeps each table once, so
-a reader in another process, or one started later with another corpus, makes the same bytes.
+A stream of :class:`~app.streaming.NumberedEvents` (the Responses API's text deltas, each with its sequence
+number) is told the same way, with two tables (the tokens, and what follows each token) and its first number.
+
+A recipe names its tables by a digest of their content, and the journal's store keeps each table once, so a
+reader in another process, or one started later with another corpus, makes the same bytes.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import hashlib
 import marshal
 from itertools import accumulate
 
-from app.streaming import EndedEvents, JoinedEvents
+from app.streaming import EndedEvents, JoinedEvents, NumberedEvents
 
-CODEC = "events"  # a stored body ``((*recipe, limit), CODEC)`` (app.shared.journal_store)
+# A stored body is ``((*recipe, limit), codec)`` (app.shared.journal_store): the codec says which kind of recipe
+JOINED, NUMBERED = "events", "numbered"
+CODECS = (JOINED, NUMBERED)
 
 
 class EventTable(list):
@@ -76,11 +81,17 @@ def find_table(digest: bytes, stored) -> list[bytes] | None:
 
 
 def recipe_of(writer, size: int) -> tuple | None:
-    """``(digest, head, prefix, start, count, suffix, last_suffix, tail)`` of a stream whose writer
-    (:class:`~app.streaming.PacedEvents`) sent ``size`` bytes, all of them its plain stream: the head, every
-    event, the tail, and nothing else (no fault's event, no stop). None for any other stream."""
+    """``(recipe, codec)`` of a stream whose writer (:class:`~app.streaming.PacedEvents`) sent ``size`` bytes,
+    all of them its plain stream: the head, every event, the tail, and nothing else (no fault's event, no
+    stop). None for any other stream. The recipe of joined events is ``(digest, head, prefix, start, count,
+    suffix, last_suffix, tail)``; of numbered ones, ``(tokens' digest, ends' digest, head, lead, first, middle,
+    start, count, tail)``."""
     head, event_at, count, tail = writer.parts
+    if writer.steps != count or [w for w in writer.whole if w] != [w for w in (head, tail) if w]:
+        return None
     kind = type(event_at)
+    if kind is NumberedEvents:
+        return _numbered(event_at, head, count, tail, size)
     if kind is JoinedEvents:
         last_suffix = event_at.suffix
     elif kind is EndedEvents and event_at.last == count - 1:
@@ -88,22 +99,53 @@ def recipe_of(writer, size: int) -> tuple | None:
     else:
         return None
     table = event_at.tails
-    if type(table) is not EventTable or writer.steps != count:
-        return None
-    if [w for w in writer.whole if w] != [w for w in (head, tail) if w]:
+    if type(table) is not EventTable:
         return None
     prefix, suffix = event_at.prefix, event_at.suffix
     events = count * (len(prefix) + len(suffix)) + (len(last_suffix) - len(suffix) if count else 0)
     if size != len(head) + events + table.span(event_at.start, count) + len(tail):
         return None  # (changed on the way: never here, and then the bytes are kept)
-    return table.digest, head, prefix, event_at.start, count, suffix, last_suffix, tail
+    return (table.digest, head, prefix, event_at.start, count, suffix, last_suffix, tail), JOINED
 
 
-def expand(kept: tuple, table: list[bytes]) -> bytes:
-    """The bytes that a recipe and the limit of bytes kept, ``(*recipe, limit)``, stand for (``table``: the one
-    its digest names)."""
+def _numbered(events: NumberedEvents, head: bytes, count: int, tail: bytes, size: int) -> tuple | None:
+    tokens, ends, first, start = events.tokens, events.ends, events.first, events.start
+    if type(tokens) is not EventTable or type(ends) is not EventTable or not count:
+        return None
+    numbers = _digits(first + count) - _digits(first)
+    told = count * (len(events.lead) + len(events.middle)) + numbers + tokens.span(start, count) + ends.span(0, count)
+    if size != len(head) + told + len(tail):
+        return None
+    return (tokens.digest, ends.digest, head, events.lead, first, events.middle, start, count, tail), NUMBERED
+
+
+def _digits(end: int) -> int:
+    """The decimal digits of the numbers 0 to ``end - 1``, written one after another."""
+    total, low, width = 0, 0, 1
+    while low < end:
+        high = min(end, 10**width)
+        total += (high - low) * width
+        low, width = high, width + 1
+    return total
+
+
+def digests(kept: tuple, codec: str) -> tuple:
+    """The digests of the tables a stored recipe ``(*recipe, limit)`` names."""
+    return kept[:2] if codec == NUMBERED else kept[:1]
+
+
+def expand(kept: tuple, codec: str, table) -> bytes | None:
+    """The bytes that a recipe and the limit of bytes kept, ``(*recipe, limit)``, stand for; ``table(digest)`` is
+    the table a digest names, or None where it is lost (then so is the body: None)."""
+    found = [table(digest) for digest in digests(kept, codec)]
+    if None in found:
+        return None
+    if codec == NUMBERED:
+        _, _, head, lead, first, middle, start, count, tail, limit = kept
+        events = b"".join(NumberedEvents(lead, first, middle, found[0], start, count, found[1]))
+        return (head + events + tail)[:limit]
     _, head, prefix, start, count, suffix, last_suffix, tail, limit = kept
     if not count:
         return (head + tail)[:limit]
-    events = EndedEvents(prefix, table, start, suffix, count - 1, last_suffix).between(0, count)
+    events = EndedEvents(prefix, found[0], start, suffix, count - 1, last_suffix).between(0, count)
     return (head + events + tail)[:limit]

@@ -1,5 +1,5 @@
 """A stream of a table's events kept in the journal as its recipe (app.streaming.recipes): the entry read back
-holds exactly the bytes the client received, in this process, in another that never made the table, and on
+holds exactly the bytes the client received, in this process, in another that never made the tables, and on
 both backends; every other stream is kept as its bytes."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 import app.streaming.recipes as recipes
-from app.streaming import EndedEvents
-from app.streaming.recipes import EventTable, expand
+from app.streaming import EndedEvents, NumberedEvents
+from app.streaming.recipes import JOINED, NUMBERED, EventTable, expand
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
 ANTHROPIC = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
@@ -18,6 +18,7 @@ MESSAGES = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content
 KEPT = 65536  # [journal] max_body_bytes
 GEMINI = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 AZURE = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+RESPONSES = {"model": "gpt-4.1", "input": "Hi", "stream": True}
 
 # (path, body, headers): streams whose events are a table's. 1,800 tokens run past the corpus's end (1,692).
 TOLD = {
@@ -33,6 +34,11 @@ TOLD = {
     "legacy, usage": ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Hi", "stream": True,
                                           "max_tokens": 9, "stream_options": {"include_usage": True}}, {}),
     "azure": (AZURE, {"messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 30}, {}),
+    "responses": ("/v1/responses", {**RESPONSES, "max_output_tokens": 64}, {}),
+    "responses, no obfuscation": ("/v1/responses",
+                                  {**RESPONSES, "max_output_tokens": 16,
+                                   "stream_options": {"include_obfuscation": False}}, {}),
+    "responses, past the corpus's end": ("/v1/responses", {**RESPONSES, "max_output_tokens": 1800}, {}),
 }  # fmt: skip
 
 
@@ -126,7 +132,8 @@ BYTES = {
     "a malformed chunk": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Malformed-Chunk-After": "3"}),
     "a stream error": ("/v1/chat/completions", {**CHAT, "max_tokens": 30}, {"X-Mock-Stream-Error-After": "3"}),
     "two choices": ("/v1/chat/completions", {**CHAT, "max_tokens": 20, "n": 2}, {}),
-    "responses": ("/v1/responses", {"model": "gpt-4.1", "input": "Hi", "stream": True}, {}),
+    "responses, a tool call": ("/v1/responses", {**RESPONSES, "tool_choice": "required", "tools": [
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}]}, {}),
     "echoed": ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "Hi " * 50}]},
                {"X-Mock-Mode": "echo"}),
 }  # fmt: skip
@@ -169,8 +176,33 @@ def test_a_recipe_expands_to_its_joined_events_around_the_tables_end(start, coun
     events = b"".join(joined(k) for k in range(count))
     assert table.span(start, count) == sum(len(table[(start + k) % len(table)]) for k in range(count))
     recipe = (table.digest, b"HEAD", b"<", start, count, b">", last_suffix, b"TAIL")
-    assert expand((*recipe, 1000), table) == b"HEAD" + events + b"TAIL"
-    assert expand((*recipe, 7), table) == (b"HEAD" + events + b"TAIL")[:7]
+    assert expand((*recipe, 1000), JOINED, {table.digest: table}.get) == b"HEAD" + events + b"TAIL"
+    assert expand((*recipe, 7), JOINED, {table.digest: table}.get) == (b"HEAD" + events + b"TAIL")[:7]
+
+
+@pytest.mark.parametrize("first", [0, 7, 95, 998])
+@pytest.mark.parametrize("start", [0, 5, 9])
+@pytest.mark.parametrize("count", [1, 4, 10, 25])
+def test_numbered_events_expand_from_their_recipe_around_the_tables_ends(first, start, count):
+    """Each event carries its number (the Responses API's sequence_number); the numbers cross a power of ten."""
+    from app.streaming import PacedEvents
+    from app.streaming.recipes import recipe_of
+
+    tokens = EventTable([b"a", b"bb", b"", b"dddd", b"e", b"ff", b"g", b"hhh", b"i", b"jj"])
+    ends = EventTable([b"}1", b"}22", b"}"])
+    numbered = NumberedEvents(b"<", first, b":", tokens, start, count, ends)
+    one_by_one = [b"<%d:%s%s" % (first + k, tokens[(start + k) % 10], ends[k % 3]) for k in range(count)]
+    assert list(numbered) == one_by_one
+    writer = PacedEvents(1)
+    writer.parts, writer.steps, writer.whole = (b"HEAD", numbered, count, b"TAIL"), count, [b"HEAD", b"TAIL"]
+    sent = b"HEAD" + b"".join(one_by_one) + b"TAIL"
+    recipe, codec = recipe_of(writer, len(sent))
+    assert codec == NUMBERED
+    assert recipe_of(writer, len(sent) + 1) is None  # the byte count told must be the one sent
+    tables = {tokens.digest: tokens, ends.digest: ends}.get
+    assert expand((*recipe, 1000), NUMBERED, tables) == sent
+    assert expand((*recipe, 9), NUMBERED, tables) == sent[:9]
+    assert expand((*recipe, 1000), NUMBERED, {tokens.digest: tokens}.get) is None  # a table lost
 
 
 def test_a_tables_digest_names_its_content():
