@@ -1,0 +1,90 @@
+"""Bodies are indented as ``json.dumps(body, indent=2, ensure_ascii=False)`` writes them (the real API's two
+spaces): :func:`app.render.pretty` writes exactly that text, for any value, faster where the value is plain."""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+
+import pytest
+
+from app.render import pretty
+
+
+def reference(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+STRINGS = ["", "a", "é日本語", 'quote " and \\ back', "line\nbreak\ttab\x00\x1f", "\u2028\u2029", "🙂", "%s %(x)s"]
+NUMBERS = [0, -1, 7, 2**70, -(2**64), 0.0, -0.0, 0.1, 1e16, 1.5e-7, 123456.789, 1e308]
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    roll = rng.random()
+    if depth < 4 and roll < 0.25:
+        return {rng.choice(STRINGS) + str(k): random_value(rng, depth + 1) for k in range(rng.randrange(4))}
+    if depth < 4 and roll < 0.45:
+        items = [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+        return tuple(items) if rng.random() < 0.2 else items
+    return rng.choice([*STRINGS, *NUMBERS, True, False, None])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_plain_value_is_written_as_the_standard_library_writes_it(seed):
+    rng = random.Random(seed)
+    for _ in range(25):
+        value = random_value(rng)
+        assert pretty(value) == reference(value)
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": float("nan"), "i": float("inf"), "j": [float("-inf")]},
+        {"level": Level.HIGH, "ok": True},
+        {"text": Text("x")},
+        {1: "a", None: "b", 2.5: "c", False: "d"},
+        [{"nested": {"key": [1, {"deep": [None]}]}}, "after"],
+    ],
+    ids=["nan and infinities", "an int subclass", "a str subclass", "keys that are not strings", "nested"],
+)
+def test_what_is_not_plain_is_still_written_as_the_standard_library_writes_it(value):
+    assert pretty(value) == reference(value)
+
+
+def test_what_json_cannot_write_raises_as_the_standard_library_raises():
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        pretty({"when": object()})
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(ValueError, match="Circular reference"):
+        pretty(looped)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/v1/responses", {"model": "gpt-4.1", "input": "Hi", "max_output_tokens": 16}),
+        ("get", "/v1/models", None),
+        ("post", "/v1/chat/completions",
+         {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 2}),
+        ("post", "/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}],
+                                          "tool_choice": "required", "tools": [{"type": "function", "function": {
+                                              "name": "weather", "parameters": {"type": "object", "properties": {
+                                                  "city": {"type": "string"}}}}}]}),
+    ],
+    ids=["responses", "models", "chat with logprobs", "chat with a tool call"],
+)  # fmt: skip
+def test_bodies_are_indented_as_the_real_api_indents_them(client, method, path, body):
+    response = getattr(client, method)(path, json=body) if body is not None else getattr(client, method)(path)
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == reference(response.get_json())
