@@ -6,12 +6,13 @@ and wording. Nothing reaches the client as an HTML page or a stack trace.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
+
+from app.pretty_json import pretty
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def error_body(
 ) -> str:
     """The error's JSON text, as the real API indents it."""
     fields = {"message": message, "type": type, "param": param, "code": code}
-    return json.dumps({"error": {key: fields[key] for key in field_order}}, indent=4) + "\n"
+    return pretty({"error": {key: fields[key] for key in field_order}}, indent=4, ensure_ascii=True) + "\n"
 
 
 def write_refusal(sock, status: int, reason: str, message: str) -> None:

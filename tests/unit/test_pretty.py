@@ -1,5 +1,6 @@
 """Bodies are indented as ``json.dumps(body, indent=2, ensure_ascii=False)`` writes them (the real API's two
-spaces): :func:`app.render.pretty` writes exactly that text, for any value, faster where the value is plain."""
+spaces; its errors four, ASCII-escaped): :func:`app.pretty_json.pretty` writes exactly that text, for any
+value, faster where the value is plain."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 
 import pytest
 
-from app.render import pretty
+from app.pretty_json import pretty
 
 
 def reference(value) -> str:
@@ -36,6 +37,7 @@ def test_any_plain_value_is_written_as_the_standard_library_writes_it(seed):
     for _ in range(25):
         value = random_value(rng)
         assert pretty(value) == reference(value)
+        assert pretty(value, indent=4, ensure_ascii=True) == json.dumps(value, indent=4)
 
 
 class Level(enum.IntEnum):
@@ -88,3 +90,21 @@ def test_bodies_are_indented_as_the_real_api_indents_them(client, method, path, 
     response = getattr(client, method)(path, json=body) if body is not None else getattr(client, method)(path)
     assert response.status_code == 200
     assert response.get_data(as_text=True) == reference(response.get_json())
+
+
+def test_geminis_bodies_and_errors_are_indented_as_google_indents_them(client):
+    headers = {"x-goog-api-key": "k"}
+    path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    answered = client.post(path, json={"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}, headers=headers)
+    refused = client.post(path, json={"contents": "not a list"}, headers=headers)
+    assert answered.status_code == 200 and refused.status_code == 400
+    assert answered.get_data(as_text=True) == reference(answered.get_json())
+    assert refused.get_data(as_text=True) == reference(refused.get_json()) + "\n"
+
+
+def test_openai_errors_are_indented_by_four_spaces_as_the_real_api_indents_them(client):
+    unknown = client.post(
+        "/v1/chat/completions", json={"model": "gpt-ünknown", "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    assert unknown.status_code == 404 and "\\u00fc" in unknown.get_data(as_text=True)
+    assert unknown.get_data(as_text=True) == json.dumps(unknown.get_json(), indent=4) + "\n"

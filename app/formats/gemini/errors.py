@@ -14,6 +14,7 @@ from flask import Response, request
 
 from app.errors import OpenAIError
 from app.formats.wire import WireFormat
+from app.render import pretty
 
 STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -122,7 +123,7 @@ class GeminiFormat(WireFormat):
             return Response(json.dumps(BLOCKED_PROMPT | usage_of_blocked(), indent=2), 200, mimetype="application/json")
         body = google_error(error)
         status = body["error"]["code"]
-        return Response(json.dumps(body, indent=2, ensure_ascii=False) + "\n", status, mimetype="application/json")
+        return Response(pretty(body) + "\n", status, mimetype="application/json")
 
     def presented_key(self) -> str:
         return request.headers.get("x-goog-api-key") or request.args.get("key", "")

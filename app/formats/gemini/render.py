@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 from app.errors import OpenAIError
-from app.render import interleaved
+from app.render import interleaved, pretty
 from app.replies import Answer
 from app.streaming import JoinedEvents
 from app.textgen import Corpus
@@ -107,7 +107,7 @@ class GenerateContentRenderer:
             "modelVersion": reply.model,
             "responseId": response_id(),
         }
-        return json.dumps(body, indent=2, ensure_ascii=False)
+        return pretty(body)  # (json.dumps(body, indent=2, ensure_ascii=False), faster)
 
     def stream(self, reply: GeminiReply):
         """``(head, event_at, count, tail)`` for :func:`app.streaming.paced_events`."""
