@@ -13,7 +13,6 @@ is shown.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import time
 
@@ -196,5 +195,5 @@ def _journal_on() -> bool:
 def _pretty(value) -> str:
     """A body as indented JSON, or as the text it is."""
     if isinstance(value, dict | list):
-        return json.dumps(value, indent=2, ensure_ascii=False)
+        return pretty(value)
     return "" if value is None else str(value)

@@ -92,6 +92,23 @@ def test_bodies_are_indented_as_the_real_api_indents_them(client, method, path, 
     assert response.get_data(as_text=True) == reference(response.get_json())
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1beta/models/gemini-2.5-flash:countTokens", {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}),
+        ("/v1beta/models/gemini-embedding-001:embedContent", {"content": {"parts": [{"text": "Hi"}]}}),
+        ("/v1beta/models", None),
+        ("/v1beta/models/gemini-2.5-flash", None),
+    ],
+    ids=["countTokens", "embedContent", "models", "a model"],
+)
+def test_geminis_other_bodies_are_indented_and_escaped_as_before(client, path, body):
+    headers = {"x-goog-api-key": "k"}
+    got = client.post(path, json=body, headers=headers) if body is not None else client.get(path, headers=headers)
+    assert got.status_code == 200
+    assert got.get_data(as_text=True) == json.dumps(got.get_json(), indent=2)
+
+
 def test_geminis_bodies_and_errors_are_indented_as_google_indents_them(client):
     headers = {"x-goog-api-key": "k"}
     path = "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -100,6 +117,10 @@ def test_geminis_bodies_and_errors_are_indented_as_google_indents_them(client):
     assert answered.status_code == 200 and refused.status_code == 400
     assert answered.get_data(as_text=True) == reference(answered.get_json())
     assert refused.get_data(as_text=True) == reference(refused.get_json()) + "\n"
+    blocked = client.post(path, json={"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]},
+                          headers=headers | {"X-Mock-Error": "content_filter"})  # fmt: skip
+    assert blocked.status_code == 200 and "promptFeedback" in blocked.get_json()
+    assert blocked.get_data(as_text=True) == json.dumps(blocked.get_json(), indent=2)
 
 
 def test_openai_errors_are_indented_by_four_spaces_as_the_real_api_indents_them(client):

@@ -9,8 +9,6 @@ simulation as any other (latency, faults, rate limits, reply modes, the journal,
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Flask, Response, request
 
 from app.delivery import respond
@@ -21,6 +19,7 @@ from app.formats.gemini.render import GeminiReply, GenerateContentRenderer, Json
 from app.formats.gemini.vectors import EmbeddingsRenderer, EmbeddingsReply
 from app.formats.wire import json_body
 from app.journal import annotate
+from app.pretty_json import pretty
 from app.schemas import CompletionRequest
 from app.state import current_state
 from app.tokens import count_message_tokens, count_tokens
@@ -105,7 +104,7 @@ def count(state, model, body, strict):
     neutral = schema.neutral_body(request_body)
     total = count_message_tokens(neutral["messages"], neutral.get("tools"), model.id)
     body = {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
-    return Response(json.dumps(body, indent=2), mimetype="application/json")
+    return Response(pretty(body, ensure_ascii=True), mimetype="application/json")
 
 
 def embed_one(state, model, body, strict):
@@ -163,7 +162,7 @@ def list_models():
     if not size.isdigit() or int(size) < 1:
         raise schema.invalid(f"Invalid value at 'page_size' (TYPE_INT32), \"{size}\"", "page_size")
     listed = models.page(min(int(size), 1000), request.args.get("pageToken"))
-    return Response(json.dumps(listed, indent=2), mimetype="application/json")
+    return Response(pretty(listed, ensure_ascii=True), mimetype="application/json")
 
 
 @bp.get("/v1beta/models/<path:name>")
@@ -172,7 +171,7 @@ def get_model(name: str):
     model = models.find(name)
     if model is None:
         raise _not_found()
-    return Response(json.dumps(model.info(), indent=2), mimetype="application/json")
+    return Response(pretty(model.info(), ensure_ascii=True), mimetype="application/json")
 
 
 def _asks_v1_models() -> bool:

@@ -7,14 +7,13 @@ names the block, as Gemini answers it. Google sends no rate-limit headers."""
 
 from __future__ import annotations
 
-import json
 import math
 
 from flask import Response, request
 
 from app.errors import OpenAIError
 from app.formats.wire import WireFormat
-from app.render import pretty
+from app.pretty_json import pretty
 
 STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -120,7 +119,8 @@ class GeminiFormat(WireFormat):
         if error.kind == "content_filter":  # Gemini blocks a prompt with a 200 that has no candidates
             from app.formats.gemini.render import usage_of_blocked  # here: render.py words errors with this one
 
-            return Response(json.dumps(BLOCKED_PROMPT | usage_of_blocked(), indent=2), 200, mimetype="application/json")
+            blocked = pretty(BLOCKED_PROMPT | usage_of_blocked(), ensure_ascii=True)
+            return Response(blocked, 200, mimetype="application/json")
         body = google_error(error)
         status = body["error"]["code"]
         return Response(pretty(body) + "\n", status, mimetype="application/json")

@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 
 from app.errors import OpenAIError
-from app.render import interleaved, pretty
+from app.pretty_json import pretty
+from app.render import interleaved
 from app.replies import Answer
 from app.streaming import JoinedEvents
 from app.textgen import Corpus
@@ -107,7 +108,7 @@ class GenerateContentRenderer:
             "modelVersion": reply.model,
             "responseId": response_id(),
         }
-        return pretty(body)  # (json.dumps(body, indent=2, ensure_ascii=False), faster)
+        return pretty(body)
 
     def stream(self, reply: GeminiReply):
         """``(head, event_at, count, tail)`` for :func:`app.streaming.paced_events`."""

@@ -4,9 +4,9 @@ format's embeddings (:func:`app.render.embeddings.vector`), as ``{"embedding": {
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from app.pretty_json import pretty
 from app.render.embeddings import shortened, vector
 
 
@@ -26,4 +26,4 @@ class EmbeddingsRenderer:
             for text, size in zip(reply.texts, reply.shorten_to, strict=True)
         ]
         body = {"embeddings": embeddings} if reply.batch else {"embedding": embeddings[0]}
-        return json.dumps(body, indent=2)
+        return pretty(body, ensure_ascii=True)
