@@ -19,8 +19,7 @@ from app.schemas import (
     ChatCompletionRequestSchema,
     CompletionRequest,
     CompletionRequestSchema,
-    json_body,
-    parse_request,
+    request_of_body,
 )
 from app.state import MockState, current_state
 from app.tokens import count_message_tokens, count_prompt_tokens
@@ -33,7 +32,7 @@ def create_chat_completion():
     """200 ``chat.completion`` JSON, or with ``"stream": true`` an SSE stream of ``chat.completion.chunk``
     events ending in ``data: [DONE]``. 400/404 with an OpenAI error body for a bad request or model."""
     state = current_state()
-    request = parse_request(ChatCompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
+    request = request_of_body(ChatCompletionRequestSchema, state.settings.server["strict_validation"])
     body = request.body
     prompt_tokens = count_message_tokens(body.get("messages") or [], body.get("tools"), request.model)
     return complete(state, request, "chat", prompt_tokens, state.chat)
@@ -44,7 +43,7 @@ def create_completion():
     """200 ``text_completion`` JSON, or an SSE stream of ``text_completion`` chunks whose last text chunk
     carries the ``finish_reason``. 400/404 with an OpenAI error body for a bad request or model."""
     state = current_state()
-    request = parse_request(CompletionRequestSchema, json_body(), state.settings.server["strict_validation"])
+    request = request_of_body(CompletionRequestSchema, state.settings.server["strict_validation"])
     return complete(
         state, request, "completions", count_prompt_tokens(request.body.get("prompt"), request.model), state.legacy
     )
