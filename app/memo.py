@@ -31,6 +31,14 @@ class Memo:
         self.values[key] = value
         self.held += size
 
+    def kept(self, key, make, size: int):
+        """The value kept for ``key``, or ``make()``'s, kept for the next time (what raises is not kept)."""
+        value = self.values.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value, size)
+        return value
+
     def clear(self) -> None:
         self.values.clear()
         self.held = 0

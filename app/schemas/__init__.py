@@ -144,12 +144,7 @@ def request_of_body(schema_class: type[Schema], strict: bool) -> CompletionReque
     of a completion's time in the app. The request returned is shared by every request that sent those
     bytes: the views read it and its ``body``, and change neither (tests/unit/test_parsed_memo.py checks)."""
     raw = request_body()
-    key = (schema_class, strict, raw)
-    parsed = PARSED.get(key)
-    if parsed is None:
-        parsed = parse_request(schema_class, json_body(), strict)
-        PARSED.put(key, parsed, len(raw))
-    return parsed
+    return PARSED.kept((schema_class, strict, raw), lambda: parse_request(schema_class, json_body(), strict), len(raw))
 
 
 def json_body():

@@ -1,11 +1,13 @@
-"""Chat and legacy requests parsed and checked once per body (app.schemas.request_of_body): the same bytes give
-the same answer, a refused body is refused every time, and nothing a request does changes what is kept for
-the next one."""
+"""Requests parsed and checked once per body (chat and legacy: app.schemas.request_of_body; Anthropic's Messages:
+app.formats.anthropic): the same bytes give the same answer, a refused body is refused every time, and nothing
+a request does changes what is kept for the next one."""
 
 import json
 
 import pytest
 
+from app.formats import anthropic
+from app.formats.anthropic import schema as anthropic_schema
 from app.schemas import PARSED, PARSED_BODY_BYTES, ChatCompletionRequestSchema, CompletionRequestSchema, parse_request
 
 SCHEMAS = {"/v1/chat/completions": ChatCompletionRequestSchema, "/v1/completions": CompletionRequestSchema}
@@ -14,8 +16,10 @@ SCHEMAS = {"/v1/chat/completions": ChatCompletionRequestSchema, "/v1/completions
 @pytest.fixture(autouse=True)
 def empty_memo():
     PARSED.clear()
+    anthropic.PARSED.clear()
     yield
     PARSED.clear()
+    anthropic.PARSED.clear()
 
 
 def chat_bytes(content, max_tokens) -> bytes:
@@ -138,3 +142,58 @@ def test_nothing_a_request_does_changes_what_is_kept_for_the_next(client):
         assert parsed is not None, body
         assert parsed.body == body  # the body as sent, after two requests read it
         assert parsed == parse_request(SCHEMAS[path], json.loads(raw), True)  # and every field as parsed anew
+
+
+ANTHROPIC = {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-test"}
+POLICY = " ".join(f"Clause {i}: quote the clause you apply, word for word." for i in range(250))
+MESSAGES = [
+    {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]},
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 8,
+        "stream": True,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather?"}]}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}],
+    },
+    {  # a cache breakpoint: the request's own copy carries it, what is kept carries none
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 5,
+        "system": [{"type": "text", "text": POLICY, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "Which clause covers refunds?"}],
+    },
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Think"}],
+    },  # fmt: skip
+]
+
+
+def test_anthropic_messages_are_parsed_once_and_nothing_a_request_does_changes_what_is_kept(client):
+    usages = []
+    for _ in range(2):
+        for body in MESSAGES:
+            response = client.post("/v1/messages", json=body, headers=ANTHROPIC)
+            assert response.status_code == 200, response.get_json()
+            if body is MESSAGES[2]:
+                usages.append(response.get_json()["usage"])
+    # the breakpoint was written by the first request and read by the second: each had its own
+    assert usages[0]["cache_creation_input_tokens"] > 2000 and usages[0]["cache_read_input_tokens"] == 0
+    assert usages[1]["cache_read_input_tokens"] == usages[0]["cache_creation_input_tokens"]
+    for body in MESSAGES:
+        raw = json.dumps(body).encode()
+        kept_body, parsed = anthropic.PARSED.get((True, raw))
+        assert kept_body == body and parsed.cache_breakpoints == []
+        anew = anthropic_schema.parse(json.loads(raw), True)
+        anew.cache_breakpoints = []
+        assert parsed == anew
+
+
+def test_a_refused_anthropic_body_is_refused_every_time_and_never_kept(client):
+    raw = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": "8", "messages": []}).encode()
+    for _ in range(2):
+        response = client.post("/v1/messages", data=raw, content_type="application/json", headers=ANTHROPIC)
+        assert response.status_code == 400 and response.get_json()["type"] == "error"
+    assert anthropic.PARSED.get((True, raw)) is None

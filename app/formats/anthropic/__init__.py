@@ -9,6 +9,7 @@ are Anthropic's (:mod:`.errors`, :mod:`.render`). A request goes through the sam
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from flask import Blueprint, Flask, Response, request
 
@@ -18,8 +19,10 @@ from app.formats.anthropic import caching, models, schema
 from app.formats.anthropic.errors import AnthropicFormat
 from app.formats.anthropic.render import MessagesRenderer
 from app.formats.wire import json_body
-from app.journal import annotate
+from app.journal import annotate, request_body
+from app.memo import Memo
 from app.render import Reply
+from app.schemas import PARSED_BODY_BYTES, CompletionRequest
 from app.state import current_state
 from app.tokens import count_message_tokens
 
@@ -40,13 +43,14 @@ def create_message():
     _version_required()
     state = current_state()
     strict = state.settings.server["strict_validation"]
-    body = json_body(INVALID_JSON)
-    parsed = schema.parse(body, strict)
+    body, parsed = _parsed(strict)
     annotate(model=parsed.model)
     model = models.resolve(parsed.model, state.settings.allow_unknown_models)
     claude = models.find(model.id)
     minimum = claude.min_cache_tokens if claude is not None else models.CLAUDE[1].min_cache_tokens
-    parsed.cache_breakpoints = caching.breakpoints(body, model.id, minimum)
+    breakpoints = caching.breakpoints(body, model.id, minimum)
+    if breakpoints:  # (this model's: on a copy, not on what is kept, which has none)
+        parsed = replace(parsed, cache_breakpoints=breakpoints)
     if strict and parsed.max_tokens > model.max_output_tokens:
         raise schema.invalid(
             f"max_tokens: {parsed.max_tokens} > {model.max_output_tokens}, which is the maximum allowed number of "
@@ -62,6 +66,22 @@ def create_message():
         cache_written=fate.cache_written,
     )
     return respond(fate, reply, state.renderer(MessagesRenderer), parsed.stream)
+
+
+# A request's JSON and its neutral request, by its bytes (as app.schemas.request_of_body keeps OpenAI's): shared by
+# every request that sends the same bytes, read and never changed.
+PARSED = Memo(PARSED_BODY_BYTES)  # (strict, the body's bytes) -> (its JSON, its CompletionRequest)
+
+
+def _parsed(strict: bool) -> tuple[dict, CompletionRequest]:
+    def parse():
+        body = json_body(INVALID_JSON)
+        parsed = schema.parse(body, strict)
+        parsed.cache_breakpoints = []  # Anthropic's cache is explicit: none marked, or none long enough
+        return body, parsed
+
+    raw = request_body()
+    return PARSED.kept((strict, raw), parse, len(raw))
 
 
 @bp.post("/messages/count_tokens")
