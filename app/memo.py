@@ -1,9 +1,10 @@
 """What a request's content gives, kept for the next request that sends the same content.
 
 Clients send the same content again and again: a chat resends its whole conversation every turn, an agent or a
-load test its system prompt and tools with every request. What is worked out from that content alone (its
-token count, the digests of its prefixes for the prompt cache) is kept here, keyed by the content itself, so
-that a repeat costs a hash of it instead of tokenizing it again.
+load test its system prompt and tools with every request, and often its whole body. What is worked out from
+that content alone (its token count, the digests of its prefixes for the prompt cache, the request a body
+parses into) is kept here, keyed by the content itself, so that a repeat costs a hash of it instead of
+tokenizing or parsing it again.
 """
 
 from __future__ import annotations

@@ -18,3 +18,24 @@ def test_content_keys_are_equal_only_for_equal_json_values():
     assert content_key({"a": [1, "x", None]}) == content_key({"a": [1, "x", None]})
     values = [1, 1.0, True, "1", [1], {"a": 1}, {"b": 1}, {"a": 1, "b": 2}, {"b": 2, "a": 1}, None, [], {}]
     assert len({content_key(v) for v in values}) == len(values)
+
+
+def test_kept_makes_a_value_once_and_keeps_nothing_that_raised():
+    memo, made = Memo(80), []
+
+    def make(value):
+        made.append(value)
+        return value
+
+    assert memo.kept("a", lambda: make(1), 10) == 1 and memo.kept("a", lambda: make(2), 10) == 1
+    assert made == [1] and memo.held == 10
+
+    def refuse():
+        raise ValueError("refused")
+
+    for _ in range(2):
+        try:
+            memo.kept("b", refuse, 10)
+        except ValueError:
+            pass
+    assert memo.get("b") is None and memo.held == 10
