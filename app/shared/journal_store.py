@@ -97,6 +97,9 @@ _STREAM, _RESPONSE_BODY = COLUMNS.index("stream"), COLUMNS.index("response_body"
 # compressed, 15 as it is.
 _COMPRESS_FROM = 2048
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
+# A worker's record there: its digest, pid, then the counts it changes in place, from byte 24 on: entries captured,
+# entries committed, streams open now
+_PROGRESS, _COUNTS_AT = "=16sqqqq", 24
 
 
 def _add_new_columns(db: sqlite3.Connection) -> None:
@@ -190,16 +193,15 @@ class JournalStore(JournalReader):
         self._lock = open(path + ".lock", "a+b")  # noqa: SIM115 (held for the life of the worker)
         _flock(self._lock, blocking=True)
         try:
-            # per worker: digest, pid, captured, committed, open streams
-            self._progress = MappedTable(path + ".progress", "=16sqqqq", _PROGRESS_SLOTS)
+            self._progress = MappedTable(path + ".progress", _PROGRESS, _PROGRESS_SLOTS)
             db = self._db()
             db.executescript(_SCHEMA)
             _add_new_columns(db)
             _take_old_batches(db, path, max_entries)
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._slot = self._slot_pid = None
-        self._mine = [0, 0, 0]  # this process's: captured, committed, open streams
+        self._slot_pid = None
+        self._mine: memoryview | None = None  # this process's counters (:meth:`_counts`)
         self._own: _Batches | None = None  # this process's batches file
         self._others: dict[str, _Batches] = {}  # every worker's, as this process reads them
 
@@ -213,29 +215,32 @@ class JournalStore(JournalReader):
         return self._connection
 
     # --- this worker's counters ---------------------------------------------------------------------------
-    def _publish(self) -> None:
+    def _counts(self) -> memoryview:
+        """This process's counters in the mapped table (captured, committed, open streams), changed in place:
+        a count is one store into shared memory, where packing the whole record again cost about a
+        microsecond, three times a stream. The first use in a process claims its slot."""
         pid = process_id()
-        if self._slot_pid != pid:  # first use in this process: claim a slot
+        if self._slot_pid != pid:
+            carried = tuple(self._mine) if self._mine is not None else (0, 0, 0)  # (a fork's parent's view)
             _flock(self._lock, blocking=True)
             try:
                 key = digest(f"journal\0{pid}")
-                self._slot = self._progress.slot(key, lambda record: not _alive(record[1]))
-                self._slot_key, self._slot_pid = key, pid
+                slot = self._progress.slot(key, lambda record: not _alive(record[1]))
+                self._progress.put(slot, key, pid, *carried)
+                self._slot_pid = pid
             finally:
                 fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._progress.put(self._slot, self._slot_key, pid, *self._mine)
+            self._mine = self._progress.ints(slot, _COUNTS_AT, 3)
+        return self._mine
 
     def captured(self, n: int = 1) -> None:
-        self._mine[0] += n
-        self._publish()
+        self._counts()[0] += n
 
     def stream_opened(self) -> None:
-        self._mine[2] += 1
-        self._publish()
+        self._counts()[2] += 1
 
     def stream_closed(self) -> None:
-        self._mine[2] -= 1
-        self._publish()
+        self._counts()[2] -= 1
 
     def open_streams(self) -> int:
         return sum(max(0, r[4]) for _, r in self._progress.records() if _alive(r[1]))
@@ -279,8 +284,7 @@ class JournalStore(JournalReader):
             if own.unread > self.max_entries + max(1, self.max_entries // 8):
                 own.unread = _drop_unread(db, self.max_entries)
         own.tables |= tables
-        self._mine[1] += len(rows)
-        self._publish()
+        self._counts()[1] += len(rows)
 
     def _own_batches(self) -> _Batches:
         self._db()  # (a forked child starts a file of its own)
@@ -292,8 +296,7 @@ class JournalStore(JournalReader):
 
     def discarded(self, n: int) -> None:
         """``n`` captured entries were given up before they could be written: no reader waits for them."""
-        self._mine[1] += n
-        self._publish()
+        self._counts()[1] += n
 
     # --- reading ------------------------------------------------------------------------------------------
     def _files(self) -> list[_Batches]:
@@ -361,6 +364,9 @@ class JournalStore(JournalReader):
             if self._own is not None:
                 self._own.close()
         self._connection, self._pid, self._own, self._others = None, None, None, {}
+        if self._mine is not None:
+            self._mine.release()
+            self._mine, self._slot_pid = None, None
         self._progress.close()
         self._lock.close()
 

@@ -62,6 +62,13 @@ class MappedTable:
     def put(self, slot: int, key: bytes, *fields) -> None:
         self.record.pack_into(self._map, slot * self.record.size, key, *fields)
 
+    def ints(self, slot: int, first: int, count: int) -> memoryview:
+        """``count`` 8-byte integers of a slot's record from byte ``first`` on (aligned there), to read and
+        change in place: a counter that only one process writes needs no record packed again, nor a lock. The
+        view is released before :meth:`close`."""
+        start = slot * self.record.size + first
+        return memoryview(self._map)[start : start + 8 * count].cast("q")
+
     def records(self) -> Iterator[tuple[int, tuple]]:
         """Every slot in use, with its record (for rare scans)."""
         for slot in range(self.slots):

@@ -382,6 +382,46 @@ def test_each_worker_writes_a_file_of_its_own_and_a_read_takes_every_one(tmp_pat
         store.close()
 
 
+def test_a_workers_counts_are_seen_by_another_process_as_it_changes_them(tmp_path):
+    """What a reader waits on: each worker's entries captured and committed and its streams open, changed in
+    place in the mapped table by the worker, read by any other process."""
+    import multiprocessing
+
+    from app.shared.journal_store import COLUMNS, JournalStore
+
+    store = JournalStore(str(tmp_path / "journal.sqlite3"), max_entries=1000)
+    context = multiprocessing.get_context("fork")
+    counted, written, done, seen = (context.Event() for _ in range(4))
+
+    def worker():
+        store.captured(3)
+        store.stream_opened()
+        store.stream_opened()
+        store.stream_closed()
+        counted.set()
+        written.wait(10)
+        store.append([tuple(dict.fromkeys(COLUMNS, 0).values())] * 3)
+        done.set()
+        seen.wait(10)  # alive while the reader looks: a dead worker's counts are not waited for
+
+    child = context.Process(target=worker)
+    child.start()
+    try:
+        assert counted.wait(10)
+        assert store.open_streams() == 1
+        assert not store.wait_committed(0.05)  # 3 captured, none committed
+        written.set()
+        assert done.wait(10)
+        assert store.wait_committed(1)
+        assert store.open_streams() == 1
+    finally:
+        written.set()
+        seen.set()
+        child.join(10)
+        store.close()
+    assert store._mine is None  # (its view of the mapped table let go before the table was closed)
+
+
 def test_a_journal_file_kept_from_before_the_batches_file_keeps_its_waiting_entries(tmp_path):
     """A ``[journal] path`` written by an older version held its waiting batches in the journal file itself."""
     import marshal
