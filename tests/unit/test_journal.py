@@ -142,6 +142,19 @@ def test_a_completion_is_recorded_with_its_request_and_response(journal_client):
     assert "sk-secret" not in str(entry) and "secret-cookie" not in str(entry)
 
 
+def test_each_entry_has_its_own_headers_when_a_client_repeats_and_varies_them(journal_client):
+    """Header lines are made once per set of values (a load test repeats them): a value that changes is seen,
+    a repeated one is the same, and a credential is redacted either way."""
+    sent = [("sk-first-key", "one"), ("sk-second-key", "two"), ("sk-first-key", "one"), ("sk-first-key", "three")]
+    for key, value in sent:
+        chat(journal_client, headers={"Authorization": f"Bearer {key}", "X-Custom": value})
+    page = entries(journal_client)
+    headers = [entry["request"]["headers"] for entry in reversed(page["data"])]
+    assert [h["X-Custom"] for h in headers] == ["one", "two", "one", "three"]
+    assert {h["Authorization"] for h in headers} == {"Bearer [redacted]"}
+    assert "-key" not in str(page)
+
+
 def test_a_stream_entry_has_its_events_their_times_and_the_text_it_assembled(journal_client):
     sent = chat(journal_client, stream=True)
     events = parse_sse(sent.get_data())
