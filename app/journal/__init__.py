@@ -24,9 +24,10 @@ from flask import request
 
 from app.context import this_app, this_request
 from app.journal.entries import BATCH as BATCH  # noqa: PLC0414 (one name for the views and the simulation)
-from app.journal.entries import row_of
+from app.journal.entries import asked_of, response_lines, row_of
 from app.shared import under_gevent
 from app.streaming import DONE, STOPPED, count_events
+from app.streaming.recipes import plan_of
 
 log = logging.getLogger(__name__)
 NOTE = "mock_openai.journal"  # environ key of the note the views fill in
@@ -96,6 +97,9 @@ class Exchange:
         "stopped",
         "finished",
         "writer",
+        "asked",
+        "response_lines",
+        "plan",
     )
 
     def __init__(self, environ):
@@ -106,9 +110,13 @@ class Exchange:
         self.kept, self.size, self.events, self.writes = [], 0, 0, None
         self.first_at = self.last = self.length = self.latency = self.ending = self.client_cert = None
         self.end, self.stopped, self.finished = DONE, STOPPED, False  # a stream's endings; whether it ran out
-        # A stream's writer where it counts the events it sends (PacedEvents.events_sent), else None; looked up
-        # (False until then) only for a stream that runs past the kept bytes: shorter ones are counted if read
+        # A stream's writer where it counts the events it sends (PacedEvents.events_sent), else None: looked up
+        # as a journaled stream starts, and with no journal (False until then) only for a stream that runs past
+        # the kept bytes (shorter ones are counted if read)
         self.writer = False
+        # What the row takes from the request and the response's headers, as they pass (app.journal.entries)
+        self.asked, self.response_lines = None, ""
+        self.plan = None  # how its recipe would tell a stream that sends what it plans (app.streaming.recipes)
 
 
 class Journal:
@@ -142,9 +150,13 @@ class Journal:
                 return wsgi_app(environ, start_response)
             exchange = Exchange(environ)
             environ[NOTE] = exchange.note
+            if self.store is not None:
+                exchange.asked = asked_of(environ)
 
             def start(status, headers, exc_info=None):
                 exchange.status, exchange.headers = status, headers
+                if self.store is not None:
+                    exchange.response_lines = response_lines(headers)
                 # werkzeug puts Content-Type first; look further only when it is not there
                 first = headers[:1] if headers and headers[0][0] == "Content-Type" else headers
                 for name, value in first:
@@ -278,6 +290,11 @@ class _Capturing:
 
     def __init__(self, body, exchange, journal):
         self.body, self.it, self.exchange, self.journal = body, iter(body), exchange, journal
+        if exchange.stream and journal.store is not None:
+            # Looked up as the stream starts, with what its recipe needs (app.streaming.recipes.plan_of says why)
+            writer = exchange.writer = self._counting_writer()
+            if writer is not None:
+                exchange.plan = plan_of(writer)
 
     @property
     def paced(self):
@@ -337,9 +354,6 @@ class _Capturing:
     def _done(self, ending):
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
-            if exchange.writer is False and exchange.stream and self.journal.store is not None:
-                # (it counts a long stream's events, and may tell the stream as a recipe: app.streaming.recipes)
-                exchange.writer = self._counting_writer()
             self.journal._finish(exchange, None if exchange.stream else ending)
 
 

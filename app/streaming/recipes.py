@@ -86,12 +86,20 @@ def recipe_of(writer, size: int) -> tuple | None:
     stop). None for any other stream. The recipe of joined events is ``(digest, head, prefix, start, count,
     suffix, last_suffix, tail)``; of numbered ones, ``(tokens' digest, ends' digest, head, lead, first, middle,
     start, count, tail)``."""
+    return told(plan_of(writer), writer, size)
+
+
+def plan_of(writer) -> tuple | None:
+    """What :func:`told` needs to tell a stream by its recipe, taken when it starts, from what its writer
+    plans to send: ``(recipe, codec, size, count, whole)``. None where no recipe can tell it. A worker
+    under load ends a stream hundreds of milliseconds after it began, when reading its parts again is a
+    cache miss each: the recipe took 3.2 µs of a loaded worker at the end, against 0.7 in a loop."""
     head, event_at, count, tail = writer.parts
-    if writer.steps != count or [w for w in writer.whole if w] != [w for w in (head, tail) if w]:
-        return None
+    whole = [w for w in (head, tail) if w]
     kind = type(event_at)
     if kind is NumberedEvents:
-        return _numbered(event_at, head, count, tail, size)
+        numbered = _numbered(event_at, head, count, tail)
+        return None if numbered is None else (*numbered, count, whole)
     if kind is JoinedEvents:
         last_suffix = event_at.suffix
     elif kind is EndedEvents and event_at.last == count - 1:
@@ -103,20 +111,29 @@ def recipe_of(writer, size: int) -> tuple | None:
         return None
     prefix, suffix = event_at.prefix, event_at.suffix
     events = count * (len(prefix) + len(suffix)) + (len(last_suffix) - len(suffix) if count else 0)
-    if size != len(head) + events + table.span(event_at.start, count) + len(tail):
-        return None  # (changed on the way: never here, and then the bytes are kept)
-    return (table.digest, head, prefix, event_at.start, count, suffix, last_suffix, tail), JOINED
+    size = len(head) + events + table.span(event_at.start, count) + len(tail)
+    return (table.digest, head, prefix, event_at.start, count, suffix, last_suffix, tail), JOINED, size, count, whole
 
 
-def _numbered(events: NumberedEvents, head: bytes, count: int, tail: bytes, size: int) -> tuple | None:
+def told(plan: tuple | None, writer, size: int) -> tuple | None:
+    """``(recipe, codec)`` of a stream planned as ``plan`` (:func:`plan_of`) that sent just what it planned:
+    every event, its head and tail as its only writes made whole, ``size`` bytes. Else None."""
+    if plan is None:
+        return None
+    recipe, codec, planned, count, whole = plan
+    if writer.steps != count or size != planned or [w for w in writer.whole if w] != whole:
+        return None  # (cut short, a fault's event, a stop; or changed on the way: then the bytes are kept)
+    return recipe, codec
+
+
+def _numbered(events: NumberedEvents, head: bytes, count: int, tail: bytes) -> tuple | None:
     tokens, ends, first, start = events.tokens, events.ends, events.first, events.start
     if type(tokens) is not EventTable or type(ends) is not EventTable or not count:
         return None
     numbers = _digits(first + count) - _digits(first)
     told = count * (len(events.lead) + len(events.middle)) + numbers + tokens.span(start, count) + ends.span(0, count)
-    if size != len(head) + told + len(tail):
-        return None
-    return (tokens.digest, ends.digest, head, events.lead, first, events.middle, start, count, tail), NUMBERED
+    recipe = (tokens.digest, ends.digest, head, events.lead, first, events.middle, start, count, tail)
+    return recipe, NUMBERED, len(head) + told + len(tail)
 
 
 def _digits(end: int) -> int:
