@@ -8,7 +8,8 @@ never wait for each other, however many there are. The work of indexing entries 
 someone reads. A batches file keeps a rollback journal, not a WAL: a batch is written once, into pages freed
 by the batches unpacked before it, which the operating system still holds, where a WAL writes it twice (the
 log, then the checkpoint) and a file of appended frames takes new pages for every write; a flush of 200
-streams (4 MB) costs 2.2 ms this way, 6.6 ms appended to new files, 8.4 ms through a WAL.
+streams (4 MB, before batches were compressed) cost 2.2 ms this way, 6.6 ms appended to new files, 8.4 ms
+through a WAL.
 
 Readers never lock the journal file (WAL lets them read while another unpacks). A worker and a reader
 take a batches file's ``flock`` around a transaction on it (tried without blocking and retried after a
@@ -89,13 +90,7 @@ create table if not exists event_tables (digest blob primary key, data blob);
 """
 _INSERT = f"insert into requests ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _BODIES = (COLUMNS.index("request_body"), COLUMNS.index("response_body"))
-_STREAM, _RESPONSE_BODY = COLUMNS.index("stream"), COLUMNS.index("response_body")
-# A stream's events this long are packed compressed: a stream of 64 tokens is about 21 KB of events that zstd
-# makes 1.4 KB in about 6 us, where copying it whole (marshal, then SQLite's pages, new ones of the file while
-# nobody reads) costs a worker more: 41 against 12 us a row, packed and inserted. Any other body is mostly the
-# text of a prompt or a reply, which compresses 2x at best: a 2,048-token reply's 10 KB took 38 to 42 us a row
-# compressed, 15 as it is.
-_COMPRESS_FROM = 2048
+_RESPONSE_BODY = COLUMNS.index("response_body")
 _PROGRESS_SLOTS = 1 << 10  # workers that ever ran against this file, reused once idle and gone
 # A worker's record there: its digest, pid, then the counts it changes in place, from byte 24 on: entries captured,
 # entries committed, streams open now
@@ -436,39 +431,39 @@ def _flock(file, blocking: bool = False) -> None:
             sleep(0.001)  # a reader holds it: serve streams meanwhile
 
 
-# Long bodies are zstd frames at a fast level (about 6 us for a 64-token stream's 21 KB, against 19 us for
-# zlib's fastest raw deflate, which batches written before 2026-12-06 hold).
-_ZSTD = "zstd"
-_ZSTD_LEVEL = -1
+# A batch is one zstd frame at a very fast level. The entries of a load test repeat one another (headers,
+# bodies, a stream's recipe): 1,800 streams' 3.8 MB become 230 KB in 0.45 µs an entry, and a worker under
+# 1,000 streams spent 4.1-4.4 µs an entry packing and writing, against 6.8-7.0 uncompressed; 3.2-3.4 against
+# 4.4-4.9 under bodies. Text that repeats nothing costs 0.6 ns a byte and saves little.
+_BATCH_LEVEL = -5
+_ZSTD_FRAME = b"\x28\xb5\x2f\xfd"  # how a zstd frame begins; marshal's data never does
+_ZSTD = "zstd"  # a body compressed on its own, in batches written before 2026-12-07
 
 
 def pack(rows: list[tuple], tables: set | None = None) -> bytes:
-    """A batch of rows as one blob; a long stream's events compressed, as ``(data, "zstd")`` (:func:`unpack`).
-    A stream kept as its recipe is ``(recipe, codec)`` already; the digests of the tables such rows name
-    are added to ``tables``: the store keeps each table once (:mod:`app.streaming.recipes`)."""
-    packed, compressor = [], None
-    for row in rows:
-        body = row[_RESPONSE_BODY]
-        if type(body) is tuple:
-            if tables is not None:
+    """A batch of rows as one compressed blob (:func:`unpack`). A stream kept as its recipe is ``(recipe,
+    codec)`` already; the digests of the tables such rows name are added to ``tables``: the store keeps
+    each table once (:mod:`app.streaming.recipes`)."""
+    if tables is not None:
+        for row in rows:
+            body = row[_RESPONSE_BODY]
+            if type(body) is tuple:
                 tables.update(recipes.digests(*body))
-        elif row[_STREAM] and body is not None and len(body) >= _COMPRESS_FROM:
-            if compressor is None:  # one per batch: making one costs about as much as a body
-                compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-            row = (*row[:_RESPONSE_BODY], (compressor.compress(body), _ZSTD), *row[_RESPONSE_BODY + 1 :])
-        packed.append(row)
-    return marshal.dumps(packed)
+    # (a compressor a batch: making one costs about 10 µs, and a batch may be written from another thread)
+    return zstandard.ZstdCompressor(level=_BATCH_LEVEL).compress(marshal.dumps(rows))
 
 
 def unpack(blob: bytes, table=recipes.known) -> list[tuple]:
     """The rows of a batch, every body as bytes; ``table(digest)`` is the table a recipe names, or None if the
     store has lost it (then that body is empty)."""
+    if blob[:4] == _ZSTD_FRAME:  # (batches written before 2026-12-07 are marshal's bytes as they are)
+        blob = zstandard.ZstdDecompressor().decompress(blob)
     rows, decompressor = marshal.loads(blob), None
     for position, row in enumerate(rows):
         for index in _BODIES:
             if type(row[index]) is tuple:
-                # (data, "zstd"), (recipe, "events" or "numbered"); batches written before: (data, wbits) raw
-                # deflate, or a 1-tuple in zlib's format
+                # (recipe, "events" or "numbered"); in batches written before: (data, "zstd"), (data, wbits)
+                # raw deflate, or a 1-tuple in zlib's format
                 compressed, *codec = row[index]
                 if codec == [_ZSTD]:
                     decompressor = decompressor or zstandard.ZstdDecompressor()

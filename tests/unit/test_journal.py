@@ -491,7 +491,7 @@ def _cut(text: str) -> str:
     return cut(text)
 
 
-def test_a_batch_keeps_every_body_byte_for_byte_a_long_streams_events_packed_small():
+def test_a_batch_keeps_every_body_byte_for_byte_and_a_load_tests_repeats_packed_small():
     from app.shared.journal_store import COLUMNS, pack, unpack
 
     stream = b"".join(b'data: {"choices":[{"delta":{"content":" w%d"}}]}\n\n' % i for i in range(600))
@@ -506,22 +506,32 @@ def test_a_batch_keeps_every_body_byte_for_byte_a_long_streams_events_packed_sma
         rows.append(tuple(row.values()))
     blob = pack(rows)
     assert unpack(blob) == rows
-    assert stream not in blob  # the 25 KB of events went in compressed ...
-    assert prompt in blob and reply in blob  # ... and bodies that are mostly text as they are (too little gain)
-    assert len(blob) < len(prompt) + len(reply) + len(stream) // 4
+    assert stream not in blob and len(blob) < len(prompt) + len(reply) + len(stream) // 4  # compressed whole
+    # A load test: the same request over and over, each answered with its own id. The batch's repeats cost
+    # next to nothing.
+    answers = [reply.replace(b"choices", b"%032d" % n) for n in range(100)]
+    repeated = [(*rows[1][:COLUMNS.index("response_body")], answer, *rows[1][COLUMNS.index("response_body") + 1 :])
+                for answer in answers]  # fmt: skip
+    assert unpack(pack(repeated)) == repeated
+    assert len(pack(repeated)) < 2 * len(blob)
 
 
 def test_batches_written_by_earlier_versions_still_read():
-    """Batches waiting in a worker's file when the server is upgraded hold an earlier version's format: raw
-    deflate as (data, wbits) until zstd (2026-12-06), zlib's own format as a 1-tuple before that."""
+    """Batches waiting in a worker's file when the server is upgraded hold an earlier version's format:
+    marshal's bytes as they are, a long stream's events compressed on their own, with zstd as (data, "zstd")
+    until the batch was compressed whole (2026-12-07), raw deflate as (data, wbits) before (2026-12-06), and
+    zlib's own format as a 1-tuple before that."""
     import marshal
     import zlib
+
+    import zstandard
 
     from app.shared.journal_store import COLUMNS, unpack
 
     stream = b"".join(b'data: {"choices":[{"delta":{"content":" w%d"}}]}\n\n' % i for i in range(600))
     deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
-    for stored in ((zlib.compress(stream, 1),), (deflate.compress(stream) + deflate.flush(), -15)):
+    zstd = (zstandard.ZstdCompressor(level=-1).compress(stream), "zstd")
+    for stored in ((zlib.compress(stream, 1),), (deflate.compress(stream) + deflate.flush(), -15), zstd):
         row = dict.fromkeys(COLUMNS, 1)
         row["request_body"], row["response_body"] = b'{"model":"m"}', stored
         (read,) = unpack(marshal.dumps([tuple(row.values())]))
