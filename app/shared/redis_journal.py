@@ -1,6 +1,6 @@
 """The request journal in Redis: every worker of every instance appends to one stream; readers query a copy.
 
-A flush is one stream entry holding a batch of packed rows (a long stream's events compressed, as on one host),
+A flush is one stream entry holding a batch of packed rows (compressed whole, as on one host),
 added by a script that also hands the batch its entry ids (one counter for all instances) and trims the stream to
 the newest ``max_entries``. Each worker that reads keeps its own SQLite copy of the stream in a temporary file,
 brought up to date before each read with the entries added since the last, so queries run on the same SQL as on
