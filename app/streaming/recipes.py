@@ -4,9 +4,10 @@ of its bytes.
 A stream of :class:`~app.streaming.JoinedEvents` over an :class:`EventTable` (the corpus's tokens, a renderer's
 chunks made from them) is its head, ``count`` events ``prefix + table[(start + k) % len(table)] + suffix`` (the
 last one's suffix its own, for :class:`~app.streaming.EndedEvents`), and its tail. About a kilobyte says what
-its 22 KB (64 tokens) are. The journal keeps that recipe (:func:`recipe_of`) and makes the bytes again only when
-the entry is read (:func:`expand`): compressing the bytes of every stream took about a third of what the journal
-cost a stream, and most entries are never read.
+its 22 KB (64 tokens) are. The journal keeps that recipe, planned as the stream starts (:func:`plan_of`) and
+checked against what was sent as it ends (:func:`told`; :func:`recipe_of` does both at once), and makes the bytes
+again only when the entry is read (:func:`expand`): compressing the bytes of every stream took about a third of
+what the journal cost a stream, and most entries are never read.
 
 A stream of :class:`~app.streaming.NumberedEvents` (the Responses API's text deltas, each with its sequence
 number) is told the same way, with two tables (the tokens, and what follows each token) and its first number.
