@@ -432,7 +432,6 @@ def test_a_workers_counts_are_seen_by_another_process_as_it_changes_them(tmp_pat
         seen.set()
         child.join(10)
         store.close()
-    assert store._mine is None  # (its view of the mapped table let go before the table was closed)
 
 
 def test_a_journal_file_kept_from_before_the_batches_file_keeps_its_waiting_entries(tmp_path):
