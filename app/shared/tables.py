@@ -4,7 +4,8 @@ Records are fixed-size structs whose first field is a 16-byte digest of their ke
 open addressing; a slot whose record no longer matters (``reusable``: an expired bucket, a count back at
 zero) is taken over by a new key, so the table never needs deleting. Callers hold the shared lock around
 every read-modify-write whose result must be exact (a count, a limit); a table that may lose a record to a
-race (the prompt cache's) is used without it.
+race (the prompt cache's) is used without it, and is read only a few slots deep, where a new key evicts the
+record kept the least long (:meth:`MappedTable.find_near`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,25 @@ class MappedTable:
         if taken is None:
             raise RuntimeError(f"shared table full: more than {self.slots} live entries")
         return taken, self._zero
+
+    def find_near(self, key: bytes, ways: int, kept_until: Callable[[tuple], float]) -> tuple[int, tuple]:
+        """For a cache, whose records may be evicted: the slot of ``key`` among the ``ways`` slots from its start,
+        else the first free one there, else the one kept the least long (``kept_until``, which is in the past
+        for a record that has expired). A full table of open addressing has every probe path as long as the
+        table: a lookup here reads at most ``ways`` records however many keys the table holds."""
+        start = int.from_bytes(key[:8], "little") % self.slots
+        oldest, oldest_until = None, None
+        for step in range(ways):
+            slot = (start + step) % self.slots
+            record = self.record.unpack_from(self._map, slot * self.record.size)
+            if record[0] == key:
+                return slot, record[1:]
+            if record[0] == EMPTY:  # (slots are overwritten, never emptied: the key is not further on)
+                return slot, self._zero
+            until = kept_until(record)
+            if oldest is None or until < oldest_until:
+                oldest, oldest_until = slot, until
+        return oldest, self._zero
 
     def get(self, slot: int, key: bytes) -> tuple:
         """The fields after the digest; zeros when the slot holds another (reusable) key or none."""

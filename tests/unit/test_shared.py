@@ -294,6 +294,42 @@ def test_the_prompt_cache_does_not_wait_for_the_lock_the_workers_write_under(tmp
             reader.join(10)
 
 
+class _CountedReads:
+    """A table's record format, counting the records read."""
+
+    def __init__(self, record):
+        self.record, self.reads, self.size = record, 0, record.size
+
+    def unpack_from(self, *args):
+        self.reads += 1
+        return self.record.unpack_from(*args)
+
+    def pack_into(self, *args):
+        return self.record.pack_into(*args)
+
+
+def test_a_full_prompt_cache_evicts_what_expires_first_and_reads_a_few_slots_a_prefix(tmp_path, monkeypatch):
+    """A load test's distinct long prompts fill the table with live prefixes within their retention. The newest
+    are still cached, each by evicting the record near its slot that expires first, and a prefix costs at most
+    PREFIX_WAYS reads, not a walk of the whole table (which stalled a worker until gunicorn killed it)."""
+    import time
+
+    from app.shared import local
+
+    monkeypatch.setattr(local, "PREFIX_SLOTS", 256)
+    shared = open_(str(tmp_path / "shared.sqlite3"))
+    table = shared._prefixes
+    table.record = counted = _CountedReads(table.record)
+    start = time.time() + 600
+    for n in range(5000):  # twenty times the slots, every one still live
+        assert shared.cache_prefixes([_prefix(n, 0)], start + n) == [False]
+    assert counted.reads <= 5000 * local.PREFIX_WAYS
+    newest = [_prefix(n, 0) for n in range(4950, 5000)]
+    assert sum(shared.cache_prefixes(newest, start + 5000)) >= 45  # the last 50 sent, nearly all still there
+    oldest = [_prefix(n, 0) for n in range(50)]
+    assert shared.cache_prefixes(oldest, start + 5000) == [False] * 50  # evicted long since
+
+
 def test_a_prompt_prefix_unused_past_its_retention_is_forgotten(path):
     import time
 
