@@ -56,6 +56,9 @@ def main() -> int:
     )
     parser.add_argument("--turns", type=int, default=0, help="earlier exchanges of a conversation, sent first")
     parser.add_argument("--tools", type=int, default=0, help="function tools sent with every request")
+    parser.add_argument(
+        "--distinct", type=int, default=0, metavar="WORDS", help="a prompt of this many words of its own a request"
+    )
     parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
     parser.add_argument(
         "--api",
@@ -109,6 +112,7 @@ def main() -> int:
                     args.turns,
                     args.tools,
                     args.api,
+                    args.distinct,
                 )
                 rps[who].append(body_load["rps"])
                 body_cpu[who].append(body_load["server_cpu"] / body_load["rps"] * 1e6)
@@ -122,6 +126,7 @@ def main() -> int:
                     args.turns,
                     args.tools,
                     args.api,
+                    args.distinct,
                 )
                 if streamed["bad"]:
                     raise RuntimeError(f"{streamed['bad']} incomplete or wrong streams from {who}")

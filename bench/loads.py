@@ -36,24 +36,36 @@ CONTENT = b'"delta":{"content"'
 ANTHROPIC_VERSION = "anthropic-version: 2023-06-01"  # the header Anthropic's API requires
 
 
-def chat_body(tokens: int, stream: bool, system_chars: int = 0, turns: int = 0, tools: int = 0) -> str:
+def chat_body(
+    tokens: int, stream: bool, system_chars: int = 0, turns: int = 0, tools: int = 0, distinct: bool = False
+) -> str:
     """The same request for every server; aimock picks its answer by the last user message ``n<tokens>``. With
     ``system_chars``, a system prompt of that much English prose comes first (as most applications send); with
     ``turns``, that many earlier exchanges of a conversation (a question and its answer, a sentence each); with
-    ``tools``, that many function tools of three parameters each (as an agent sends; none is called)."""
+    ``tools``, that many function tools of three parameters each (as an agent sends; none is called). With
+    ``distinct``, the last user message is ``@PROMPT@``, which ``wrk/distinct.lua`` makes a prompt of its own
+    for every request (:func:`distinct_prompts`)."""
     prose = " ".join(CORPUS.read_text().split()) if system_chars or turns else ""
     messages = [{"role": "system", "content": prose[:system_chars]}] if system_chars else []
     sentences = prose.split(". ")
     for turn in range(turns):
         question, answer = sentences[2 * turn % len(sentences)], sentences[(2 * turn + 1) % len(sentences)]
         messages += [{"role": "user", "content": question + "?"}, {"role": "assistant", "content": answer + "."}]
-    messages.append({"role": "user", "content": f"n{tokens}"})
+    messages.append({"role": "user", "content": "@PROMPT@" if distinct else f"n{tokens}"})
     body = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": tokens}
     if tools:
         body["tools"] = [_tool(number) for number in range(tools)]
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     return json.dumps(body, separators=(",", ":"))
+
+
+def distinct_prompts(words: int) -> dict:
+    """wrk's environment for prompts of ``words`` words of English prose each, none sent twice (as a load test of
+    random prompts sends): ``wrk/distinct.lua`` reads it, with a body from :func:`chat_body` (``distinct``)."""
+    if not words:
+        return {}
+    return {"WRK_PROSE": json.dumps(" ".join(CORPUS.read_text().split()))[1:-1], "WRK_WORDS": str(words)}
 
 
 def responses_body(tokens: int, stream: bool) -> str:
@@ -172,22 +184,32 @@ def _wrk(server, url_path, script, connections, duration, env) -> tuple[str, dic
 
 
 def wrk_bodies(
-    server, tokens: int, connections: int, duration: int, close=False, system_chars=0, turns=0, tools=0, api="chat"
+    server,
+    tokens: int,
+    connections: int,
+    duration: int,
+    close=False,
+    system_chars=0,
+    turns=0,
+    tools=0,
+    api="chat",
+    distinct_words=0,
 ) -> dict:
-    env = {"WRK_CLOSE": "1"} if close else {}
+    env = ({"WRK_CLOSE": "1"} if close else {}) | distinct_prompts(distinct_words)
     if api == "responses":
         path, env["WRK_BODY"] = "/v1/responses", responses_body(tokens, False)
     elif api == "messages":
         path, env["WRK_BODY"], env["WRK_HEADER"] = "/v1/messages", messages_body(tokens, False), ANTHROPIC_VERSION
     else:
-        path, env["WRK_BODY"] = "/v1/chat/completions", chat_body(tokens, False, system_chars, turns, tools)
+        body = chat_body(tokens, False, system_chars, turns, tools, bool(distinct_words))
+        path, env["WRK_BODY"] = "/v1/chat/completions", body
     return _wrk(server, path, "post.lua", connections, duration, env)[1]
 
 
 def wrk_streams(
-    server, tokens: int, connections: int, duration: int, system_chars=0, turns=0, tools=0, api="chat"
+    server, tokens: int, connections: int, duration: int, system_chars=0, turns=0, tools=0, api="chat", distinct_words=0
 ) -> dict:
-    env = {"WRK_CHUNKS": str(tokens)}
+    env = {"WRK_CHUNKS": str(tokens)} | distinct_prompts(distinct_words)
     if api == "responses":
         path, env["WRK_BODY"] = "/v1/responses", responses_body(tokens, True)
         env["WRK_COUNTED"], env["WRK_ALL"] = "event: response.output_text.delta\n", ""
@@ -197,7 +219,8 @@ def wrk_streams(
         env["WRK_COUNTED"], env["WRK_ALL"] = "event: content_block_delta\n", "event: message_stop\n"
         env["WRK_HEADER"] = ANTHROPIC_VERSION
     else:
-        path, env["WRK_BODY"] = "/v1/chat/completions", chat_body(tokens, True, system_chars, turns, tools)
+        body = chat_body(tokens, True, system_chars, turns, tools, bool(distinct_words))
+        path, env["WRK_BODY"] = "/v1/chat/completions", body
     out, figures = _wrk(server, path, "stream.lua", connections, duration, env)
     good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
     figures.update(good=good, bad=bad, chunks_per_s=content / duration)

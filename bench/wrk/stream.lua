@@ -1,7 +1,8 @@
 -- wrk script: streaming requests, every response checked. A response counts as good when it is a 200 holding
 -- exactly $WRK_CHUNKS events that carry a token ($WRK_COUNTED marks one), every mark in $WRK_ALL and at least
 -- one of $WRK_ANY (marks separated by "|"). The defaults are a chat completion's: its content events, the
--- usage chunk ("choices":[] with "usage") and [DONE]. $WRK_HEADER ("Name: value") adds a header.
+-- usage chunk ("choices":[] with "usage") and [DONE]. $WRK_HEADER ("Name: value") adds a header; $WRK_PROSE, a
+-- prompt of its own for every request (distinct.lua).
 -- done() prints one line: STREAMS good=<n> bad=<n> content=<counted events in good responses>.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -9,6 +10,9 @@ wrk.body = os.getenv("WRK_BODY")
 local name, value = (os.getenv("WRK_HEADER") or ""):match("^([^:]+):%s*(.+)$")
 if name then
   wrk.headers[name] = value
+end
+if os.getenv("WRK_PROSE") then
+  dofile(debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") .. "distinct.lua")
 end
 local expected = tonumber(os.getenv("WRK_CHUNKS") or "0")
 local counted = os.getenv("WRK_COUNTED") or '"delta":{"content"'
