@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 
 from app.memo import Memo, content_key
 from app.tokens import chat_tokens
@@ -42,7 +43,7 @@ class PromptCache:
         digests = []
         for index, (tokens, retention) in enumerate(breakpoints):
             state = scope.copy()
-            state.update(repr(tokens).encode())
+            state.update(tokens_bytes(tokens))
             digests.append(state.digest())
             by_retention.setdefault(retention, []).append(index)
         for retention, indexes in by_retention.items():
@@ -92,11 +93,45 @@ def retention_s(settings: dict, body: dict) -> float:
 def prefix_digests(tokens: list, scope: str, min_tokens: int, step: int) -> list[bytes]:
     """The digests of the prefixes of ``min_tokens``, ``min_tokens + step``, ... tokens, shortest first; each
     chains the one before it, so equal digests mean equal prefixes."""
-    digests = []
+    ends = range(min_tokens, len(tokens) + 1, step)
+    if not ends:
+        return []
     state = hashlib.blake2b(scope.encode(), digest_size=16)
-    start = 0
-    for end in range(min_tokens, len(tokens) + 1, step):
-        state.update(repr(tokens[start:end]).encode())
+    ids = _ids(tokens[: ends[-1]]) if type(tokens[0]) is int else None  # (with the vocabularies: one array)
+    digests, start = [], 0
+    for end in ends:
+        if ids is not None:
+            state.update(b"i")
+            state.update(ids[4 * start : 4 * end])
+        else:
+            state.update(tokens_bytes(tokens[start:end]))
         digests.append(state.copy().digest())
         start = end
     return digests
+
+
+def tokens_bytes(tokens: list) -> bytes:
+    """Bytes that are equal only for equal lists of tokens: ids (the vocabularies' ints) four bytes each, the
+    approximation's pieces joined by NUL, anything else (an image's mark among ids, a piece that holds a NUL)
+    as its ``repr``; the first byte says which. A load test's random prompts are each hashed once, 2,000
+    tokens a request: ``repr`` took about 80 µs of that, these 5 to 20."""
+    if tokens and type(tokens[0]) is int:
+        ids = _ids(tokens)
+        if ids is not None:
+            return b"i" + ids
+    else:
+        try:
+            joined = "\0".join(tokens)
+        except TypeError:  # (not all pieces)
+            joined = None
+        if joined is not None and joined.count("\0") == len(tokens) - 1:
+            return b"s" + joined.encode("utf-8", "surrogatepass")
+    return b"r" + repr(tokens).encode()
+
+
+def _ids(tokens: list) -> memoryview | None:
+    """Token ids, four bytes each; None unless every token is an id."""
+    try:
+        return memoryview(array("I", tokens).tobytes())
+    except (TypeError, OverflowError):
+        return None

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from app.simulation.prompt_cache import prefix_digests, tokens_bytes
 from app.tokens import chat_tokens, count_message_tokens
 
 SYSTEM = " ".join(f"Rule {i}: answer in full sentences and cite the section you rely on." for i in range(250))
@@ -122,3 +123,38 @@ def test_the_prompt_is_read_as_many_tokens_as_it_counts(model):
     assert len(chat_tokens(body["messages"], body["tools"], model)) == count_message_tokens(
         body["messages"], body["tools"], model
     )
+
+
+def test_prefixes_have_equal_digests_exactly_while_their_tokens_are_equal():
+    # Each kind of token list: ids (the vocabularies), pieces (the approximation), ids with an image's marks, and
+    # pieces that hold a NUL (the separator of pieces). Two prompts share their digests up to the first step
+    # where a token differs, and none after it.
+    ids = list(range(100_000, 102_000))
+    pieces = [f" w{i}" for i in range(2000)]
+    marked = [*ids[:1100], *["a1b2c3d4"] * 85, *ids[1185:]]
+    nul = [*pieces[:1500], "a\0b", *pieces[1501:]]
+    for tokens in (ids, pieces, marked, nul):
+        digests = prefix_digests(tokens, "m\0", 1024, 128)
+        assert len(digests) == 8 and len(set(digests)) == 8
+        assert prefix_digests(list(tokens), "m\0", 1024, 128) == digests
+        changed = [*tokens[:1300], "x" if tokens[1300] != "x" else "y", *tokens[1301:]]  # in the step 1280-1408
+        assert prefix_digests(changed, "m\0", 1024, 128)[:3] == digests[:3]
+        assert not set(prefix_digests(changed, "m\0", 1024, 128)[3:]) & set(digests)
+        assert prefix_digests(tokens, "other\0", 1024, 128)[0] != digests[0]  # another model or cache key
+    # Lists that would read alike in a careless encoding: ids against their bytes as text, pieces split at a NUL
+    # against pieces joined, a mark against the id of the same digits
+    assert tokens_bytes(["a\0b", "c"]) != tokens_bytes(["a", "b\0c"])
+    assert tokens_bytes(["a", "b"]) != tokens_bytes(["a\0b"])
+    assert tokens_bytes(["ab", "c"]) != tokens_bytes(["a", "bc"])
+    assert tokens_bytes([1, 2]) != tokens_bytes(["\x01\x00\x00\x00\x02\x00\x00\x00"])
+    assert tokens_bytes([12]) != tokens_bytes(["12"])
+    assert tokens_bytes([5, "m"]) != tokens_bytes([5, "n"])
+    assert tokens_bytes([2**40]) != tokens_bytes([2**40 + 1])  # not an id of 4 bytes: kept whole
+
+
+def test_a_long_prompt_is_cached_without_the_vocabularies_too(client, monkeypatch):
+    # the approximation's pieces are hashed as text, not as ids
+    monkeypatch.setattr("app.tokens._encodings", {})
+    first = chat(client, "What is rule 3?", system="Without vocabularies. " + SYSTEM)
+    assert cached(first) == 0
+    assert cached(chat(client, "And rule 9?", system="Without vocabularies. " + SYSTEM)) >= 1024
