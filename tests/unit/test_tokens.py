@@ -1,6 +1,7 @@
 """Token splitting and counting."""
 
 import random
+import re
 
 from app.config import DEFAULT_CORPUS
 from app.tokens import count_message_tokens, count_tokens, split_tokens
@@ -22,6 +23,38 @@ def test_common_words_are_single_tokens_with_their_space():
 def test_long_words_and_numbers_split():
     assert split_tokens(" internationalization") == [" internati", "onalizatio", "n"]
     assert split_tokens("1234567") == ["123", "456", "7"]
+
+
+# The approximation as the README states it, spelled directly: the pieces, each cut into tokens of ten.
+_PIECES = re.compile(
+    r"""'(?:[sdmt]|ll|ve|re)(?![^\W\d_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])"""
+    r"""| ?[^\W\d_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+"""
+    r"""| ?[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]| ?\d{1,3}| ?(?:[^\s\w]|_)+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+def _stated(text: str) -> list[str]:
+    return [piece[i : i + 10] for piece in _PIECES.findall(text) for i in range(0, len(piece), 10)]
+
+
+def test_the_split_is_the_stated_pieces_cut_into_tens_for_ascii_and_any_other_text():
+    # split_tokens matches words already cut, and ASCII text with a pattern of ASCII classes: both must give
+    # what the stated rule gives, for every character class the rule names and runs longer than ten
+    alphabets = [
+        "".join(map(chr, range(128))),  # ASCII: controls, the separators \x1c-\x1f, punctuation
+        "ab Z9_'\n\r\t.,!-sdmtlvre",  # contractions, and runs of each kind
+        "aé漢字かなß9 '\n!…—\u3000\u00a0\u2028\x85",  # letters, CJK, Unicode white space
+        "".join(map(chr, range(0x2100))),
+    ]
+    rng = random.Random(3)
+    for case in range(20000):
+        text = "".join(rng.choice(alphabets[case % 4]) for _ in range(rng.randint(0, 40)))
+        if case % 5 == 0:
+            text = text.replace(" ", rng.choice(["", " " * 12, " abcdefghijklmnopq", "\n" * 11, "!" * 23]))
+        assert split_tokens(text) == _stated(text), repr(text)
+    prose = DEFAULT_CORPUS.read_text()
+    assert split_tokens(prose) == _stated(prose)
+    assert split_tokens(prose.replace(". ", ".\u2014 ")) == _stated(prose.replace(". ", ".\u2014 "))
 
 
 def test_english_prose_is_about_four_characters_a_token():
