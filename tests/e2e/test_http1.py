@@ -268,9 +268,11 @@ def test_a_paced_stream_goes_out_on_its_deadlines_and_is_journaled_write_by_writ
     assert entry["response"]["ending"] == "done"
     times = [e["t_ms"] for e in entry["response"]["stream_events"] if isinstance(e["data"], dict)]
     first, token_times = times[0], times[1 : tokens + 1]  # the head (the role's chunk) goes with token 0
-    # token k goes out at first + k * ITL or later (the timer's tick rounds up), each in a write of its own but
-    # the last, which carries the end of the stream with it
-    assert all(t >= first + k * itl_ms - 1 for k, t in enumerate(token_times)), times
+    # Token k is due k ITLs after token 0 was due, and goes out then or later (the timer's tick rounds up), each in
+    # a write of its own but the last, which carries the end of the stream with it. Token 0's write may itself go
+    # out late on a busy machine (by 1.01 ms once, in CI) while the later ones keep to the plan: a token that goes
+    # out a quarter of an ITL before its time fails.
+    assert all(t >= first + k * itl_ms - itl_ms / 4 for k, t in enumerate(token_times)), times
     assert len(set(token_times[:-1])) == tokens - 1, times
 
 

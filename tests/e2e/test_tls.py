@@ -292,7 +292,9 @@ def test_a_paced_stream_over_tls_goes_out_on_its_deadlines_record_by_record(star
     assert entry["response"]["text"] == "".join(pieces)
     times = [e["t_ms"] for e in entry["response"]["stream_events"] if isinstance(e["data"], dict)]
     first, token_times = times[0], times[1 : tokens + 1]  # the head (the role's chunk) goes with token 0
-    assert all(t >= first + k * itl_ms - 1 for k, t in enumerate(token_times)), times
+    # Token k is due k ITLs after token 0 was due. Token 0's write may itself go out late on a busy machine
+    # (1.01 ms once, in CI) while the later ones keep to the plan: a token a quarter of an ITL early fails.
+    assert all(t >= first + k * itl_ms - itl_ms / 4 for k, t in enumerate(token_times)), times
     assert len(set(token_times[:-1])) == tokens - 1, times
 
 
