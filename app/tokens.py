@@ -234,30 +234,41 @@ def _tokenize(text: str, encoding):
     return tuple(split_tokens(text))
 
 
-def chat_tokens(messages, tools=None, model: str | None = None, generation_prompt: bool = True) -> list:
+def chat_tokens(messages, tools=None, model: str | None = None, generation_prompt: bool = True, ids: bool = False):
     """A chat prompt as the model reads it, as many tokens as :func:`count_message_tokens` counts: the tools
     first (they lead the prompt), then each message framed (start, role, separator, its other fields, end),
-    then the start of the reply (start, ``assistant``, separator)."""
+    then the start of the reply (start, ``assistant``, separator). A list; with ``ids``, an array of the
+    vocabulary's ids, or None where the prompt is not all ids (without the vocabularies, or with an image's
+    tokens): the prompt cache hashes the array as it is, where a list of 2,000 ints took 25 µs to make and 8 to
+    turn back into bytes."""
     encoding = exact_counter(model)
+    if ids and encoding is None:
+        return None
     frame = FRAMING.get(encoding.name, APPROXIMATE_FRAMING) if encoding is not None else APPROXIMATE_FRAMING
-    tokens: list = []
-    if tools:
-        tokens += _json_tokenized(tools, encoding)
-    for message in messages:
-        tokens.append(frame["start"])
-        rest = []
-        for key, value in message.items():
-            if key == "role":
-                tokens += _value_tokens(value, encoding)
-                continue
-            rest += _value_tokens(value, encoding)
-            if key == "name":
-                rest += _tokenized(":", encoding)[:TOKENS_PER_NAME]
-        tokens.append(frame["message"])
-        tokens += rest
-        tokens.append(frame["end"])
-    if generation_prompt:  # the reply's priming: three tokens
-        tokens += [frame["start"], *_tokenized("assistant", encoding)[:1], frame["message"]]
+    empty = (lambda: array("I")) if ids else list
+    tokens = empty()
+    try:
+        if tools:
+            tokens.extend(_json_tokenized(tools, encoding))
+        for message in messages:
+            tokens.append(frame["start"])
+            rest = empty()
+            for key, value in message.items():
+                if key == "role":
+                    tokens.extend(_value_tokens(value, encoding))
+                    continue
+                rest.extend(_value_tokens(value, encoding))
+                if key == "name":
+                    rest.extend(_tokenized(":", encoding)[:TOKENS_PER_NAME])
+            tokens.append(frame["message"])
+            tokens.extend(rest)
+            tokens.append(frame["end"])
+        if generation_prompt:  # the reply's priming: three tokens
+            tokens.extend((frame["start"], *_tokenized("assistant", encoding)[:1], frame["message"]))
+    except TypeError:
+        if not ids:
+            raise
+        return None  # (an image's token met the array)
     return tokens
 
 

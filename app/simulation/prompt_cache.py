@@ -73,7 +73,10 @@ class PromptCache:
         key = (content, scope, prompt_tokens, min_tokens, step)
         digests = PREFIX_DIGESTS.get(key)
         if digests is None:  # (a repeated prompt's are kept: tokenizing and hashing 2,000 tokens took 0.5 ms)
-            digests = prefix_digests(chat_tokens(messages, tools, model)[:prompt_tokens], scope, min_tokens, step)
+            tokens = chat_tokens(messages, tools, model, ids=True)
+            if tokens is None:  # (pieces of the approximation, or an image's tokens among the ids)
+                tokens = chat_tokens(messages, tools, model)
+            digests = prefix_digests(tokens[:prompt_tokens], scope, min_tokens, step)
             PREFIX_DIGESTS.put(key, digests, len(content))
         if not digests:
             return 0

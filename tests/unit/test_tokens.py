@@ -185,3 +185,25 @@ def test_a_prompt_read_again_gives_the_same_tokens_and_a_caller_cannot_change_th
         assert tokens.text_tokens("Be brief.", model) == text[:-1]
         assert tokens.chat_tokens(messages, tools, model) == first
     assert tokens.text_tokens("Be brief.", "gpt-4o") == o200k.encode("Be brief.")
+
+
+def test_a_prompt_as_ids_is_its_tokens_in_an_array_or_none_where_they_are_not_all_ids():
+    """The prompt cache reads a long prompt as an array of ids (chat_tokens(..., ids=True)): the same tokens as
+    the list, and None without the vocabularies or with an image's tokens among the ids."""
+    from app import tokens
+
+    assert tokens.load_vocabularies()
+    messages = [
+        {"role": "system", "content": "Be brief.", "name": "policy"},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]},
+    ]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    for generation_prompt in (True, False):
+        listed = tokens.chat_tokens(messages, tools, "gpt-4o", generation_prompt)
+        ids = tokens.chat_tokens(messages, tools, "gpt-4o", generation_prompt, ids=True)
+        assert ids.typecode == "I" and list(ids) == listed
+    assert tokens.chat_tokens(messages, tools, None, ids=True) is None  # the approximation's pieces
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "Look"}, image]}]
+    assert tokens.chat_tokens(with_image, None, "gpt-4o", ids=True) is None
+    assert any(isinstance(t, str) for t in tokens.chat_tokens(with_image, None, "gpt-4o"))
