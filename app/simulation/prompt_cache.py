@@ -116,8 +116,8 @@ def prefix_digests(tokens: list, scope: str, min_tokens: int, step: int) -> list
 def tokens_bytes(tokens: list) -> bytes:
     """Bytes that are equal only for equal lists of tokens: ids (the vocabularies' ints) four bytes each, the
     approximation's pieces joined by NUL, anything else (an image's mark among ids, a piece that holds a NUL)
-    as its ``repr``; the first byte says which. A load test's random prompts are each hashed once, 2,000
-    tokens a request: ``repr`` took about 80 µs of that, these 5 to 20."""
+    as its ``repr``; the first byte says which. A load test's random prompts are each hashed once: for 1,800
+    tokens, ``repr`` took about 100 µs, these about 20 (ids) and 28 (pieces)."""
     if tokens and type(tokens[0]) is int:
         ids = _ids(tokens)
         if ids is not None:
