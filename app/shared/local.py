@@ -33,7 +33,7 @@ from app.shared.journal_store import JournalStore
 from app.shared.tables import MappedTable, digest
 
 _COUNTERS = struct.Struct("=qq")  # version, pending faults
-BUCKET_SLOTS = 1 << 16  # keys x models x 2 limits; 24 bytes each
+BUCKET_SLOTS = 1 << 20  # keys x models x 2 limits, live for a minute; 24 bytes each, pages made as they are used
 MODEL_SLOTS = 1 << 12
 SHARE_SLOTS = 1 << 14  # models x workers
 PREFIX_SLOTS = 1 << 17  # cached prompt prefixes, one per 128 tokens: 16M tokens of distinct prompts; 3 MB

@@ -155,6 +155,19 @@ def test_a_take_from_buckets_moves_every_bucket_or_none(path):
     assert shared.take_from_buckets(["r", "t"], [1.0, 1.0], [60.0, 60.0], later) == (True, [None, None])
 
 
+def test_a_minute_of_forty_thousand_api_keys_is_metered_on_one_host(tmp_path):
+    """Each API key and model holds two budgets until they are full again: a load with a key of its own for
+    every virtual user keeps that many live at once, and every one is metered (the table used to end at 65,536
+    budgets, and the request past it got a 500)."""
+    import time
+
+    shared, now = open_(str(tmp_path / "shared.sqlite3")), time.time()
+    for n in range(40_000):
+        keys = [f"key-{n}:gpt-4o:requests", f"key-{n}:gpt-4o:tokens"]
+        assert shared.take_from_buckets(keys, [1.0, 2.0], [60.0, 60.0], now) == (True, [None, None])
+    assert shared.take_from_buckets(["key-7:gpt-4o:requests"], [1.0], [60.0], now) == (True, [now + 1])
+
+
 def test_a_take_from_buckets_tests_the_bound_as_python_does_to_the_bit(path):
     import time
 
