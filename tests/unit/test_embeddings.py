@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
+import random
 import struct
+from array import array
 
 import pytest
 
+from app.render.embeddings import EmbeddingsRenderer, EmbeddingsReply, float32_texts
 from tests.openapi import assert_valid
 
 
@@ -96,3 +100,51 @@ def test_bad_requests_get_openai_errors(client, body, status, param):
     response = embed(client, **body)
     assert response.status_code == status
     assert response.get_json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("inputs", "encoding_format", "shorten_to", "model", "dimensions", "digest"),
+    [
+        (["The quick brown fox", [1, 2, 3]], "float", None, "text-embedding-3-small", 1536, "581cc544ee0c4382040b70d8"),
+        (["naïve café 日本"], "float", 256, "text-embedding-3-large", 3072, "a8a4e4347be6252e3dffcbf5"),
+        (["hello"], "base64", None, "text-embedding-ada-002", 1536, "8a86e1789f53b75705eabec5"),
+    ],
+)
+def test_a_texts_vector_is_the_same_across_versions(inputs, encoding_format, shorten_to, model, dimensions, digest):
+    """Users keep vectors (golden files, a vector store filled against the mock): the bodies are byte for byte
+    those of the version that first wrote them (e4f139d), first made and then from the memo."""
+    for _ in range(2):
+        reply = EmbeddingsReply(model, inputs, dimensions, shorten_to, encoding_format, 3)
+        assert hashlib.sha256(EmbeddingsRenderer().body(reply).encode()).hexdigest()[:24] == digest
+
+
+def _float32_as_stated(value: float) -> str:
+    """The rule, a value at a time: the fewest of 7, 8 or 9 significant digits that read back as the float32."""
+    for digits in (7, 8, 9):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == value:
+            return text if ("." in text or "e" in text) else text + ".0"
+    raise AssertionError(value)
+
+
+def test_float32_texts_are_the_shortest_that_read_back():
+    rng = random.Random(5)
+    edges = [0.0, -0.0, 1.0, -1.0, 0.5, 0.1, 1 / 3, 3e-5, 1e-45, 2.0**-149, 1.1754944e-38, 16777216.0, 3.4028235e38]
+    values = array("f", edges)
+    while len(values) < 50_000:  # values of every scale, and any float32's bits
+        if len(values) % 2:
+            value = struct.unpack("f", struct.pack("f", rng.uniform(-1, 1) * 10 ** rng.randint(-40, 38)))[0]
+        else:
+            value = struct.unpack("f", rng.randbytes(4))[0]
+        if math.isfinite(value):
+            values.append(value)
+    assert float32_texts(values) == [_float32_as_stated(v) for v in values]
+    assert float32_texts(array("f", [1.0, -0.0, 0.0023064255]))[:3] == ["1.0", "-0.0", "0.0023064255"]
+
+
+def test_a_batch_of_inputs_is_each_inputs_own_vector(client):
+    texts = [f"passage {i} about the weather" for i in range(300)]
+    batch = vectors(embed(client, input=texts, dimensions=32, encoding_format="float").get_json())
+    assert len(batch) == 300
+    for index in (0, 1, 150, 299):
+        assert batch[index] == vectors(embed(client, input=texts[index], dimensions=32).get_json())[0]
