@@ -62,9 +62,9 @@ def main() -> int:
     parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
     parser.add_argument(
         "--api",
-        choices=("chat", "responses", "messages"),
+        choices=("chat", "responses", "messages", "embeddings"),
         default="chat",
-        help="both loads to this API (responses: stored; messages: Anthropic's)",
+        help="both loads to this API (responses: stored; messages: Anthropic's; embeddings: bodies only)",
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
@@ -116,7 +116,7 @@ def main() -> int:
                 )
                 rps[who].append(body_load["rps"])
                 body_cpu[who].append(body_load["server_cpu"] / body_load["rps"] * 1e6)
-            for who in order:
+            for who in order if args.api != "embeddings" else ():
                 streamed = loads.wrk_streams(
                     servers[who],
                     args.tokens,
@@ -139,10 +139,9 @@ def main() -> int:
                 if held["failures"]:
                     raise RuntimeError(f"{held['failures']} paced streams from {who} failed")
                 paced[who].append(held)
-            line = (
-                f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}, "
-                f"chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}"
-            )
+            line = f"round {round_number + 1}: req/s {rps['now'][-1]:.0f} / {rps['before'][-1]:.0f}"
+            if chunks["now"]:
+                line += f", chunks/s {chunks['now'][-1]:.0f} / {chunks['before'][-1]:.0f}"
             if args.paced:
                 now, before = paced["now"][-1], paced["before"][-1]
                 line += f", paced CPU {now['server_cpu']:.3f} / {before['server_cpu']:.3f}"
@@ -160,13 +159,15 @@ def main() -> int:
     print(f"\n| load | now | {label} | median of per-round ratios |")
     print("|---|---:|---:|---:|")
     bodies = "non-stream req/s" + (", Connection: close" if args.close else "")
-    bodies += {"chat": "", "responses": ", Responses API", "messages": ", Anthropic Messages"}[args.api]
+    bodies += API_NAMES[args.api]
     for name, figures in (
         (bodies, rps),
         ("content chunks/s, ITL 0", chunks),
         ("server CPU a request, µs (lower is better)", body_cpu),
         ("server CPU a content chunk, µs (lower is better)", chunk_cpu),
     ):
+        if not figures["now"]:
+            continue  # no streams (embeddings)
         print(
             f"| {name} | {_figure(statistics.median(figures['now']))} | "
             f"{_figure(statistics.median(figures['before']))} | {statistics.median(ratios(figures)):.2f} |"
@@ -180,6 +181,14 @@ def main() -> int:
                 f"{statistics.median(ratios(figures)):.2f} |"
             )
     return 0
+
+
+API_NAMES = {
+    "chat": "",
+    "responses": ", Responses API",
+    "messages": ", Anthropic Messages",
+    "embeddings": ", embeddings",
+}
 
 
 def _figure(value: float) -> str:

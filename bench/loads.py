@@ -84,6 +84,15 @@ def messages_body(tokens: int, stream: bool) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
+def embeddings_body(distinct: bool) -> str:
+    """An embeddings request of one text, its vector in floats (the API's default, and what a load tool that
+    posts a fixed body asks for; the official SDK asks for base64): a sentence, or with ``distinct`` a text of
+    its own for every request (``@PROMPT@``, as in :func:`chat_body`), as an ingestion job embeds its
+    documents' chunks."""
+    text = "@PROMPT@" if distinct else "The quick brown fox jumps over the lazy dog."
+    return json.dumps({"model": "text-embedding-3-small", "input": text, "encoding_format": "float"})
+
+
 def _tool(number: int) -> dict:
     parameters = {
         "type": "object",
@@ -200,6 +209,8 @@ def wrk_bodies(
         path, env["WRK_BODY"] = "/v1/responses", responses_body(tokens, False)
     elif api == "messages":
         path, env["WRK_BODY"], env["WRK_HEADER"] = "/v1/messages", messages_body(tokens, False), ANTHROPIC_VERSION
+    elif api == "embeddings":
+        path, env["WRK_BODY"] = "/v1/embeddings", embeddings_body(bool(distinct_words))
     else:
         body = chat_body(tokens, False, system_chars, turns, tools, bool(distinct_words))
         path, env["WRK_BODY"] = "/v1/chat/completions", body
