@@ -62,9 +62,10 @@ def main() -> int:
     parser.add_argument("--close", action="store_true", help="bodies with Connection: close, a connection each")
     parser.add_argument(
         "--api",
-        choices=("chat", "responses", "messages", "embeddings"),
+        choices=("chat", "responses", "messages", "embeddings", "azure"),
         default="chat",
-        help="both loads to this API (responses: stored; messages: Anthropic's; embeddings: bodies only)",
+        help="both loads to this API (responses: stored; messages: Anthropic's; embeddings: bodies only; azure: "
+        "Azure OpenAI's chat route)",
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pin", action="store_true", help="servers (one worker) on CPU 0, the load on CPU 1")
@@ -188,6 +189,7 @@ API_NAMES = {
     "responses": ", Responses API",
     "messages": ", Anthropic Messages",
     "embeddings": ", embeddings",
+    "azure": ", Azure OpenAI",
 }
 
 

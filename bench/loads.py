@@ -34,6 +34,8 @@ WRK_COMMAND = os.environ.get("WRK", "wrk")  # (a packed runtime brings its own)
 CORPUS = Path(__file__).resolve().parents[1] / "app" / "assets" / "corpus.txt"  # English prose
 CONTENT = b'"delta":{"content"'
 ANTHROPIC_VERSION = "anthropic-version: 2023-06-01"  # the header Anthropic's API requires
+# Azure OpenAI's route for a deployment of the same name as the model (the model in the body is ignored there)
+AZURE_CHAT = "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
 
 
 def chat_body(
@@ -211,6 +213,8 @@ def wrk_bodies(
         path, env["WRK_BODY"], env["WRK_HEADER"] = "/v1/messages", messages_body(tokens, False), ANTHROPIC_VERSION
     elif api == "embeddings":
         path, env["WRK_BODY"] = "/v1/embeddings", embeddings_body(bool(distinct_words))
+    elif api == "azure":
+        path, env["WRK_BODY"] = AZURE_CHAT, chat_body(tokens, False, system_chars, turns, tools, bool(distinct_words))
     else:
         body = chat_body(tokens, False, system_chars, turns, tools, bool(distinct_words))
         path, env["WRK_BODY"] = "/v1/chat/completions", body
@@ -231,7 +235,10 @@ def wrk_streams(
         env["WRK_HEADER"] = ANTHROPIC_VERSION
     else:
         body = chat_body(tokens, True, system_chars, turns, tools, bool(distinct_words))
-        path, env["WRK_BODY"] = "/v1/chat/completions", body
+        path, env["WRK_BODY"] = AZURE_CHAT if api == "azure" else "/v1/chat/completions", body
+        if api == "azure":  # keys in alphabetical order: a token's chunk is the one with its content filter results
+            env["WRK_COUNTED"] = '"protected_material_code"'
+            env["WRK_ALL"] = '"usage":{"completion_tokens"|data: [DONE]'
     out, figures = _wrk(server, path, "stream.lua", connections, duration, env)
     good, bad, content = (int(n) for n in re.search(r"STREAMS good=(\d+) bad=(\d+) content=(\d+)", out).groups())
     figures.update(good=good, bad=bad, chunks_per_s=content / duration)
