@@ -38,49 +38,52 @@ class ChatRenderer:
     def __init__(self, corpus: Corpus, chunks: TokenChunks):
         self.corpus, self.chunks = corpus, chunks
 
-    BODY = PrettyTemplate(
-        {
-            "id": "@id@",
-            "object": "chat.completion",
-            "created": "@created@",
-            "model": "@model@",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": "@content@",
-                        "refusal": None,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": "@finish_reason@",
-                }
-            ],
-            "usage": chat_usage("@prompt_tokens@", "@completion_tokens@", "@cached_tokens@")
-            | {"total_tokens": "@total_tokens@"},
-            "service_tier": "@service_tier@",
-            "system_fingerprint": "@system_fingerprint@",
-        }
-    )
+    BODY_SHAPE = {  # a reply of one choice of text (``reply.answer.simple``), its values as "@name@"
+        "id": "@id@",
+        "object": "chat.completion",
+        "created": "@created@",
+        "model": "@model@",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "@content@",
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": "@finish_reason@",
+            }
+        ],
+        "usage": chat_usage("@prompt_tokens@", "@completion_tokens@", "@cached_tokens@")
+        | {"total_tokens": "@total_tokens@"},
+        "service_tier": "@service_tier@",
+        "system_fingerprint": "@system_fingerprint@",
+    }
+    BODY = PrettyTemplate(BODY_SHAPE)
 
     def body(self, reply: Reply) -> str:
         if not reply.answer.simple:
             return self._rich_body(reply)
+        return self.BODY.render(**self.simple_values(reply))
+
+    def simple_values(self, reply: Reply) -> dict:
+        """The values of :attr:`BODY_SHAPE` for a simple reply (Azure's body fills them into its own shape)."""
         text = reply.text
-        return self.BODY.render(
-            id=reply.completion_id or new_id("chatcmpl-"),
-            created=int(time.time()),
-            model=reply.model,
-            content=json_text(text),
-            finish_reason=text.finish_reason,
-            prompt_tokens=reply.prompt_tokens,
-            cached_tokens=reply.cached_tokens,
-            completion_tokens=text.count,
-            total_tokens=reply.prompt_tokens + text.count,
-            system_fingerprint=system_fingerprint(reply.model),
-            service_tier=encoded_tier(reply.service_tier),
-        )
+        return {
+            "id": reply.completion_id or new_id("chatcmpl-"),
+            "created": int(time.time()),
+            "model": reply.model,
+            "content": json_text(text),
+            "finish_reason": text.finish_reason,
+            "prompt_tokens": reply.prompt_tokens,
+            "cached_tokens": reply.cached_tokens,
+            "completion_tokens": text.count,
+            "total_tokens": reply.prompt_tokens + text.count,
+            "system_fingerprint": system_fingerprint(reply.model),
+            "service_tier": encoded_tier(reply.service_tier),
+        }
 
     def _rich_body(self, reply: Reply) -> str:
         answer = reply.answer

@@ -73,12 +73,54 @@ def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monk
     assert len(content) == tokens and (events[-2].get("usage") is not None) == usage
 
 
+@pytest.mark.parametrize("mode", ["corpus", "echo", "realistic"])
+@pytest.mark.parametrize(
+    "content",
+    ["Hello", 'naïve "quoted" \\ back\nslash 日本 100% %s %(id)s', "word " * 1200],  # 1,200 words: the prompt cache
+)
+def test_a_body_is_openais_as_azure_rewrites_it(make_client, monkeypatch, mode, content):
+    """Azure's body of one choice of text is filled into its own shape, not made by rewriting OpenAI's body:
+    it must be byte for byte that rewrite of what OpenAI's route answers to the same request."""
+    from app.formats.azure.render import _azure, _dump
+    from app.render import chat
+
+    monkeypatch.setattr(chat.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(chat, "new_id", lambda prefix: prefix + "fixed")
+    client = make_client({"responses": {"mode": mode}})
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 40, "seed": 7}
+    client.post("/v1/chat/completions", json=body | {"model": "gpt-4o"})  # (a long prompt is cached from here)
+    for _ in range(2):  # the second: a body parsed before
+        azure = client.post(CHAT, json=body).get_data(as_text=True)
+        openai = client.post("/v1/chat/completions", json=body | {"model": "gpt-4o"}).get_json()
+        assert azure == _dump(_azure(openai, stream=False))
+    assert json.loads(azure)["usage"]["prompt_tokens_details"]["cached_tokens"] == (1152 if len(content) > 99 else 0)
+
+
 def test_deployments_map_to_models(make_client):
     client = make_client({"azure": {"deployments": {"prod-chat": "gpt-4o-mini"}}})
     body = client.post("/openai/deployments/prod-chat/chat/completions" + VERSION, json=HI).get_json()
     assert body["model"] == "gpt-4o-mini-2024-07-18"
     missing = client.post("/openai/deployments/nope/chat/completions" + VERSION, json=HI)
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "DeploymentNotFound"
+
+
+def test_the_same_body_to_each_deployment_is_its_models(make_client):
+    """A body is parsed once for every request that sends its bytes to the same model; each deployment's
+    requests still go to its own model, named in its own headers, and what a body fails is still its own."""
+    client = make_client({"azure": {"deployments": {"small": "gpt-4o-mini", "large": "gpt-4o"}}})
+    for _ in range(2):
+        for deployment, model in (("small", "gpt-4o-mini-2024-07-18"), ("large", "gpt-4o-2024-08-06")):
+            response = client.post(f"/openai/deployments/{deployment}/chat/completions" + VERSION, json=HI)
+            assert response.get_json()["model"] == model
+            assert response.headers["x-ms-deployment-name"] == deployment
+    for _ in range(2):
+        stream = client.post("/openai/deployments/small/chat/completions" + VERSION, json=HI | {"stream": True})
+        assert b'"obfuscation"' not in stream.data and parse_sse(stream.data)[-1] == "[DONE]"
+    for _ in range(2):  # not JSON: refused as such, before the deployment is looked for
+        broken = client.post(
+            "/openai/deployments/nope/chat/completions" + VERSION, data=b"{", content_type="application/json"
+        )
+        assert broken.status_code == 400
 
 
 def test_the_v1_routes_name_the_deployment_in_model(client):

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
+from random import getrandbits
+from uuid import UUID
 
 from flask import Response, request
 
+from app.context import this_request
 from app.errors import OpenAIError
+from app.flask_app import add_own_headers
 from app.formats.azure.render import PROMPT_FILTERED
 from app.formats.wire import WireFormat, key_in, with_headers
 from app.state import current_state
 
 DEPLOYMENT = "mock_openai.deployment"  # environ key: the deployment a request named
+_RAI_INVOKED = (("x-ms-rai-invoked", "true"),)
 INVALID_KEY = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
     "active subscription and use a correct regional API endpoint for your resource."
@@ -114,16 +118,20 @@ class AzureFormat(WireFormat):
 
     def add_headers(self, response: Response) -> None:
         headers = response.headers
-        for name in [n for n in headers.keys() if n.startswith("x-ratelimit-reset-")]:
-            del headers[name]
-        request_id = str(uuid.uuid4())
-        headers.add("apim-request-id", request_id)
-        headers.add("x-request-id", request_id)
-        headers.add("x-ms-region", current_state().settings.azure["region"])
-        headers.add("x-ms-rai-invoked", "true")
-        client_request_id = request.headers.get("x-ms-client-request-id")
-        if client_request_id:
+        environ = this_request().environ
+        pairs = getattr(headers, "_list", None)  # (werkzeug's Headers keep their pairs there)
+        if type(pairs) is list:  # Azure sends no x-ratelimit-reset-*: dropped in one pass
+            pairs[:] = [pair for pair in pairs if not pair[0].startswith("x-ratelimit-reset-")]
+        else:  # pragma: no cover (a werkzeug that keeps them otherwise)
+            for name in [n for n in headers.keys() if n.startswith("x-ratelimit-reset-")]:
+                del headers[name]
+        request_id = str(UUID(int=getrandbits(128), version=4))  # (random, not os.urandom: an id, no secret)
+        add_own_headers(response, [("apim-request-id", request_id), ("x-request-id", request_id)])
+        headers.add("x-ms-region", current_state().settings.azure["region"])  # (configured: checked)
+        add_own_headers(response, _RAI_INVOKED)
+        client_request_id = environ.get("HTTP_X_MS_CLIENT_REQUEST_ID")
+        if client_request_id:  # the client's and the URL's values, checked as werkzeug checks any value
             headers.add("x-ms-client-request-id", client_request_id)
-        deployment = request.environ.get(DEPLOYMENT)
+        deployment = environ.get(DEPLOYMENT)
         if deployment:
             headers.add("x-ms-deployment-name", deployment)

@@ -5,9 +5,12 @@ routes only)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 
-from app.render import Reply
+from app.render import PrettyTemplate, Reply
+from app.render.chat import ChatRenderer
 from app.streaming import JoinedEvents
 
 SAFE = {"filtered": False, "severity": "safe"}
@@ -36,7 +39,7 @@ def _azure(body: dict, stream: bool) -> dict:
     if not stream:
         body["prompt_filter_results"] = PROMPT_RESULTS
     for choice in choices:
-        if choice.get("finish_reason") == "content_filter":
+        if choice.get("finish_reason") == FILTERED:
             choice["content_filter_results"] = OUTPUT_FILTERED
         elif not stream or _has_content(choice):
             choice["content_filter_results"] = OUTPUT_FILTER
@@ -78,12 +81,27 @@ OPENING = (
 )
 
 
+class SortedTemplate(PrettyTemplate):
+    """A body of fixed shape as Azure writes it (:func:`_dump`: compact, keys in order), built once; a
+    request only fills in its values, as in :class:`~app.render.PrettyTemplate`."""
+
+    def __init__(self, shape: dict):
+        self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", _dump(shape).replace("%", "%%"))
+
+
+FILTERED = "content_filter"  # (a finish reason whose choice carries other filter results)
+_CHAT_BODY = SortedTemplate(_azure(copy.deepcopy(ChatRenderer.BODY_SHAPE), stream=False))
+
+
 class AzureRenderer:
     def __init__(self, inner):
         self.inner = inner
         self.has_empty: dict[int, bool] = {}  # id() of a corpus's token list (it lives as long as this) -> any ""?
 
     def body(self, reply: Reply) -> str:
+        if isinstance(self.inner, ChatRenderer) and reply.answer.simple and reply.text.finish_reason != FILTERED:
+            # (the values filled into Azure's own shape: rewriting OpenAI's body took a fifth of its time)
+            return _CHAT_BODY.render(**self.inner.simple_values(reply))
         return _dump(_azure(json.loads(self.inner.body(reply)), stream=False))
 
     def stream(self, reply: Reply):
