@@ -54,7 +54,8 @@ def test_the_stream_opens_with_prompt_filter_results(client):
 def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monkeypatch, tokens, usage):
     """A chat stream's chunks are made from the first one rewritten (app.formats.azure.render), not each
     rewritten (13 µs a chunk): each must be exactly what rewriting it again gives (keys sorted, content filter
-    results, no obfuscation), and carry the text OpenAI's renderer would have sent."""
+    results, no obfuscation), and carry the text OpenAI's renderer would have sent. The next stream of the same
+    request is made from what the first one's rewrites gave, with its own id and time."""
     from app.formats.azure import render
     from app.formats.azure.render import _azure, _dump
 
@@ -62,15 +63,21 @@ def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monk
     rewrite = render._events
     monkeypatch.setattr(render, "_events", lambda data: rewritten.append(data) or rewrite(data))
     body = HI | {"stream": True, "max_tokens": tokens, "stream_options": {"include_usage": usage}}
-    raw = client.post(CHAT, json=body, headers=KEY).data
-    assert len(rewritten) <= 4  # the head, the first two chunks (the second as a check), the tail
-    chunks = [block[6:] for block in raw.decode().split("\n\n") if block.startswith("data: {")]
-    for chunk in chunks:
-        assert _dump(_azure(json.loads(chunk), stream=True)) == chunk
-    events = parse_sse(raw)
-    content = [e["choices"][0]["delta"]["content"] for e in events[1:] if e != "[DONE]" and e["choices"]
-               and e["choices"][0]["delta"].get("content")]  # fmt: skip
-    assert len(content) == tokens and (events[-2].get("usage") is not None) == usage
+    streams = []
+    for turn in range(2):
+        rewritten.clear()
+        raw = client.post(CHAT, json=body, headers=KEY).data
+        assert len(rewritten) <= (4 if turn == 0 else 0)  # the opening, the first two chunks, the end; then none
+        chunks = [block[6:] for block in raw.decode().split("\n\n") if block.startswith("data: {")]
+        for chunk in chunks:
+            assert _dump(_azure(json.loads(chunk), stream=True)) == chunk
+        events = parse_sse(raw)
+        content = [e["choices"][0]["delta"]["content"] for e in events[1:] if e != "[DONE]" and e["choices"]
+                   and e["choices"][0]["delta"].get("content")]  # fmt: skip
+        assert len(content) == tokens and (events[-2].get("usage") is not None) == usage
+        assert len({(e["id"], e["created"]) for e in events[1:-1]}) == 1 and isinstance(events[1]["created"], int)
+        streams.append(events[1]["id"])
+    assert streams[0] != streams[1]
 
 
 @pytest.mark.parametrize("mode", ["corpus", "echo", "realistic"])
