@@ -102,12 +102,14 @@ def float32_texts(values: array) -> list[str]:
     return texts
 
 
-def embedding_json(model: str, item, dimensions: int, shorten_to: int | None, encoding_format: str) -> str:
-    """One input's ``embedding`` as it stands in the body: its floats as a JSON array, indented as the body is,
-    or its base64 as a JSON string. Kept for the next request that embeds the same input alike (a load test's
-    one input, a RAG application's repeated queries): a repeat costs a lookup, not the vector (about 1.2 ms of
-    floats, 0.3 of base64, for 1,536 dimensions)."""
-    key = (model, item if isinstance(item, str) else tuple(item), dimensions, shorten_to, encoding_format)
+def embedding_json(
+    model: str, item, dimensions: int, shorten_to: int | None, encoding_format: str, compact: bool = False
+) -> str:
+    """One input's ``embedding`` as it stands in the body: its floats as a JSON array, indented as the body is
+    (or ``compact``, as Azure writes it), or its base64 as a JSON string. Kept for the next request that embeds
+    the same input alike (a load test's one input, a RAG application's repeated queries): a repeat costs a
+    lookup, not the vector (about 1.2 ms of floats, 0.3 of base64, for 1,536 dimensions)."""
+    key = (model, item if isinstance(item, str) else tuple(item), dimensions, shorten_to, encoding_format, compact)
     found = EMBEDDED.get(key)
     if found is None:
         values = shortened(vector(model, item, dimensions), shorten_to)
@@ -115,34 +117,43 @@ def embedding_json(model: str, item, dimensions: int, shorten_to: int | None, en
             if sys.byteorder == "big":
                 values.byteswap()  # little-endian on the wire, as the SDK's decoding expects
             found = f'"{base64.b64encode(values.tobytes()).decode()}"'
+        elif compact:
+            found = "[" + ",".join(float32_texts(values)) + "]"
         else:
             found = "[\n        " + ",\n        ".join(float32_texts(values)) + "\n      ]"
         EMBEDDED.put(key, found, len(found) + len(key[1]))
     return found
 
 
-EMBEDDED = Memo(1 << 22)  # (model, input, dimensions, shorten_to, format) -> its embedding's JSON; 4 MB of text
+EMBEDDED = Memo(1 << 22)  # (model, input, dimensions, shorten_to, format, compact) -> its JSON; 4 MB of text
 
 
 class EmbeddingsRenderer:
-    """``{"object": "list", "data": [{"object": "embedding", ...}], "model", "usage"}``."""
+    """``{"object": "list", "data": [{"object": "embedding", ...}], "model", "usage"}``, two-space indented like
+    every other body; or written by another ``dump`` of its shape, its vectors ``compact`` (Azure's: keys
+    sorted, no indentation)."""
+
+    def __init__(self, dump=pretty, compact: bool = False):
+        self.dump, self.compact = dump, compact
 
     def body(self, reply: EmbeddingsReply) -> str:
-        # Two-space indented like every other body. The vectors (thousands of numbers each) are written apart and
-        # joined into the body's text once, not passed through the indenting encoder, nor put in by a replace
-        # each (which scanned all the text before it: a batch of 1,024 inputs took 20 s, and one of 2,048, the
-        # most a request may send, outlasted the worker's timeout).
+        # The vectors (thousands of numbers each) are written apart and joined into the body's text once, not
+        # passed through the encoder, nor put in by a replace each (which scanned all the text before it: a
+        # batch of 1,024 inputs took 20 s, and one of 2,048, the most a request may send, outlasted the
+        # worker's timeout).
         shape = {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _HERE} for i in range(len(reply.inputs))],
             "model": reply.model,
             "usage": {"prompt_tokens": reply.prompt_tokens, "total_tokens": reply.prompt_tokens},
         }
-        parts = pretty(shape).split(f'"{_HERE}"')
+        parts = self.dump(shape).split(f'"{_HERE}"')
         pieces = [parts[0]]
         turn_ends = perf_counter() + _TURN_S
         for item, after in zip(reply.inputs, parts[1:], strict=True):
-            embedding = embedding_json(reply.model, item, reply.dimensions, reply.shorten_to, reply.encoding_format)
+            embedding = embedding_json(
+                reply.model, item, reply.dimensions, reply.shorten_to, reply.encoding_format, self.compact
+            )
             pieces += (embedding, after)
             if perf_counter() > turn_ends:  # a batch of inputs takes seconds: the worker's other clients go too
                 sleep(_WAIT_S)

@@ -57,7 +57,7 @@ def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monk
     results, no obfuscation), and carry the text OpenAI's renderer would have sent. The next stream of the same
     request is made from what the first one's rewrites gave, with its own id and time."""
     from app.formats.azure import render
-    from app.formats.azure.render import _azure, _dump
+    from app.formats.azure.render import _azure, sorted_json
 
     rewritten = []
     rewrite = render._events
@@ -70,7 +70,7 @@ def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monk
         assert len(rewritten) <= (4 if turn == 0 else 0)  # the opening, the first two chunks, the end; then none
         chunks = [block[6:] for block in raw.decode().split("\n\n") if block.startswith("data: {")]
         for chunk in chunks:
-            assert _dump(_azure(json.loads(chunk), stream=True)) == chunk
+            assert sorted_json(_azure(json.loads(chunk), stream=True)) == chunk
         events = parse_sse(raw)
         content = [e["choices"][0]["delta"]["content"] for e in events[1:] if e != "[DONE]" and e["choices"]
                    and e["choices"][0]["delta"].get("content")]  # fmt: skip
@@ -88,7 +88,7 @@ def test_every_chunk_of_a_stream_is_what_azures_rewrite_makes_of_it(client, monk
 def test_a_body_is_openais_as_azure_rewrites_it(make_client, monkeypatch, mode, content):
     """Azure's body of one choice of text is filled into its own shape, not made by rewriting OpenAI's body:
     it must be byte for byte that rewrite of what OpenAI's route answers to the same request."""
-    from app.formats.azure.render import _azure, _dump
+    from app.formats.azure.render import _azure, sorted_json
     from app.render import chat
 
     monkeypatch.setattr(chat.time, "time", lambda: 1_800_000_000.0)
@@ -99,8 +99,28 @@ def test_a_body_is_openais_as_azure_rewrites_it(make_client, monkeypatch, mode, 
     for _ in range(2):  # the second: a body parsed before
         azure = client.post(CHAT, json=body).get_data(as_text=True)
         openai = client.post("/v1/chat/completions", json=body | {"model": "gpt-4o"}).get_json()
-        assert azure == _dump(_azure(openai, stream=False))
+        assert azure == sorted_json(_azure(openai, stream=False))
     assert json.loads(azure)["usage"]["prompt_tokens_details"]["cached_tokens"] == (1152 if len(content) > 99 else 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "The quick brown fox"},
+        {"input": ["a", "b", [1, 2, 3]], "encoding_format": "float", "dimensions": 64},
+        {"input": ["naïve 日本", "x"], "encoding_format": "base64"},
+    ],
+)
+def test_embeddings_are_openais_as_azure_writes_them(client, body):
+    """Azure's embeddings are written in its order from the start, not OpenAI's body rewritten: byte for byte
+    what the rewrite makes of OpenAI's route's answer, the second time from what was kept."""
+    from app.formats.azure.render import sorted_json
+
+    body = body | {"model": "text-embedding-3-small"}
+    for _ in range(2):
+        azure = client.post(f"/openai/deployments/text-embedding-3-small/embeddings{VERSION}", json=body)
+        openai = client.post("/v1/embeddings", json=body)
+        assert azure.status_code == 200 and azure.get_data(as_text=True) == sorted_json(openai.get_json())
 
 
 def test_deployments_map_to_models(make_client):

@@ -35,7 +35,7 @@ def _azure(body: dict, stream: bool) -> dict:
     for name in _DROPPED:
         body.pop(name, None)
     choices = body.get("choices")
-    if choices is None:  # embeddings
+    if choices is None:  # an error event
         return body
     if not stream:
         body["prompt_filter_results"] = PROMPT_RESULTS
@@ -54,7 +54,8 @@ def _has_content(choice: dict) -> bool:
     return bool(delta.get("content") if isinstance(delta, dict) else choice.get("text"))
 
 
-def _dump(body: dict) -> str:
+def sorted_json(body: dict) -> str:
+    """A body as Azure writes it: compact, its keys in alphabetical order."""
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -66,7 +67,7 @@ def _events(data: bytes) -> bytes:
     for block in data.split(b"\n\n"):
         if block.startswith(b"data: {"):
             try:
-                block = b"data: " + _dump(_azure(json.loads(block[6:]), stream=True)).encode()
+                block = b"data: " + sorted_json(_azure(json.loads(block[6:]), stream=True)).encode()
             except ValueError:  # a malformed chunk (a fault) stays malformed
                 pass
         out.append(block)
@@ -75,7 +76,7 @@ def _events(data: bytes) -> bytes:
 
 OPENING = (
     b"data: "
-    + _dump(
+    + sorted_json(
         {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": PROMPT_RESULTS}
     ).encode()
     + b"\n\n"
@@ -83,11 +84,11 @@ OPENING = (
 
 
 class SortedTemplate(PrettyTemplate):
-    """A body of fixed shape as Azure writes it (:func:`_dump`: compact, keys in order), built once; a
+    """A body of fixed shape as Azure writes it (:func:`sorted_json`: compact, keys in order), built once; a
     request only fills in its values, as in :class:`~app.render.PrettyTemplate`."""
 
     def __init__(self, shape: dict):
-        self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", _dump(shape).replace("%", "%%"))
+        self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", sorted_json(shape).replace("%", "%%"))
 
 
 FILTERED = "content_filter"  # (a finish reason whose choice carries other filter results)
@@ -105,7 +106,7 @@ class AzureRenderer:
         if isinstance(self.inner, ChatRenderer) and reply.answer.simple and reply.text.finish_reason != FILTERED:
             # (the values filled into Azure's own shape: rewriting OpenAI's body took a fifth of its time)
             return _CHAT_BODY.render(**self.inner.simple_values(reply))
-        return _dump(_azure(json.loads(self.inner.body(reply)), stream=False))
+        return sorted_json(_azure(json.loads(self.inner.body(reply)), stream=False))
 
     def stream(self, reply: Reply):
         head, event_at, count, tail = self.inner.stream(reply)
