@@ -106,9 +106,9 @@ def embedding_json(
     model: str, item, dimensions: int, shorten_to: int | None, encoding_format: str, compact: bool = False
 ) -> str:
     """One input's ``embedding`` as it stands in the body: its floats as a JSON array, indented as the body is
-    (or ``compact``, as Azure writes it), or its base64 as a JSON string. Kept for the next request that embeds
-    the same input alike (a load test's one input, a RAG application's repeated queries): a repeat costs a
-    lookup, not the vector (about 1.2 ms of floats, 0.3 of base64, for 1,536 dimensions)."""
+    (or ``compact``, for a body without indentation), or its base64 as a JSON string. Kept for the next
+    request that embeds the same input alike (a load test's one input, a RAG application's repeated queries):
+    a repeat costs a lookup, not the vector (about 1.2 ms of floats, 0.3 of base64, for 1,536 dimensions)."""
     key = (model, item if isinstance(item, str) else tuple(item), dimensions, shorten_to, encoding_format, compact)
     found = EMBEDDED.get(key)
     if found is None:
@@ -130,8 +130,8 @@ EMBEDDED = Memo(1 << 22)  # (model, input, dimensions, shorten_to, format, compa
 
 class EmbeddingsRenderer:
     """``{"object": "list", "data": [{"object": "embedding", ...}], "model", "usage"}``, two-space indented like
-    every other body; or written by another ``dump`` of its shape, its vectors ``compact`` (Azure's: keys
-    sorted, no indentation)."""
+    every other body; or written by another format's ``dump`` of the same shape, its vectors ``compact`` where
+    that dump does not indent."""
 
     def __init__(self, dump=pretty, compact: bool = False):
         self.dump, self.compact = dump, compact
