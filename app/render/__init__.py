@@ -111,11 +111,12 @@ def legacy_usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 class PrettyTemplate:
-    """A body of fixed shape, indented exactly as :func:`pretty` would, built once; a request only fills in
-    its values. (``json.dumps`` with ``indent`` runs in pure Python and is the costliest step otherwise.)"""
+    """A body of fixed shape, indented exactly as :func:`pretty` would (or written by another format's
+    ``dump``), built once; a request only fills in its values. (``json.dumps`` with ``indent`` runs in pure
+    Python and is the costliest step otherwise.)"""
 
-    def __init__(self, shape: dict):
-        text = pretty(shape).replace("%", "%%")
+    def __init__(self, shape: dict, dump=pretty):
+        text = dump(shape).replace("%", "%%")
         self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", text)
 
     def render(self, **values) -> str:

@@ -83,16 +83,9 @@ OPENING = (
 )
 
 
-class SortedTemplate(PrettyTemplate):
-    """A body of fixed shape as Azure writes it (:func:`sorted_json`: compact, keys in order), built once; a
-    request only fills in its values, as in :class:`~app.render.PrettyTemplate`."""
-
-    def __init__(self, shape: dict):
-        self.text = re.sub(r'"@(\w+)@"', r"%(\1)s", sorted_json(shape).replace("%", "%%"))
-
-
 FILTERED = "content_filter"  # (a finish reason whose choice carries other filter results)
-_CHAT_BODY = SortedTemplate(_azure(copy.deepcopy(ChatRenderer.BODY_SHAPE), stream=False))
+# Azure's body of one choice of text, made once from OpenAI's by the same rewrite; a request fills in its values
+_CHAT_BODY = PrettyTemplate(_azure(copy.deepcopy(ChatRenderer.BODY_SHAPE), stream=False), dump=sorted_json)
 
 
 class AzureRenderer:
