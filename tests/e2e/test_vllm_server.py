@@ -203,6 +203,8 @@ def test_the_newest_sequence_is_the_one_preempted(start_server):
     older.join(60)
     newer.join(60)
     assert gaps["older"][0] == gaps["newer"][0] == 100
-    assert gaps["older"][1] < 0.1  # never preempted: at most a token's wait for the newer one's blocks
+    # Never preempted. Preempted, the older one would wait for the newer one's last ~27 tokens (about 0.54 s);
+    # its reader's own gap reached 0.12 s when fresh-clone CI ran the e2e tests two at a time, hence 0.3.
+    assert gaps["older"][1] < 0.3
     assert gaps["newer"][1] > 0.15  # preempted until the older one ended (its last ~10 tokens) and gave them back
     assert gauges(server.base_url)["vllm:num_preemptions_total"] >= 1
