@@ -15,7 +15,7 @@ from gevent import sleep
 
 from app.context import this_request
 from app.errors import SERVER_ERROR, OpenAIError
-from app.flask_app import add_own_headers
+from app.flask_app import ApiResponse, add_own_headers
 from app.journal import STREAM_END, STREAM_STOPPED
 from app.render import Reply, compact
 from app.simulation import Fate
@@ -123,7 +123,7 @@ def _body(fate: Fate, reply: Reply, renderer) -> Response:
         raise error_for("500", reply.model, "", fate.settings.faults, None)
     if fault is not None and fault.kind == "disconnect":
         connection_dropper()()
-        return Response(b"", mimetype="application/json")
+        return ApiResponse.of_json(b"")
     body = renderer.body(reply).encode()
     if fault is not None and fault.kind == "malformed":
         body = body[: len(body) // 2]
@@ -131,7 +131,7 @@ def _body(fate: Fate, reply: Reply, renderer) -> Response:
         response = Response(trickle([body], fate.trickle_bytes_per_s), mimetype="application/json")
         response.headers["Content-Length"] = str(len(body))
         return response
-    return Response(body, mimetype="application/json")
+    return ApiResponse.of_json(body)
 
 
 def _generate(fate: Fate, wait: float) -> float:
