@@ -198,10 +198,22 @@ _PREFIX = "HTTP_X_MOCK_"
 TEST_ID = "HTTP_X_MOCK_TEST_ID"  # X-Mock-Test-Id tags a request in the journal; it changes nothing else
 
 
+# Whether an environ with these keys, in this order, holds an X-Mock header: a client sends the same headers
+# on every request, so a repeat costs a tuple and a lookup (0.3 µs) where a scan of the keys cost 1.6.
+_SHAPES_WITH_CONTROLS: dict[tuple, bool] = {}
+_SHAPES = 512
+
+
 def read_controls(environ) -> Controls | None:
-    """The request's ``X-Mock-*`` headers, or None when it sent none (the common case: one scan of the
-    environ's keys, in C). An unknown ``X-Mock-`` header or a malformed value is a 400 that names it."""
-    if not any(map(str.startswith, environ, repeat(_PREFIX))):
+    """The request's ``X-Mock-*`` headers, or None when it sent none (the common case, known by the environ's
+    keys). An unknown ``X-Mock-`` header or a malformed value is a 400 that names it."""
+    shape = tuple(environ)
+    asked = _SHAPES_WITH_CONTROLS.get(shape)
+    if asked is None:
+        if len(_SHAPES_WITH_CONTROLS) >= _SHAPES:
+            _SHAPES_WITH_CONTROLS.clear()
+        asked = _SHAPES_WITH_CONTROLS[shape] = any(map(str.startswith, shape, repeat(_PREFIX)))
+    if not asked:
         return None
     present = [key for key in environ if key.startswith(_PREFIX) and key != TEST_ID]
     if not present:  # only the journal's tag

@@ -173,6 +173,16 @@ def test_a_bad_control_header_is_a_400_that_names_it(client, header, value):
     assert error["param"] == header and header in error["message"]
 
 
+def test_whether_a_request_has_control_headers_is_its_own_whichever_came_before(client):
+    # read_controls remembers it by the environ's keys: the same headers without X-Mock ones, then with one,
+    # then without again, each answered for what it sent
+    assert chat(client, {"X-Other": "1"}, max_tokens=2).status_code == 200
+    assert chat(client, {"X-Mock-Error": "500"}, max_tokens=2).status_code == 500
+    assert chat(client, {"X-Other": "1"}, max_tokens=2).status_code == 200
+    assert chat(client, {"X-Mock-Error": "429"}, max_tokens=2).status_code == 429
+    assert chat(client, {"X-Mock-Test-Id": "t"}, max_tokens=2).status_code == 200  # the journal's tag alone
+
+
 def test_control_headers_can_be_turned_off(make_client):
     client = make_client(merged(FAST, {"faults": {"request_headers": False}}))
     assert chat(client, {"X-Mock-Error": "500", "X-Mock-Colour": "blue"}, max_tokens=2).status_code == 200
