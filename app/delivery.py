@@ -109,7 +109,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
         events = trickle(events, fate.trickle_bytes_per_s)
     # A renderer may stream something else than events (Gemini's JSON array without alt=sse).
     mimetype = getattr(renderer, "stream_mimetype", "text/event-stream")
-    return Response(events, mimetype=mimetype, direct_passthrough=True)
+    return ApiResponse.of_stream(events, mimetype)
 
 
 def _body(fate: Fate, reply: Reply, renderer) -> Response:

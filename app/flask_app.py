@@ -25,15 +25,16 @@ does not need (each measured under load with bench/).
   every write, is one for all requests. Together about 12 µs of a bare route's 58 (the app alone, in a
   loop, journaled; bench/ figures in the docs' benchmark page).
 - A view's response: werkzeug's constructor parses the default status, looks the mimetype's charset up and
-  checks each header value it sets; a whole JSON body (every completion's) is made as that constructor
-  would leave it (:meth:`ApiResponse.of_json`). A view that returns Flask's own ``Response`` has it turned
-  into the app's class, as Flask's ``make_response`` does after asking whether it is a string, an iterator
-  (a check of an abstract class), a dict or a list first. A request whose form was never parsed has no
-  files to close.
+  checks each header value it sets; a whole JSON body (every completion's) and a stream are made as that
+  constructor would leave them (:meth:`ApiResponse.of_json`, :meth:`ApiResponse.of_stream`). A view that
+  returns Flask's own ``Response`` has it turned into the app's class, as Flask's ``make_response`` does
+  after asking whether it is a string, an iterator (a check of an abstract class), a dict or a list first.
+  A request whose form was never parsed has no files to close.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from flask import Flask
@@ -52,6 +53,7 @@ from flask.wrappers import Request, Response
 from werkzeug.datastructures import Headers
 from werkzeug.routing import Map, MapAdapter
 from werkzeug.routing.matcher import StateMachineMatcher
+from werkzeug.utils import get_content_type
 
 BOUND_HOSTS = 256  # Host headers whose binding is kept (clients choose them: the cache must stay bounded)
 MATCHED_PATHS = 4096  # paths whose route is kept (clients choose them too: /v1/models/<any id>)
@@ -67,11 +69,21 @@ class ApiResponse(Response):
         """``cls(body, mimetype="application/json")``, made as werkzeug's constructor leaves it (status 200,
         ``Content-Type``, then ``Content-Length``), without its steps: 2.8 → 0.7 µs in a loop.
         tests/unit/test_api_response.py checks that the two agree, attribute for attribute."""
+        return cls._made([("Content-Type", "application/json"), ("Content-Length", str(len(body)))], [body], False)
+
+    @classmethod
+    def of_stream(cls, events, mimetype: str) -> ApiResponse:
+        """``cls(events, mimetype=mimetype, direct_passthrough=True)``, made as :meth:`of_json` is (a text
+        type with werkzeug's ``charset=utf-8``)."""
+        return cls._made([("Content-Type", _content_type(mimetype))], events, True)
+
+    @classmethod
+    def _made(cls, header_list: list, body, direct_passthrough: bool) -> ApiResponse:
         response = cls.__new__(cls)
         headers = response.headers = Headers()
-        headers._list = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        headers._list = header_list
         response._status, response._status_code = "200 OK", 200
-        response.direct_passthrough, response._on_close, response.response = False, [], [body]
+        response.direct_passthrough, response._on_close, response.response = direct_passthrough, [], body
         return response
 
     def get_wsgi_headers(self, environ):
@@ -108,6 +120,11 @@ class ApiRequest(Request):
     def close(self) -> None:
         if "files" in self.__dict__:  # (werkzeug closes the files of a form it parsed; none were parsed)
             super().close()
+
+
+@functools.lru_cache(maxsize=16)
+def _content_type(mimetype: str) -> str:
+    return get_content_type(mimetype, "utf-8")
 
 
 def add_own_headers(response: Response, pairs) -> None:

@@ -142,6 +142,11 @@ def compact(body: dict) -> bytes:
     return _COMPACT_ENCODER.encode(body).encode()
 
 
+def compact_text(body: dict) -> str:
+    """:func:`compact` as text (a :class:`PrettyTemplate`'s ``dump`` for the compact JSON of a stream)."""
+    return _COMPACT_ENCODER.encode(body)
+
+
 @dataclass(slots=True)
 class Reply:
     """What a completion says (its answer, see :mod:`app.replies`), as which model, and what to add."""

@@ -11,6 +11,7 @@ from app.render import (
     TokenChunks,
     chat_usage,
     compact,
+    compact_text,
     encoded_tier,
     interleaved,
     json_text,
@@ -62,6 +63,20 @@ class ChatRenderer:
         "system_fingerprint": "@system_fingerprint@",
     }
     BODY = PrettyTemplate(BODY_SHAPE)
+    # A stream's envelope (every chunk's first fields) and usage, filled in: a small dict's encoding costs
+    # more to set up than to run (3.5 µs for the usage in a loop, filled in 0.6).
+    ENVELOPE = PrettyTemplate(
+        {
+            "id": "@id@",
+            "object": "chat.completion.chunk",
+            "created": "@created@",
+            "model": "@model@",
+            "service_tier": "@service_tier@",
+            "system_fingerprint": "@system_fingerprint@",
+        },
+        dump=compact_text,
+    )
+    USAGE = PrettyTemplate(BODY_SHAPE["usage"], dump=compact_text)
 
     def body(self, reply: Reply) -> str:
         if not reply.answer.simple:
@@ -129,7 +144,8 @@ class ChatRenderer:
         if not reply.answer.simple:
             return self._rich_stream(reply, envelope)
         # The envelope is encoded once: every chunk is it, then its own fields, in the order the real API sends.
-        opening = b"data: " + compact(envelope)[:-1] + b',"choices":'
+        envelope["service_tier"] = encoded_tier(reply.service_tier)  # (as the body writes it: kept per tier)
+        opening = b"data: " + self.ENVELOPE.render(**envelope)[:-1].encode() + b',"choices":'
         prefix = opening + b'[{"index":0,"delta":{"content":'
         text = reply.text
         options = reply.include_usage, reply.include_obfuscation
@@ -163,7 +179,12 @@ class ChatRenderer:
         finish = encode_basestring(text.finish_reason) if text.finish_reason is not None else "null"
         tail = chunk(FINISH_CHOICE % finish.encode(), pad=pads[(start + count) % size])
         if reply.include_usage:
-            usage = compact(chat_usage(reply.prompt_tokens, count, reply.cached_tokens))
+            usage = self.USAGE.render(
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=count,
+                cached_tokens=reply.cached_tokens,
+                total_tokens=reply.prompt_tokens + count,
+            ).encode()
             tail += chunk(b"[]", usage, pad=pads[(start + count + 1) % size])
         return head, event_at, count, tail + DONE
 

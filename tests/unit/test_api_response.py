@@ -62,6 +62,19 @@ def test_a_json_body_made_directly_is_what_werkzeugs_constructor_makes(body):
     assert _sent_as_is(made, "HEAD") == _sent_as_is(constructed, "HEAD")
 
 
+@pytest.mark.parametrize("mimetype", ["text/event-stream", "application/json"])
+def test_a_stream_made_directly_is_what_werkzeugs_constructor_makes(mimetype):
+    events = iter([b"data: 1\n\n"])
+    made, constructed = (
+        ApiResponse.of_stream(events, mimetype),
+        ApiResponse(events, mimetype=mimetype, direct_passthrough=True),
+    )
+    assert list(made.headers) == list(constructed.headers)  # text/event-stream; charset=utf-8, as werkzeug writes it
+    mine, werkzeugs = vars(made), vars(constructed)
+    assert mine.keys() == werkzeugs.keys()
+    assert {k: v for k, v in mine.items() if k != "headers"} == {k: v for k, v in werkzeugs.items() if k != "headers"}
+
+
 def _sent_as_is(response, method):
     app_iter, status, headers = run_wsgi_app(response, create_environ("/x", method=method))
     return b"".join(app_iter), status, list(headers.items())

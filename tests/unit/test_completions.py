@@ -371,6 +371,32 @@ def test_allow_unknown_models_echoes_the_name(make_client):
     assert client.get("/v1/models/my-finetune").get_json()["id"] == "my-finetune"
 
 
+@pytest.mark.parametrize(
+    ("model", "answered"), [("gpt-4o-mini", "gpt-4o-mini-2024-07-18"), *[('tuned-ünï-"%s"-\\-模型',) * 2]]
+)
+@pytest.mark.parametrize("n", [1, 2])
+def test_every_chunk_of_a_stream_is_compact_json_with_the_envelope_first(make_client, model, answered, n):
+    # A one-choice stream fills its envelope and usage into templates, a stream of several encodes dicts: both
+    # must write what json.dumps(separators=(",", ":"), ensure_ascii=False) writes, fields in the same order.
+    client = make_client({"models": {"allow_unknown": True}})
+    asked = dict(stream=True, stream_options={"include_usage": True}, max_tokens=5, n=n, model=model)
+    raw = chat(client, **asked).get_data(as_text=True)
+    lines = [line[6:] for line in raw.split("\n\n") if line.startswith("data: {")]
+    assert len(lines) == n + 5 * n + n + 1  # a role and a finish a choice, the tokens, the usage
+    for line in lines:
+        chunk = json.loads(line)
+        assert line == json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
+        assert list(chunk)[:6] == ["id", "object", "created", "model", "service_tier", "system_fingerprint"]
+        assert (chunk["model"], chunk["object"], chunk["service_tier"]) == (
+            answered,
+            "chat.completion.chunk",
+            "default",
+        )
+    usage = json.loads(lines[-1])["usage"]
+    assert (usage["completion_tokens"], usage["total_tokens"]) == (5 * n, usage["prompt_tokens"] + 5 * n)
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0, "audio_tokens": 0}
+
+
 def test_stream_options_without_stream_is_rejected(client):
     error = error_of(chat(client, stream_options={"include_usage": True}), 400)
     assert error["message"] == "The 'stream_options' parameter is only allowed when 'stream' is enabled."
