@@ -22,8 +22,9 @@ import glob
 import os
 import shutil
 import tempfile
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from math import fsum
 
 from app.journal.entries import BATCH
 from app.shared import under_gevent
@@ -40,6 +41,10 @@ E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
 PHASE_BUCKETS = E2E_BUCKETS
 TPOT_BUCKETS = ITL_BUCKETS
 FLUSH_INTERVAL_S = 0.5
+# Past this many values at once (a stream's gaps between tokens: 63 for 64 tokens), they are sorted and each
+# bucket counted by one bisect, where a bisect and a dictionary update for each value cost 16.6 µs a stream of
+# 64 tokens in a loop, sorted about 6, the list of gaps included.
+MANY_VALUES = 8
 MAX_LORAS = "1"  # vLLM's default max_loras, the label of vllm:lora_requests_info (adapters are not batched here)
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -217,6 +222,10 @@ class Metrics:
         if gathered is None:
             gathered = self._histograms[key] = [0.0, {}]
         buckets, bounds = gathered[1], histogram._upper_bounds
+        if len(values) > MANY_VALUES:
+            _count_sorted(buckets, bounds, sorted(values), times)
+            gathered[0] += fsum(values) * times
+            return
         for value in values:
             i = bisect_left(bounds, value)  # observe() counts a value in the first bucket whose bound >= it
             buckets[i] = buckets.get(i, 0) + times
@@ -448,3 +457,16 @@ def _pinned_samples(samples, name: str, pins: list[dict], default_model: str, no
         for model in targets:
             values[model] = sample_class(name, {"model_name": model}, value_at(pin, now), None, None)
     return list(values.values())
+
+
+def _count_sorted(buckets: dict, bounds: list, ordered: list, times: int) -> None:
+    """Add the values of ``ordered`` (sorted) to ``buckets`` as ``observe`` would, each ``times`` times: a value
+    in the first bucket whose bound is at least it."""
+    below = 0
+    for i, bound in enumerate(bounds):
+        upto = bisect_right(ordered, bound, below)
+        if upto > below:
+            buckets[i] = buckets.get(i, 0) + (upto - below) * times
+            below = upto
+            if below == len(ordered):
+                return

@@ -3,12 +3,13 @@ that add up to what ``observe`` would have recorded."""
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from app.metrics import ITL_BUCKETS
+from app.metrics import ITL_BUCKETS, MANY_VALUES
 
 
 def scrape(client) -> str:
@@ -66,6 +67,36 @@ def test_gathered_observations_fill_the_same_buckets_as_observe(make_client):
     assert sorted(line for line in ours if "created" not in line) == sorted(
         line for line in theirs if line.startswith("vllm:inter_token_latency_seconds_") and "created" not in line
     )
+
+
+def test_a_streams_many_gaps_fill_the_same_buckets_as_observe_does_one_by_one(make_client):
+    # Past MANY_VALUES at once the values are sorted and each bucket counted by a bisect: values on the bounds,
+    # between them, past the last finite one, several equal, added twice (a second stream's)
+    client = make_client({})
+    metrics = client.application.extensions["mock_openai"].metrics
+    rng = random.Random(7)
+    values = [*ITL_BUCKETS[:-1], 0.0, 0.0, 0.0100001, 1e6, *(rng.uniform(0, 0.2) for _ in range(60))]
+    rng.shuffle(values)
+    assert len(values) > MANY_VALUES
+    for _ in range(2):
+        metrics._observe(metrics.itl, ("m",), values)
+    metrics.flush()
+    reference = CollectorRegistry()
+    itl = Histogram("vllm:inter_token_latency_seconds", "x", ["model_name"], buckets=ITL_BUCKETS, registry=reference)
+    for v in values * 2:
+        itl.labels("m").observe(v)
+
+    def series(text):
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("vllm:inter_token_latency_seconds_") and "created" not in line
+        }
+
+    ours, theirs = series(scrape(client)), series(generate_latest(reference).decode())
+    assert ours.keys() == theirs.keys()
+    for name, value in theirs.items():  # counts exactly; the sum to its rounding (added in another order)
+        assert ours[name] == (pytest.approx(value) if name.endswith('_sum{model_name="m"}') else value), name
 
 
 def test_metrics_can_be_turned_off(make_client):
