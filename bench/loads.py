@@ -452,5 +452,13 @@ def _paced(server, streams: int, load) -> dict:
 
 def held(figures: dict, itl_ms: float) -> bool:
     """The issue's bar for a stream count held at an inter-token latency of 10 ms: no failures, gap p50 within
-    25% of the setting and gap p99 within three times it."""
-    return figures["failures"] == 0 and figures["gap_p50"] <= itl_ms * 1.25 and figures["gap_p99"] <= itl_ms * 3
+    25% of the setting and gap p99 within three times it; and every stream started: first tokens (p99) within
+    ten tokens' time. Gaps alone count the streams asked for, not those served: a server that lets new streams
+    wait keeps its running ones on time (aimock on 2026-12-08, closed loop: gaps within the bar at 2,400
+    streams, with first tokens after 13.5 s at p99 and 0.78 of its core busy; 494 ms at 600)."""
+    return (
+        figures["failures"] == 0
+        and figures["gap_p50"] <= itl_ms * 1.25
+        and figures["gap_p99"] <= itl_ms * 3
+        and figures["ttft_p99"] <= itl_ms * 10
+    )
