@@ -179,8 +179,7 @@ class MessagesRenderer:
                 deltas = JoinedEvents(b"", self.text_deltas, text.start)
             else:  # another mode's text (realistic, echo, scripted): its own tokens' JSON in the same event
                 deltas = JoinedEvents(self.text_delta, text.json_tokens, 0, b"}}\n\n")
-            opening = _block_start(0, {"type": "text", "text": ""}) + PING
-            closing = event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            opening, closing = TEXT_BLOCK_OPENING, TEXT_BLOCK_CLOSING
             if text.count == 0:
                 return start, deltas, 0, opening + closing + ending + STOP
             return start + opening, deltas, text.count, closing + ending + STOP
@@ -209,3 +208,8 @@ def _block_start(index: int, block: dict) -> bytes:
 
 def _delta(index: int, delta: dict) -> bytes:
     return event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+# A one-text-block stream's opening and closing events: the same bytes in every such stream, made once.
+TEXT_BLOCK_OPENING = _block_start(0, {"type": "text", "text": ""}) + PING
+TEXT_BLOCK_CLOSING = event("content_block_stop", {"type": "content_block_stop", "index": 0})
