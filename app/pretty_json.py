@@ -6,12 +6,18 @@ API body took 33 µs to indent (14 here), a chat body with 32 tokens' logprobs 7
 (3). Values other than plain ``dict``, ``list``, ``tuple``, ``str``, ``int``, ``float``, ``bool`` and ``None``
 (a subclass, a key that is not a string, NaN) are left to the standard library, for the whole body, so the text
 and the errors raised are always the standard library's.
+
+And compact JSON, as stream events are written (:func:`one_line`): ``json.dumps`` with any argument besides the
+value makes a new encoder, which makes its C encoder, and a dictionary to find reference cycles in, on every
+call: about 1 µs of a small event's 2.8 here, 7 of a Responses object's 55. One C encoder made once, without the
+cycle check, writes the same text.
 """
 
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring, encode_basestring_ascii
+from collections.abc import Callable
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 
 
 def pretty(body, indent: int = 2, ensure_ascii: bool = False) -> str:
@@ -76,3 +82,26 @@ def _write(value, parts: list[str], newline: str, step: str, string) -> None:
         parts.append(_CONSTANTS[value])
     else:
         raise _NotPlain
+
+
+def one_line(separators: tuple[str, str] = (",", ":"), ensure_ascii: bool = False) -> Callable[[object], str]:
+    """``json.dumps(value, separators=separators, ensure_ascii=ensure_ascii)`` as a function made once. A value
+    that refers to itself raises ``RecursionError`` rather than ``ValueError``: no value written here does."""
+    encoder = json.JSONEncoder(separators=separators, ensure_ascii=ensure_ascii)
+    if c_make_encoder is None:  # (a Python without the json module's C part)
+        return encoder.encode
+    item_separator, key_separator = separators
+    string = encode_basestring_ascii if ensure_ascii else encode_basestring
+    made = c_make_encoder(None, encoder.default, string, None, key_separator, item_separator, False, False, True)
+    join = "".join
+
+    def write(value) -> str:
+        return join(made(value, 0))
+
+    sample = {"a": [1, 2.5, None, True, "é\n"], "b": {}}
+    try:  # (the C encoder's arguments are not a public interface: where they differ, the standard way)
+        if write(sample) != encoder.encode(sample):
+            return encoder.encode
+    except Exception:  # noqa: BLE001
+        return encoder.encode
+    return write

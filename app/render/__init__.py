@@ -18,6 +18,7 @@ import string
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 
+from app.pretty_json import one_line
 from app.pretty_json import pretty as pretty  # noqa: PLC0414 (the renderers' one way to indent a body)
 from app.replies import Answer, ReplyText
 from app.streaming.recipes import EventTable
@@ -134,17 +135,17 @@ def interleaved(lanes: list[list[bytes]]) -> list[bytes]:
     return [b"".join(lane[k] for lane in lanes if k < len(lane)) for k in range(max(map(len, lanes)))]
 
 
-_COMPACT_ENCODER = json.JSONEncoder(separators=_COMPACT, ensure_ascii=False)
+_compact_text = one_line(_COMPACT)
 
 
 def compact(body: dict) -> bytes:
     """``json.dumps(body, separators=(",", ":"), ensure_ascii=False)``, with one encoder for every call."""
-    return _COMPACT_ENCODER.encode(body).encode()
+    return _compact_text(body).encode()
 
 
 def compact_text(body: dict) -> str:
     """:func:`compact` as text (a :class:`PrettyTemplate`'s ``dump`` for the compact JSON of a stream)."""
-    return _COMPACT_ENCODER.encode(body)
+    return _compact_text(body)
 
 
 @dataclass(slots=True)

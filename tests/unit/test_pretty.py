@@ -1,6 +1,7 @@
 """Bodies are indented as ``json.dumps(body, indent=2, ensure_ascii=False)`` writes them (the real API's two
 spaces; its errors four, ASCII-escaped): :func:`app.pretty_json.pretty` writes exactly that text, for any
-value, faster where the value is plain."""
+value, faster where the value is plain. Stream events are compact, and :func:`app.pretty_json.one_line`
+writes what ``json.dumps`` writes with the same separators."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import random
 
 import pytest
 
-from app.pretty_json import pretty
+from app.pretty_json import one_line, pretty
 
 
 def reference(value) -> str:
@@ -70,6 +71,36 @@ def test_what_json_cannot_write_raises_as_the_standard_library_raises():
     looped.append(looped)
     with pytest.raises(ValueError, match="Circular reference"):
         pretty(looped)
+
+
+ONE_LINE_FORMS = [((",", ":"), False), ((",", ": "), False), ((",", ": "), True), ((", ", ": "), True)]
+
+
+@pytest.mark.parametrize(("separators", "ensure_ascii"), ONE_LINE_FORMS)
+def test_one_line_writes_what_json_dumps_writes(separators, ensure_ascii):
+    write = one_line(separators, ensure_ascii)
+    rng = random.Random(7)
+    values = [random_value(rng) for _ in range(400)]
+    values += [
+        {"n": float("nan"), "i": float("inf"), "j": [float("-inf")]},
+        {"level": Level.HIGH, "ok": True, "text": Text("x")},
+        {1: "a", None: "b", 2.5: "c", False: "d"},
+        "a string alone",
+        7,
+    ]
+    for value in values:
+        assert write(value) == json.dumps(value, separators=separators, ensure_ascii=ensure_ascii)
+
+
+def test_what_one_line_cannot_write_raises_as_the_standard_library_raises():
+    write = one_line()
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        write({"when": [object()]})
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):  # (ValueError from json.dumps: nothing written here refers to itself)
+        write(looped)
+    assert write({"after": "an error"}) == '{"after":"an error"}'  # the encoder is not left broken
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 from app.errors import OpenAIError
-from app.pretty_json import pretty
+from app.pretty_json import one_line, pretty
 from app.render import interleaved
 from app.replies import Answer
 from app.streaming import JoinedEvents
@@ -24,6 +24,8 @@ from app.textgen import Corpus
 FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "STOP"}
 END = b"\r\n\r\n"
 _SEPARATORS = (",", ": ")  # Google's compact form keeps the space after a colon
+_one_line = one_line(_SEPARATORS)
+_one_line_ascii = one_line(_SEPARATORS, ensure_ascii=True)
 
 
 @dataclass(slots=True)
@@ -71,7 +73,7 @@ def usage_of_blocked() -> dict:
 
 
 def _sse(body: dict) -> bytes:
-    return b"data: " + json.dumps(body, separators=_SEPARATORS, ensure_ascii=False).encode() + END
+    return b"data: " + _one_line(body).encode() + END
 
 
 def _candidate(parts: list, index: int, finish: str | None = None) -> dict:
@@ -129,9 +131,7 @@ class GenerateContentRenderer:
         )
         if answer.simple:
             text = answer.text
-            suffix = (
-                b'}],"role": "model"},"index": 0}],' + json.dumps(envelope, separators=_SEPARATORS).encode()[1:] + END
-            )
+            suffix = b'}],"role": "model"},"index": 0}],' + _one_line_ascii(envelope).encode()[1:] + END
             start = text.start if text.corpus is not None else 0  # (another mode's text: its own tokens)
             return b"", JoinedEvents(self.text_prefix, text.json_tokens, start, suffix), text.count, tail
 
