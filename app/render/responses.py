@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from random import getrandbits
 
-from app.render import Reply, compact, pretty
+from app.render import PrettyTemplate, Reply, compact, compact_text, json_text, pretty
 from app.streaming import NumberedEvents
 from app.streaming.recipes import EventTable
 
@@ -58,11 +58,43 @@ def _answer_items(reply: ResponseReply) -> list[dict]:
             }
             for call in choice.tool_calls
         ]
-    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": choice.text.text()}
-    return [{"id": item_id("msg_"), "type": "message", "status": "completed", "content": [part], "role": "assistant"}]
+    return [_message(item_id("msg_"), "completed", [_part(choice.text.text())])]
 
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}  # finish -> incomplete reason
+
+
+class _MessageEvent:
+    """An event about a message item (:func:`_answer_items`' shape), as ``compact`` writes its dict, filled in:
+    a small dict's encoding costs more to set up than to run, and a stream has five of them. The text, which
+    three of them carry, is the reply's JSON already (:func:`app.render.json_text`), not encoded three times."""
+
+    def __init__(self, kind: str, **fields):
+        self.head = b"event: " + kind.encode() + b"\ndata: "
+        self.template = PrettyTemplate({"type": kind, "sequence_number": "@sequence@", **fields}, dump=compact_text)
+
+    def render(self, **values) -> bytes:
+        return self.head + self.template.render(**values).encode() + b"\n\n"
+
+
+def _part(text: str) -> dict:
+    return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+
+def _message(message_id: str, status: str, content: list) -> dict:
+    return {"id": message_id, "type": "message", "status": status, "content": content, "role": "assistant"}
+
+
+_IN_ITEM = {"item_id": "@id@", "output_index": "@index@", "content_index": 0}
+_MESSAGE_ADDED = _MessageEvent(
+    "response.output_item.added", output_index="@index@", item=_message("@id@", "in_progress", [])
+)
+_PART_ADDED = _MessageEvent("response.content_part.added", **_IN_ITEM, part=_part(""))
+_TEXT_DONE = _MessageEvent("response.output_text.done", **_IN_ITEM, text="@text@", logprobs=[])
+_PART_DONE = _MessageEvent("response.content_part.done", **_IN_ITEM, part=_part("@text@"))
+_MESSAGE_DONE = _MessageEvent(
+    "response.output_item.done", output_index="@index@", item=_message("@id@", "completed", [_part("@text@")])
+)
 
 
 def response_object(reply: ResponseReply, output: list, status: str) -> dict:
@@ -171,10 +203,8 @@ class ResponsesRenderer:
             payload = {"type": kind, "sequence_number": next(counter), **data}
             return b"event: " + kind.encode() + b"\ndata: " + compact(payload) + b"\n\n"
 
-        def in_progress(item: dict) -> dict:
-            if item["type"] == "message":
-                return dict(item, status="in_progress", content=[])
-            return dict(item, status="in_progress", arguments="")
+        def in_progress(call: dict) -> dict:
+            return dict(call, status="in_progress", arguments="")
 
         def with_response(kind: str, encoded: bytes) -> bytes:
             """``event(kind, response=...)`` with the response already encoded."""
@@ -199,12 +229,9 @@ class ResponsesRenderer:
                 head += event("response.output_item.added", output_index=index, item=item)
                 head += event("response.output_item.done", output_index=index, item=item)
                 continue
-            opening = event("response.output_item.added", output_index=index, item=in_progress(item))
             if item["type"] == "message":
-                part = dict(item["content"][0], text="")
-                opening += event(
-                    "response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=part
-                )
+                opening = _MESSAGE_ADDED.render(sequence=next(counter), index=index, id=item["id"])
+                opening += _PART_ADDED.render(sequence=next(counter), index=index, id=item["id"])
                 # compact({"type", "sequence_number", "item_id", "output_index", "content_index", "delta",
                 # "logprobs", "obfuscation"}) as an event: the token's JSON is the reply's own
                 middle = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
@@ -227,7 +254,7 @@ class ResponsesRenderer:
                     steps += deltas
                     pending = b""
             else:
-                pending += opening
+                pending += event("response.output_item.added", output_index=index, item=in_progress(item))
                 for k, token in enumerate(choice.tool_calls[calls].tokens):
                     data = {"item_id": item["id"], "output_index": index, "delta": token}
                     if obfuscate:
@@ -235,20 +262,20 @@ class ResponsesRenderer:
                     steps.append(pending + event("response.function_call_arguments.delta", **data))
                     pending = b""
                 calls += 1
-            closing = b""
             if item["type"] == "message":
-                text_done = {"item_id": item["id"], "output_index": index, "content_index": 0}
-                closing += event("response.output_text.done", **text_done, text=item["content"][0]["text"], logprobs=[])
-                closing += event("response.content_part.done", **text_done, part=item["content"][0])
+                filled = {"index": index, "id": item["id"], "text": json_text(choice.text)}
+                closing = _TEXT_DONE.render(sequence=next(counter), **filled)
+                closing += _PART_DONE.render(sequence=next(counter), **filled)
+                closing += _MESSAGE_DONE.render(sequence=next(counter), **filled)
             else:
-                closing += event(
+                closing = event(
                     "response.function_call_arguments.done",
                     item_id=item["id"],
                     output_index=index,
                     name=item["name"],
                     arguments=item["arguments"],
                 )
-            closing += event("response.output_item.done", output_index=index, item=item)
+                closing += event("response.output_item.done", output_index=index, item=item)
             if lone_message:
                 closed = closing
             elif steps:

@@ -120,6 +120,36 @@ def test_every_event_is_compact_json_in_the_real_field_order(make_client, mode, 
         assert text.startswith("".join(deltas))
 
 
+@pytest.mark.parametrize("mode", ["corpus", "echo"])
+@pytest.mark.parametrize("max_output_tokens", [40, 1800])  # 1,800: past the end of the corpus's tokens
+def test_a_messages_events_are_what_its_item_encodes_to(make_client, mode, max_output_tokens):
+    """The five events around a message (its item and its part added and done, its text done) are filled into
+    templates: each must be the dict the real API sends, built from the completed item, encoded as ``compact``
+    encodes it, fields in that order, with its own sequence number."""
+    client = make_client({"latency": {"inter_token_latency_ms": 0}, "responses": {"mode": mode}})
+    text = 'Say "hi" \\ back\nslash — «ünïcode» 👋 %s %(x)s @text@ and more words to stream'
+    response = create(client, input=text, stream=True, max_output_tokens=max_output_tokens)
+    blocks = response.get_data(as_text=True).strip().split("\n\n")
+    data = {json.loads(b.split("\ndata: ", 1)[1])["type"]: b.split("\ndata: ", 1)[1] for b in blocks}
+    numbers = {kind: json.loads(d)["sequence_number"] for kind, d in data.items()}
+    item = json.loads(data["response.completed" if "response.completed" in data else "response.incomplete"])
+    item = item["response"]["output"][0]
+    part = item["content"][0]
+    inside = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    expected = {
+        "response.output_item.added": {"output_index": 0, "item": dict(item, status="in_progress", content=[])},
+        "response.content_part.added": {**inside, "part": dict(part, text="")},
+        "response.output_text.done": {**inside, "text": part["text"], "logprobs": []},
+        "response.content_part.done": {**inside, "part": part},
+        "response.output_item.done": {"output_index": 0, "item": item},
+    }
+    for kind, fields in expected.items():
+        event = {"type": kind, "sequence_number": numbers[kind], **fields}
+        assert data[kind] == json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    assert numbers["response.output_item.added"] == 2 and numbers["response.content_part.added"] == 3
+    assert len(part["text"]) > 20 and (mode == "corpus" or text.startswith(part["text"]))
+
+
 def test_function_calls_as_items_and_in_the_stream(client):
     body = create(client, input="What is the weather in Paris?", tools=[WEATHER]).get_json()
     (call,) = body["output"]
