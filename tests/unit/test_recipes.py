@@ -180,11 +180,12 @@ def test_a_recipe_expands_to_its_joined_events_around_the_tables_end(start, coun
     assert expand((*recipe, 7), JOINED, {table.digest: table}.get) == (b"HEAD" + events + b"TAIL")[:7]
 
 
-@pytest.mark.parametrize("first", [0, 7, 95, 998])
+@pytest.mark.parametrize("first", [0, 7, 95, 998, 4090, 5000])  # (numbers from 4,096 on are not kept made)
 @pytest.mark.parametrize("start", [0, 5, 9])
 @pytest.mark.parametrize("count", [1, 4, 10, 25])
 def test_numbered_events_expand_from_their_recipe_around_the_tables_ends(first, start, count):
-    """Each event carries its number (the Responses API's sequence_number); the numbers cross a power of ten."""
+    """Each event carries its number (the Responses API's sequence_number); the numbers cross a power of ten,
+    and the last number kept made with its lead."""
     from app.streaming import PacedEvents
     from app.streaming.recipes import recipe_of
 
