@@ -78,6 +78,18 @@ class _Releasing:
             self.release()
 
 
+_STOPPED_EVENTS: dict[type, bytes] = {}
+
+
+def _stopped_event(renderer) -> bytes:
+    """How a renderer's format words a stream cut by a stopping worker: one error, worded the same for every
+    stream, so made once."""
+    found = _STOPPED_EVENTS.get(type(renderer))
+    if found is None:
+        found = _STOPPED_EVENTS[type(renderer)] = renderer.error_event(SHUTTING_DOWN)
+    return found
+
+
 def _stream(fate: Fate, reply: Reply, renderer) -> Response:
     head, event_at, count, tail = renderer.stream(reply)
     environ = this_request().environ
@@ -90,7 +102,7 @@ def _stream(fate: Fate, reply: Reply, renderer) -> Response:
         error = error_for("500", reply.model, "", fate.settings.faults, None)
         error_event = renderer.error_event(error) if own_errors else sse_event(compact(error.body()))
     if own_errors:
-        stopped = environ[STREAM_STOPPED] = renderer.error_event(SHUTTING_DOWN)
+        stopped = environ[STREAM_STOPPED] = _stopped_event(renderer)
     events = paced_events(
         head,
         event_at,

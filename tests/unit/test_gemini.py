@@ -279,3 +279,27 @@ def test_bodies_and_chunks_are_the_sdks_types_with_no_extra_field(client):
         types.GenerateContentResponse.model_validate(body)
     one = post(client, "/v1beta/models/gemini-embedding-001:embedContent", {"content": {"parts": [{"text": "x"}]}})
     types.ContentEmbedding.model_validate(one.get_json()["embedding"])
+
+
+def test_a_stopping_worker_ends_each_kind_of_stream_with_its_own_error(make_client):
+    """The error that ends a stream cut by a stopping worker is worded once per renderer: an SSE stream ends
+    with an SSE error, a JSON array with an error element and its ``]``, whichever came first."""
+    from time import monotonic
+
+    from app import streaming
+
+    client = make_client({"latency": {"inter_token_latency_ms": 10, "ttft_ms": 0}})
+    long = HELLO | {"generationConfig": {"maxOutputTokens": 500}}
+    array_path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    streaming.end_streams_at(monotonic() + 0.05)
+    try:
+        sse, array, sse_again = (post(client, path, long).get_data() for path in (STREAM, array_path, STREAM))
+    finally:
+        streaming.end_streams_at(float("inf"))
+    for data in (sse, sse_again):
+        last = json.loads(data.decode().strip().split("\r\n\r\n")[-1].removeprefix("data: "))
+        assert last["error"]["code"] == 503 and last["error"]["status"] == "UNAVAILABLE"
+    elements = json.loads(array)
+    assert elements[-1]["error"]["code"] == 503 and "candidates" in elements[0]
+    entries = client.get("/_mock/requests?limit=3").get_json()["data"]  # newest first
+    assert entries[0]["response"]["ending"] == entries[2]["response"]["ending"] == "stopped"

@@ -27,8 +27,15 @@ _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _LETTERS = string.ascii_letters + string.digits
 
 
+# Each random byte to one of the 58 letters (232 = 4 x 58 map evenly; the last 24 make the first 24 letters a
+# little likelier, as app.render.new_id's table does)
+_BASE58_TABLE = bytes(_BASE58[b % len(_BASE58)].encode()[0] for b in range(256))
+
+
 def message_id() -> str:
-    return "msg_01" + "".join(random.choices(_BASE58, k=22))
+    """``msg_01`` and 22 base58 letters, as the real ids (one translate of random bytes: ``random.choices``
+    took 2 µs, about 2 % of a stream's time)."""
+    return "msg_01" + random.getrandbits(176).to_bytes(22, "big").translate(_BASE58_TABLE).decode()
 
 
 def tool_use_id(call_id: str) -> str:
