@@ -32,7 +32,8 @@ INVALID_JSON = schema.invalid("There was an error parsing the body of your reque
 
 
 def _version_required() -> None:
-    if current_state().settings.server["strict_validation"] and "anthropic-version" not in request.headers:
+    # (the environ's key: werkzeug's headers translate the name for every lookup)
+    if current_state().settings.server["strict_validation"] and "HTTP_ANTHROPIC_VERSION" not in request.environ:
         raise schema.invalid("anthropic-version: header is required")
 
 

@@ -58,6 +58,7 @@ ALIASES = {
     "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
 }
 BY_ID = {m.id: m for m in CLAUDE}
+SPECS = {m.id: m.spec() for m in CLAUDE}  # (frozen: one for every request that names the model)
 
 
 def find(model_id: str) -> Claude | None:
@@ -72,7 +73,7 @@ def resolve(model_id: str | None, allow_unknown: bool) -> ModelSpec:
     """The model to answer as: a Claude model by id or alias; any name with ``--any-model``."""
     model = find(model_id or CLAUDE[1].id)
     if model is not None:
-        return model.spec()
+        return SPECS[model.id]
     if allow_unknown:
         return ModelSpec(id=model_id, max_output_tokens=CLAUDE[1].max_tokens)
     raise not_found(model_id)
