@@ -451,7 +451,12 @@ def test_record_from_a_second_server_then_replay_it(start_server, tmp_path):
     assert not any("very-secret" in p.read_text() for p in fixtures.iterdir())
     stream_fixture = next(json.loads(p.read_text()) for p in fixtures.iterdir() if "stream" in p.read_text())
     chunks = stream_fixture["response"]["chunks"]
-    assert len(chunks) >= 5 and chunks[-1]["after_ms"] - chunks[0]["after_ms"] >= 4 * 20 * 0.9
+    times = [c["after_ms"] for c in chunks]
+    assert len(chunks) >= 5 and times == sorted(times) and times[0] < times[-1]
+    # The upstream sends its fifth token four gaps after its first one's deadline, never earlier, however late
+    # the first one went out (on a loaded machine the first write can be late and the rest on time: the gap
+    # between the first and the last recorded is then short of four, though every gap was kept)
+    assert times[-1] >= 4 * 20
 
     replayer = start_server("-w", "1", "--replay", str(fixtures), "--replay-speed", "2")
     started = time.monotonic()
