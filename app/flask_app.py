@@ -7,7 +7,9 @@ does not need (each measured under load with bench/).
   IDNA-encoded) for every request, the same for every request with that header; it is worked out once per
   header here.
 - Routing: werkzeug walks its state machine for every request (and leaves a reference cycle behind, its
-  recursive matcher, for the collector to find); where a path leads is worked out once per path here.
+  recursive matcher, for the collector to find); where a path leads is worked out once per path here. A
+  request whose host was seen gets its route by one lookup (:class:`RoutedAdapter`), werkzeug's adapter made
+  only for what is new or refused, or when something else is asked of it.
 - Headers: werkzeug checks each value it is given for line breaks, with a regular expression (with its
   iteration, about half a microsecond a header). The ones this server writes on every response (rate
   limits, request id, version) are made without any, and join the list as they are (:func:`add_own_headers`).
@@ -144,6 +146,7 @@ class RememberingMatcher(StateMachineMatcher):
 
     def __init__(self, merge_slashes: bool) -> None:
         self._matched: dict[tuple, tuple] = {}
+        self.routed: dict[tuple, tuple] = {}  # the same, by a request's host binding and path (RoutedAdapter)
         super().__init__(merge_slashes)
 
     @property
@@ -153,10 +156,10 @@ class RememberingMatcher(StateMachineMatcher):
     @merge_slashes.setter
     def merge_slashes(self, value: bool) -> None:
         self._merge_slashes = value
-        self._matched = {}
+        self._matched, self.routed = {}, {}
 
     def update(self) -> None:  # (the map calls it before matching again once rules were added)
-        self._matched = {}
+        self._matched, self.routed = {}, {}
         super().update()
 
     def match(self, domain: str, path: str, method: str, websocket: bool):
@@ -169,6 +172,53 @@ class RememberingMatcher(StateMachineMatcher):
             return rule, values
         rule, values = matched
         return rule, dict(values)  # a copy: the view's keyword arguments, which hooks may change
+
+
+class RoutedAdapter:
+    """Stands for werkzeug's ``MapAdapter`` of a request whose host was bound before. Flask asks it for the
+    request's route, which is looked up by the host's binding, the path and the method where a request matched
+    them before; werkzeug's adapter (its constructor, three path decodings, its ``match``: about 2 µs) is made
+    only for what is new, a route refused, or anything else asked of it (``url_for``, an automatic OPTIONS)."""
+
+    __slots__ = ("_app", "_environ", "_bound", "_key", "_adapter")
+
+    def __init__(self, app, environ, bound: tuple, binding: tuple) -> None:
+        self._app, self._environ, self._bound, self._adapter = app, environ, bound, None
+        self._key = (binding, environ.get("PATH_INFO"), environ["REQUEST_METHOD"])
+
+    def match(self, path_info=None, method=None, return_rule=False, query_args=None, websocket=None):
+        if path_info is not None or method is not None or not return_rule or query_args or websocket is not None:
+            return self.adapter.match(path_info, method, return_rule, query_args, websocket)
+        url_map = self._app.url_map
+        url_map.update()  # (rules added since: what was kept is forgotten)
+        routed = url_map._matcher.routed
+        found = routed.get(self._key)
+        if found is not None:
+            return found[0], dict(found[1])  # a copy: the view's keyword arguments, which hooks may change
+        rule, values = self.adapter.match(return_rule=True)  # (a refusal raises: it is worked out each time)
+        if len(routed) < MATCHED_PATHS:
+            routed[self._key] = (rule, dict(values))
+        return rule, values
+
+    @property
+    def adapter(self) -> MapAdapter:
+        if self._adapter is None:
+            environ = self._environ
+            server_name, subdomain, url_scheme = self._bound
+            self._adapter = MapAdapter(
+                self._app.url_map,
+                server_name,
+                _wsgi_text(environ.get("SCRIPT_NAME"), "/"),
+                subdomain,
+                url_scheme,
+                _wsgi_text(environ.get("PATH_INFO"), "/"),
+                environ["REQUEST_METHOD"],
+                _wsgi_text(environ.get("QUERY_STRING"), None),
+            )
+        return self._adapter
+
+    def __getattr__(self, name: str):
+        return getattr(self.adapter, name)
 
 
 class RoutesMap(Map):
@@ -353,19 +403,9 @@ class MockOpenAIFlask(Flask):
         if bound is None:
             adapter = super().create_url_adapter(request)  # may refuse the host (the request's routing error)
             if len(self._bound_hosts) < BOUND_HOSTS:
-                self._bound_hosts[key] = (request.host, adapter.server_name, adapter.subdomain, adapter.url_scheme)
+                self._bound_hosts[key] = (adapter.server_name, adapter.subdomain, adapter.url_scheme)
             return adapter
-        request.host, server_name, subdomain, url_scheme = bound
-        return MapAdapter(
-            self.url_map,
-            server_name,
-            _wsgi_text(environ.get("SCRIPT_NAME"), "/"),
-            subdomain,
-            url_scheme,
-            _wsgi_text(environ.get("PATH_INFO"), "/"),
-            environ["REQUEST_METHOD"],
-            _wsgi_text(environ.get("QUERY_STRING"), None),
-        )
+        return RoutedAdapter(self, environ, bound, key)
 
 
 def _wsgi_text(value: str | None, default: str | None) -> str | None:

@@ -1,5 +1,6 @@
-"""Routing remembers where each path it matched leads (app.flask_app.RememberingMatcher): what it keeps must
-answer exactly as werkzeug's own matching would."""
+"""Routing remembers where each path it matched leads (app.flask_app.RememberingMatcher), and a request whose
+host was seen before gets its route by a lookup, werkzeug's adapter made only when something else is asked
+of it (app.flask_app.RoutedAdapter): what they keep must answer exactly as werkzeug's own matching would."""
 
 import gc
 
@@ -35,6 +36,29 @@ def test_past_the_bound_paths_are_matched_afresh_and_still_right(client, monkeyp
     for model in models + models:
         assert client.get(f"/v1/models/{model}").json["id"] == model
     assert len(matcher._matched) == 2
+
+
+def test_url_for_an_automatic_options_answer_and_refusals_as_werkzeug_gives_them(app):
+    import flask
+
+    app.add_url_rule("/probe/<int:n>", "probe", lambda n: {"n": n, "url": flask.url_for("probe", n=n + 1)})
+    client = app.test_client()
+    for _ in range(3):  # the first request binds the host; the next ones find the route kept
+        assert client.get("/probe/7").json == {"n": 7, "url": "/probe/8"}
+        assert client.get("/probe/7", base_url="http://Other.example:8080").json == {"n": 7, "url": "/probe/8"}
+        options = client.options("/v1/chat/completions")
+        assert options.status_code == 200 and set(options.headers["Allow"].split(", ")) >= {"POST", "OPTIONS"}
+        assert client.get("/v1//models").status_code == 308  # werkzeug's redirect for a merged slash
+        assert client.post("/v1/models").status_code == 405
+        assert client.get("/probe/seven").status_code == 404
+    routed = app.url_map._matcher.routed
+    assert {key[1:] for key in routed} >= {("/probe/7", "GET"), ("/v1/chat/completions", "OPTIONS")}
+    assert not any(key[1] in ("/v1//models", "/probe/seven") for key in routed)  # refusals are not kept
+
+    app.url_map.add(Rule("/probe/7", endpoint="seven"))  # a static rule wins over the variable one
+    app.view_functions["seven"] = lambda: {"seven": True}
+    assert client.get("/probe/7").json == {"seven": True}
+    assert client.get("/probe/8").json == {"n": 8, "url": "/probe/9"}
 
 
 def test_what_is_handed_out_is_a_copy_and_a_new_rule_is_seen():
