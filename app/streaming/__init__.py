@@ -91,12 +91,15 @@ class EndedEvents(JoinedEvents):
 
 _NUMBERED_LEADS: dict[bytes, list[bytes]] = {}  # a lead -> the lead with each number after it, from 0
 NUMBERED_KEPT = 4096  # numbers kept after each lead, about 560 KB (a longer stream writes the rest as it goes)
+NUMBERED_LEADS = 8  # leads kept (a format's constant each: the Responses API's text delta is the one today)
 
 
 def _numbered_leads(lead: bytes, first: int, count: int) -> list[bytes]:
     """``lead + b"%d" % n`` for the ``count`` numbers from ``first``: the same for every stream, made once."""
     kept = _NUMBERED_LEADS.get(lead)
     if kept is None:
+        if len(_NUMBERED_LEADS) >= NUMBERED_LEADS:
+            return [lead + b"%d" % n for n in range(first, first + count)]
         kept = _NUMBERED_LEADS[lead] = [lead + b"%d" % n for n in range(NUMBERED_KEPT)]
     if first + count <= NUMBERED_KEPT:
         return kept[first : first + count]
