@@ -9,8 +9,8 @@ and the errors raised are always the standard library's.
 
 And compact JSON, as stream events are written (:func:`one_line`): ``json.dumps`` with any argument besides the
 value makes a new encoder, which makes its C encoder, and a dictionary to find reference cycles in, on every
-call: about 1 µs of a small event's 2.8 here, 7 of a Responses object's 55. One C encoder made once, without the
-cycle check, writes the same text.
+call: about 1 µs of a small event's 2.8 here, and 7 of the 55 that 31 such events in one dict take. One C
+encoder made once, without the cycle check, writes the same text.
 """
 
 from __future__ import annotations
