@@ -283,7 +283,8 @@ def test_bodies_and_chunks_are_the_sdks_types_with_no_extra_field(client):
 
 def test_a_stopping_worker_ends_each_kind_of_stream_with_its_own_error(make_client):
     """The error that ends a stream cut by a stopping worker is worded once per renderer: an SSE stream ends
-    with an SSE error, a JSON array with an error element and its ``]``, whichever came first."""
+    with an SSE error, a JSON array with an error element and its ``]``, whichever kind of stream was cut
+    first (the second SSE stream gets the SSE wording kept, not the array's)."""
     from time import monotonic
 
     from app import streaming
